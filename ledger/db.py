@@ -1,0 +1,187 @@
+"""Connections to the ledger's database: SQLite (embedded default) or PostgreSQL, same models.
+
+A unit of work is one ``AsyncSession`` in one transaction. Writes on SQLite go through a
+dedicated single-connection engine that opens every transaction with ``BEGIN IMMEDIATE``: SQLite
+has one writer anyway, and taking the write lock up front means a read-then-write transaction can
+never fail half-way with a busy-snapshot error; waiting writers queue on the pool (an asyncio
+wait) instead of spinning in SQLite's busy handler. Other processes are still kept out by the
+lock itself and ``busy_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from ledger.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_URL = "sqlite+aiosqlite:///greenpoints-ledger.db"
+
+# PostgreSQL SQLSTATEs after which the whole transaction may simply be run again.
+_RETRYABLE_SQLSTATES = {"40001", "40P01"}
+
+
+def normalize_url(raw: str) -> URL:
+    """Accept the URLs people type (``postgresql://``, ``sqlite:///x.db``); pick async drivers."""
+    url = make_url(raw)
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        url = url.set(drivername="sqlite+aiosqlite")
+    elif backend in {"postgresql", "postgres"}:
+        url = url.set(drivername="postgresql+asyncpg")
+    else:
+        raise ValueError(f"unsupported database URL scheme {url.drivername!r}")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver must not open transactions on its own: we emit BEGIN ourselves.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _begin_deferred(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
+
+
+def _begin_immediate(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(
+        getattr(orig, "__cause__", None), "sqlstate", None
+    )
+    return sqlstate in _RETRYABLE_SQLSTATES
+
+
+class Database:
+    """Engines and sessions for one ledger database."""
+
+    def __init__(self, url: str | URL, *, pool_size: int = 20, echo: bool = False) -> None:
+        self.url = normalize_url(str(url)) if isinstance(url, str) else url
+        self.is_sqlite = self.url.get_backend_name() == "sqlite"
+        if self.is_sqlite:
+            database = self.url.database or ""
+            if database in {"", ":memory:"}:
+                raise ValueError("the ledger needs a SQLite file, not an in-memory database")
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            self.read_engine = self._sqlite_engine(pool_size, echo, _begin_deferred)
+            self.write_engine = self._sqlite_engine(1, echo, _begin_immediate)
+        else:
+            engine = create_async_engine(
+                self.url,
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_pre_ping=True,
+                pool_timeout=60,
+                echo=echo,
+                connect_args={"timeout": 10, "command_timeout": 30},
+            )
+            self.read_engine = self.write_engine = engine
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+
+    def _sqlite_engine(self, size: int, echo: bool, begin: Callable[[Any], None]) -> AsyncEngine:
+        engine = create_async_engine(
+            self.url, pool_size=size, max_overflow=0, pool_timeout=300, echo=echo
+        )
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", begin)
+        return engine
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        return Path(self.url.database or "") if self.is_sqlite else None
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work."""
+        try:
+            async with self._read_sessions() as session, session.begin():
+                yield session
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connection_problem(exc):
+                raise
+            raise Unavailable("the ledger database is unavailable") from exc
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A read-write unit of work: commits on success, rolls back on any exception."""
+        try:
+            async with self._write_sessions() as session, session.begin():
+                yield session
+        except (OperationalError, DBAPIError, OSError) as exc:
+            if isinstance(exc, DBAPIError) and not _is_connection_problem(exc):
+                raise
+            raise Unavailable("the ledger database is unavailable") from exc
+
+    async def run_write(
+        self, work: Callable[[AsyncSession], Awaitable[T]], *, attempts: int = 5
+    ) -> T:
+        """Run ``work`` in one write transaction, again if it was chosen as a deadlock victim."""
+        for attempt in range(attempts):
+            try:
+                async with self.write() as session:
+                    return await work(session)
+            except DBAPIError as exc:
+                if not _is_retryable(exc) or attempt == attempts - 1:
+                    raise
+                log.info("retrying transaction after %s", exc.orig.__class__.__name__)
+                await asyncio.sleep(0.005 * (2**attempt))
+        raise AssertionError("unreachable")
+
+    async def dispose(self) -> None:
+        await self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            await self.write_engine.dispose()
+
+
+def _is_connection_problem(exc: DBAPIError) -> bool:
+    """True when the database could not be reached, as opposed to a statement being refused."""
+    if exc.connection_invalidated:
+        return True
+    if isinstance(exc, OperationalError):
+        return True
+    text = f"{exc.orig!r}".lower()
+    markers = ("connection", "cannotconnectnow", "adminshutdown", "closed", "terminat")
+    return any(m in text for m in markers)
+
+
+def url_from_env() -> str:
+    return os.environ.get("GREENPOINTS_LEDGER_URL") or DEFAULT_URL
+
+
+def insert_on_conflict(session: AsyncSession, table: Any) -> Any:
+    """An INSERT that can say ON CONFLICT: both databases have it, spelled by their dialects."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    bind = session.bind
+    if bind is not None and bind.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)

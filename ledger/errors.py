@@ -1,0 +1,167 @@
+"""Errors the ledger reports to its callers.
+
+One code per thing a caller can do about it; the HTTP layer maps each to a status and the client
+maps each back to its own exception class, so the code string is the contract.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerError(Exception):
+    """A refusal the caller caused; the transaction that raised it has changed nothing."""
+
+    code = "ledger_error"
+    status = 400
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.details:
+            body["details"] = self.details
+        return {"error": body}
+
+
+class InvalidRequest(LedgerError):
+    """Malformed or out-of-range input."""
+
+    code = "invalid_request"
+    status = 400
+
+
+class Unauthorized(LedgerError):
+    """No valid API key."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class Forbidden(LedgerError):
+    """The key's role may not do this."""
+
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(LedgerError):
+    """An id that does not exist."""
+
+    code = "not_found"
+    status = 404
+
+
+class MemberNotFound(LedgerError):
+    """Unknown member id."""
+
+    code = "member_not_found"
+    status = 404
+
+
+class MerchantNotFound(LedgerError):
+    """Unknown merchant id."""
+
+    code = "merchant_not_found"
+    status = 404
+
+
+class CodeNotFound(LedgerError):
+    """No such redemption code."""
+
+    code = "code_not_found"
+    status = 404
+
+
+class CodeExpired(LedgerError):
+    """The redemption code has expired."""
+
+    code = "code_expired"
+    status = 410
+
+
+class CodeUsed(LedgerError):
+    """The redemption code was already redeemed."""
+
+    code = "code_used"
+    status = 409
+
+
+class CodeRevoked(LedgerError):
+    """A newer code replaced this one."""
+
+    code = "code_revoked"
+    status = 409
+
+
+class InviteNotFound(LedgerError):
+    """No such staff invite."""
+
+    code = "invite_not_found"
+    status = 404
+
+
+class InviteExpired(LedgerError):
+    """The staff invite has expired."""
+
+    code = "invite_expired"
+    status = 410
+
+
+class InviteUsed(LedgerError):
+    """The staff invite was already used."""
+
+    code = "invite_used"
+    status = 409
+
+
+class NotStaff(LedgerError):
+    """The identity is not staff of that merchant."""
+
+    code = "not_staff"
+    status = 403
+
+
+class IdempotencyConflict(LedgerError):
+    """The idempotency key was already used for a different request."""
+
+    code = "idempotency_conflict"
+    status = 409
+
+
+class Throttled(LedgerError):
+    """Too many failed attempts; wait and retry."""
+
+    code = "throttled"
+    status = 429
+
+
+class Unavailable(LedgerError):
+    """The ledger's storage is unreachable."""
+
+    code = "unavailable"
+    status = 503
+
+
+ALL_ERRORS: tuple[type[LedgerError], ...] = (
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MemberNotFound,
+    MerchantNotFound,
+    CodeNotFound,
+    CodeExpired,
+    CodeUsed,
+    CodeRevoked,
+    InviteNotFound,
+    InviteExpired,
+    InviteUsed,
+    NotStaff,
+    IdempotencyConflict,
+    Throttled,
+    Unavailable,
+)

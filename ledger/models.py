@@ -1,0 +1,287 @@
+"""What goes in and out of the ledger: one pydantic model per request and per answer.
+
+The HTTP API validates requests with these models and the OpenAPI document is generated from the
+same models, so the document cannot drift from what the server accepts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Locale = Literal["zh_Hans", "zh_Hant", "en"]
+LOCALES: tuple[str, ...] = ("zh_Hans", "zh_Hant", "en")
+Role = Literal["bot", "merchant", "admin"]
+Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+IdempotencyKey = Annotated[
+    str, StringConstraints(min_length=8, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
+]
+Id = Annotated[int, Field(ge=1, le=2**62)]
+Fen = Annotated[int, Field(ge=1, le=100_000_000_000)]
+GreenTag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+class Identity(Strict):
+    channel: Channel
+    external_id: ExternalId
+
+
+class ResolveMemberRequest(Strict):
+    channel: Channel
+    external_id: ExternalId
+    locale: Locale = "zh_Hans"
+    display_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class UpdateMemberRequest(Strict):
+    locale: Locale | None = None
+    display_name: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+class LinkIdentityRequest(Strict):
+    channel: Channel
+    external_id: ExternalId
+
+
+class PurchaseRequest(Strict):
+    merchant_id: Id
+    member_id: Id
+    amount_fen: Fen
+    green_tags: Annotated[list[GreenTag], Field(max_length=10)] = []
+    idempotency_key: IdempotencyKey
+    staff: Identity | None = None
+
+
+class PreviewRequest(Strict):
+    code: Code
+    merchant_id: Id
+    bill_fen: Fen
+    staff: Identity | None = None
+
+
+class RedeemRequest(Strict):
+    code: Code
+    merchant_id: Id
+    bill_fen: Fen
+    idempotency_key: IdempotencyKey
+    staff: Identity | None = None
+
+
+class ReleaseRequest(Strict):
+    date: dt.date | None = None
+
+
+class StaffInviteRequest(Strict):
+    merchant_id: Id
+
+
+class RedeemInviteRequest(Strict):
+    code: Code
+    channel: Channel
+    external_id: ExternalId
+
+
+class MerchantIn(Strict):
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    category: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+    address: Annotated[str, StringConstraints(max_length=300)] = ""
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+    hours: Annotated[str, StringConstraints(max_length=100)] = ""
+    concession_bp: Annotated[int, Field(ge=100, le=5000)] = 500
+    voucher_cap_bp: Annotated[int, Field(ge=0, le=10_000)] = 2000
+    external_ref: Annotated[str, StringConstraints(max_length=64)] | None = None
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+class MemberOut(Out):
+    id: int
+    locale: str
+    display_name: str | None
+    created: bool = False
+
+
+class PriceOut(Out):
+    """Pool ÷ points in circulation; a report of today's ratio, never a promised return."""
+
+    pool_fen: int
+    points: int
+    fen_per_point: str
+
+
+class ActivityItem(Out):
+    event_id: int
+    type: str
+    at: dt.datetime
+    points: int = 0
+    vouchers_fen: int = 0
+    amount_fen: int = 0
+    merchant_id: int | None = None
+    merchant_name: str | None = None
+
+
+class BalanceOut(Out):
+    member_id: int
+    points: int
+    points_value_fen: int
+    price: PriceOut
+    vouchers_fen: int
+    nearest_expiry: dt.datetime | None
+    nearest_expiry_fen: int
+    activity: list[ActivityItem]
+    activity_next_before: int | None
+
+
+class PurchaseOut(Out):
+    purchase_id: int
+    merchant_id: int
+    member_id: int
+    amount_fen: int
+    concession_fen: int
+    member_points: int
+    merchant_points: int
+    price: PriceOut
+
+
+class CodeOut(Out):
+    member_id: int
+    link_code: str
+    numeric_code: str
+    expires_at: dt.datetime
+    vouchers_fen: int
+
+
+class PreviewOut(Out):
+    merchant_id: int
+    bill_fen: int
+    vouchers_applied_fen: int
+    pay_fen: int
+    points_to_earn: int
+    member_masked: str
+    code_expires_at: dt.datetime
+
+
+class RedemptionOut(Out):
+    redemption_id: int
+    merchant_id: int
+    merchant_name: str
+    bill_fen: int
+    vouchers_applied_fen: int
+    pay_fen: int
+    points_earned: int
+    member_masked: str
+    at: dt.datetime
+
+
+class MerchantOut(Out):
+    id: int
+    name: str
+    category: str
+    address: str
+    lat: float
+    lon: float
+    hours: str
+    concession_bp: int
+    voucher_cap_bp: int
+    external_ref: str | None = None
+
+
+class NearbyMerchant(MerchantOut):
+    distance_m: int
+
+
+class NearbyOut(Out):
+    merchants: list[NearbyMerchant]
+    total: int
+    radius_m: int
+    categories: dict[str, int]
+
+
+class EventOut(Out):
+    id: int
+    seq: int
+    type: str
+    member_id: int | None
+    merchant_id: int | None
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+class EventsPage(Out):
+    events: list[EventOut]
+    next_after: int
+
+
+class ReleaseOut(Out):
+    date: dt.date
+    state: str
+    members_granted: int
+    merchants_granted: int
+    points_burned: int
+    vouchers_fen: int
+    expired_lots: int
+    expiring_notices: int
+
+
+class InviteOut(Out):
+    code: str
+    merchant_id: int
+    expires_at: dt.datetime
+
+
+class StaffOut(Out):
+    merchant_id: int
+    merchant_name: str
+    channel: str
+    external_id: str
+
+
+class TodayOut(Out):
+    merchant_id: int
+    date: dt.date
+    count: int
+    bill_fen: int
+    vouchers_fen: int
+    paid_fen: int
+
+
+class StatsOut(Out):
+    members: int
+    active_7d: int
+    merchants: int
+    points_outstanding: int
+    vouchers_outstanding_fen: int
+    pool_fen: int
+    price: PriceOut
+
+
+class ImportReport(Out):
+    imported: int
+    skipped: list[tuple[int, str]]
+
+
+class ErrorBody(Out):
+    code: str
+    message: str
+    details: dict[str, Any] | None = None
+
+
+class ErrorOut(Out):
+    error: ErrorBody

@@ -1,0 +1,64 @@
+"""Who is calling, and what each role may do.
+
+Checks live in the service, not the HTTP layer, so the in-process client (the embedded default)
+is held to exactly the same rules as a remote caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from ledger.errors import Forbidden
+
+RoleName = Literal["bot", "merchant", "admin", "system"]
+
+
+@dataclass(frozen=True)
+class Principal:
+    role: RoleName
+    merchant_id: int | None = None  # set for merchant keys: the one merchant they act for
+    key_id: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.role == "merchant":
+            return f"merchant:{self.merchant_id}"
+        return f"{self.role}:{self.key_id or 0}"
+
+
+SYSTEM = Principal("system")
+
+# Operation -> roles allowed. "system" (the CLI, tests' seeding) may do everything.
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "members.resolve": frozenset({"bot", "admin"}),
+    "members.update": frozenset({"bot", "admin"}),
+    "members.link": frozenset({"bot"}),
+    "members.balance": frozenset({"bot", "admin"}),
+    "codes.issue": frozenset({"bot"}),
+    "purchases.record": frozenset({"merchant", "bot"}),
+    "redemptions.preview": frozenset({"merchant", "bot"}),
+    "redemptions.redeem": frozenset({"merchant", "bot"}),
+    "redemptions.today": frozenset({"merchant", "bot"}),
+    "merchants.read": frozenset({"bot", "merchant", "admin"}),
+    "merchants.write": frozenset({"admin"}),
+    "events.read": frozenset({"bot", "admin"}),
+    "releases.run": frozenset({"admin"}),
+    "staff.invite": frozenset({"merchant", "admin"}),
+    "staff.redeem_invite": frozenset({"bot"}),
+    "staff.lookup": frozenset({"bot", "admin"}),
+    "stats.read": frozenset({"bot", "admin"}),
+}
+
+
+def require(principal: Principal, operation: str) -> None:
+    if principal.role == "system":
+        return
+    if principal.role not in PERMISSIONS[operation]:
+        raise Forbidden(f"role {principal.role!r} may not {operation}", operation=operation)
+
+
+def require_own_merchant(principal: Principal, merchant_id: int) -> None:
+    """A merchant key acts for its own merchant only."""
+    if principal.role == "merchant" and principal.merchant_id != merchant_id:
+        raise Forbidden("this key belongs to another merchant", merchant_id=merchant_id)

@@ -1,0 +1,176 @@
+"""Purchases: the only way points come into existence.
+
+``book_purchase`` is shared by a plain purchase and by the paid part of a redemption, so both
+mint by exactly the same rule and land in the same journal entry as the rest of their movement.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import events, idempotency, journal, merchants
+from ledger.context import Ctx
+from ledger.db import insert_on_conflict
+from ledger.errors import MemberNotFound
+from ledger.journal import FEN, POINTS, Posting
+from ledger.models import PriceOut, PurchaseOut, PurchaseRequest
+from ledger.money import Price, PurchaseSplit, split_purchase
+from ledger.schema import Member, MerchantBalance, Purchase
+
+
+def price_out(price: Price) -> PriceOut:
+    return PriceOut(
+        pool_fen=price.pool_fen, points=price.points, fen_per_point=price.fen_per_point()
+    )
+
+
+async def current_price(session: AsyncSession) -> Price:
+    pool, points = await journal.totals(session)
+    return Price(pool, points)
+
+
+@dataclass(frozen=True)
+class Booked:
+    purchase_id: int
+    split: PurchaseSplit
+    postings: list[Posting]
+
+
+async def credit_member_points(
+    session: AsyncSession, member_id: int, points: int, now: dt.datetime
+) -> None:
+    result = await session.execute(
+        update(Member)
+        .where(Member.id == member_id)
+        .values(points=Member.points + points, last_active_at=now)
+    )
+    if getattr(result, "rowcount", 0) != 1:
+        raise MemberNotFound("no such member", member_id=member_id)
+
+
+async def credit_merchant(
+    session: AsyncSession, merchant_id: int, shard: int, points: int, settlement_fen: int
+) -> None:
+    """Add to the merchant's slice for ``shard``; the caller holds that shard's lock."""
+    stmt = insert_on_conflict(session, MerchantBalance).values(
+        merchant_id=merchant_id, shard=shard, points=points, settlement_fen=settlement_fen
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[MerchantBalance.merchant_id, MerchantBalance.shard],
+            set_={
+                "points": MerchantBalance.points + stmt.excluded.points,
+                "settlement_fen": MerchantBalance.settlement_fen + stmt.excluded.settlement_fen,
+            },
+        )
+    )
+
+
+async def book_purchase(
+    session: AsyncSession,
+    ctx: Ctx,
+    *,
+    merchant_id: int,
+    concession_bp: int,
+    member_id: int,
+    amount_fen: int,
+    green_tags: list[str],
+    price: Price,
+    now: dt.datetime,
+) -> Booked:
+    """Record the purchase row, credit the member, and return the postings still to be posted."""
+    split = split_purchase(amount_fen, concession_bp, bool(green_tags), price, ctx.rules)
+    await credit_member_points(session, member_id, split.member_points, now)
+    purchase_id = await session.scalar(
+        insert(Purchase)
+        .values(
+            merchant_id=merchant_id,
+            member_id=member_id,
+            amount_fen=amount_fen,
+            concession_fen=split.concession_fen,
+            member_points=split.member_points,
+            merchant_points=split.merchant_points,
+            price_pool_fen=price.pool_fen,
+            price_points=price.points,
+            green_tags=green_tags,
+            created_at=now,
+        )
+        .returning(Purchase.id)
+    )
+    assert purchase_id is not None
+    minted = split.member_points + split.merchant_points
+    postings: list[Posting] = [
+        (journal.CONCESSIONS, FEN, -split.concession_fen),
+        (journal.POOL, FEN, split.concession_fen),
+        (journal.ISSUANCE, POINTS, -minted),
+        (journal.member_points(member_id), POINTS, split.member_points),
+        (journal.merchant_points(merchant_id), POINTS, split.merchant_points),
+    ]
+    return Booked(purchase_id, split, [p for p in postings if p[2] != 0])
+
+
+async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
+    fingerprint = idempotency.request_hash(
+        req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
+    )
+
+    async def work(session: AsyncSession) -> PurchaseOut:
+        now = ctx.now()
+        claimed = await idempotency.claim(session, scope, req.idempotency_key, fingerprint, now)
+        if claimed.replay is not None:
+            return PurchaseOut.model_validate(claimed.replay)
+        merchant = await merchants.load(session, req.merchant_id)
+        price = await current_price(session)
+        booked = await book_purchase(
+            session,
+            ctx,
+            merchant_id=merchant.id,
+            concession_bp=merchant.concession_bp,
+            member_id=req.member_id,
+            amount_fen=req.amount_fen,
+            green_tags=sorted(req.green_tags),
+            price=price,
+            now=now,
+        )
+        shard = journal.pick_shard(ctx.rules.shards)
+        await journal.post(
+            session,
+            shard=shard,
+            kind="purchase",
+            ref=f"purchase:{booked.purchase_id}",
+            postings=booked.postings,
+            now=now,
+        )
+        await credit_merchant(session, merchant.id, shard, booked.split.merchant_points, 0)
+        await events.emit(
+            session,
+            events.POINTS_EARNED,
+            now=now,
+            member_id=req.member_id,
+            merchant_id=merchant.id,
+            payload={
+                "purchase_id": booked.purchase_id,
+                "points": booked.split.member_points,
+                "amount_fen": req.amount_fen,
+                "merchant_name": merchant.name,
+                "green": bool(req.green_tags),
+            },
+        )
+        out = PurchaseOut(
+            purchase_id=booked.purchase_id,
+            merchant_id=merchant.id,
+            member_id=req.member_id,
+            amount_fen=req.amount_fen,
+            concession_fen=booked.split.concession_fen,
+            member_points=booked.split.member_points,
+            merchant_points=booked.split.merchant_points,
+            price=price_out(price),
+        )
+        await idempotency.complete(session, claimed, out.model_dump(mode="json"))
+        return out
+
+    return await ctx.db.run_write(work)

@@ -1,0 +1,41 @@
+"""The alliance's economic parameters.
+
+Every rate is configuration (DESIGN.md); rates are basis points (1/10,000) so all the arithmetic
+stays in integers.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BP = 10_000  # basis points in one whole
+
+
+class Rules(BaseSettings):
+    """Economic rules; read from ``GREENPOINTS_RULE_*`` so operators can tune without code."""
+
+    model_config = SettingsConfigDict(env_prefix="GREENPOINTS_RULE_", frozen=True, extra="ignore")
+
+    member_share_bp: int = Field(6000, ge=0, le=BP)
+    merchant_share_bp: int = Field(1000, ge=0, le=BP)
+    # Extra share of the concession a green-tagged purchase earns the member; taken from the part
+    # that would otherwise stay in the pool, so it is always backed.
+    green_bonus_bp: int = Field(1000, ge=0, le=BP)
+    release_fraction_bp: int = Field(100, ge=1, le=BP)
+    voucher_ttl_days: int = Field(90, ge=1, le=3650)
+    expiring_notice_days: int = Field(3, ge=0, le=365)
+    code_ttl_seconds: int = Field(300, ge=30, le=86_400)
+    staff_invite_ttl_hours: int = Field(72, ge=1, le=24 * 365)
+    default_concession_bp: int = Field(500, ge=100, le=5000)
+    default_voucher_cap_bp: int = Field(2000, ge=0, le=BP)
+    nearby_default_radius_m: int = Field(1500, ge=50, le=50_000)
+    nearby_max_radius_m: int = Field(20_000, ge=50, le=200_000)
+    max_amount_fen: int = Field(100_000_000, ge=1)  # one million yuan per bill
+    shards: int = Field(16, ge=1, le=1024)
+    release_batch_size: int = Field(500, ge=1, le=100_000)
+
+    def check(self) -> None:
+        """Refuse rules that would mint more than the concession pays for."""
+        if self.member_share_bp + self.merchant_share_bp + self.green_bonus_bp > BP:
+            raise ValueError("member + merchant + green shares exceed 100 % of the concession")

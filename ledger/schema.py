@@ -1,0 +1,324 @@
+"""The ledger's tables.
+
+Balances live on the row they belong to (a member's points and vouchers on the member, a
+merchant's on the merchant) so the common reads are one primary-key lookup. The pool, the points
+issued and the concessions received are split into ``shards`` rows that are summed when read, so
+concurrent purchases do not queue on one hot row; each shard also carries the head of its own
+journal hash chain, so taking the shard's row lock is the only serialisation a purchase needs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only makes INTEGER PRIMARY KEY an autoincrementing rowid alias.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    points: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    vouchers_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_active_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class MemberIdentity(Base):
+    """One chat account (or card, or app login) of a member."""
+
+    __tablename__ = "member_identities"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    external_ref: Mapped[str | None] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(40))
+    address: Mapped[str] = mapped_column(String(300))
+    lat_e6: Mapped[int] = mapped_column(Integer)
+    lon_e6: Mapped[int] = mapped_column(Integer)
+    cell: Mapped[int] = mapped_column(BigInteger)
+    hours: Mapped[str] = mapped_column(String(100))
+    concession_bp: Mapped[int] = mapped_column(Integer)
+    voucher_cap_bp: Mapped[int] = mapped_column(Integer)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_merchants_cell_category", "cell", "category"),)
+
+
+class MerchantBalance(Base):
+    """A merchant's points and settlement, one row per shard.
+
+    A merchant's row is only ever written by a transaction holding the same shard's lock, so a
+    merchant that takes every purchase in town adds no lock of its own; its balance is the sum.
+    """
+
+    __tablename__ = "merchant_balances"
+
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    points: Mapped[int] = mapped_column(BigInteger, default=0)
+    settlement_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class Staff(Base):
+    """A chat identity allowed to redeem codes for one merchant."""
+
+    __tablename__ = "staff"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class StaffInvite(Base):
+    __tablename__ = "staff_invites"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    used_by: Mapped[str | None] = mapped_column(String(170))
+
+
+class Shard(Base):
+    """One slice of the pool and of the points issued, and one journal hash chain."""
+
+    __tablename__ = "shards"
+
+    k: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    pool_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    issued_points: Mapped[int] = mapped_column(BigInteger, default=0)
+    concessions_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    head_hash: Mapped[str] = mapped_column(String(64))
+
+
+class JournalEntry(Base):
+    """A balanced set of postings; ``hash`` chains it to the previous entry of its shard."""
+
+    __tablename__ = "journal_entries"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    shard: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    ref: Mapped[str] = mapped_column(String(80))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    postings: Mapped[list[Any]] = mapped_column(JSON)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("shard", "seq", name="uq_journal_entries_shard_seq"),)
+
+
+class Purchase(Base):
+    __tablename__ = "purchases"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    concession_fen: Mapped[int] = mapped_column(BigInteger)
+    member_points: Mapped[int] = mapped_column(BigInteger)
+    merchant_points: Mapped[int] = mapped_column(BigInteger)
+    price_pool_fen: Mapped[int] = mapped_column(BigInteger)
+    price_points: Mapped[int] = mapped_column(BigInteger)
+    green_tags: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class VoucherLot(Base):
+    """Vouchers from one release for one member; spent oldest-expiry first."""
+
+    __tablename__ = "voucher_lots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    release_date: Mapped[dt.date] = mapped_column(Date)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    remaining_fen: Mapped[int] = mapped_column(BigInteger)
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    expiring_notified: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        UniqueConstraint("member_id", "release_date", name="uq_voucher_lots_member_release"),
+        Index("ix_voucher_lots_member_expires", "member_id", "expires_at"),
+    )
+
+
+class Release(Base):
+    """A day's voucher release; the cursors let an interrupted run resume where it stopped."""
+
+    __tablename__ = "releases"
+
+    release_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    fraction_bp: Mapped[int] = mapped_column(Integer)
+    price_pool_fen: Mapped[int] = mapped_column(BigInteger)
+    price_points: Mapped[int] = mapped_column(BigInteger)
+    member_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    merchant_cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    members_granted: Mapped[int] = mapped_column(BigInteger, default=0)
+    merchants_granted: Mapped[int] = mapped_column(BigInteger, default=0)
+    points_burned: Mapped[int] = mapped_column(BigInteger, default=0)
+    vouchers_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class RedemptionCode(Base):
+    __tablename__ = "redemption_codes"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str] = mapped_column(String(16))  # live | used | revoked
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        # At most one live code per member, enforced by the database itself.
+        Index(
+            "uq_redemption_codes_live_member",
+            "member_id",
+            unique=True,
+            sqlite_where=text("state = 'live'"),
+            postgresql_where=text("state = 'live'"),
+        ),
+    )
+
+
+class Redemption(Base):
+    __tablename__ = "redemptions"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    code_id: Mapped[int] = mapped_column(ForeignKey("redemption_codes.id"), unique=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    bill_fen: Mapped[int] = mapped_column(BigInteger)
+    vouchers_applied_fen: Mapped[int] = mapped_column(BigInteger)
+    paid_fen: Mapped[int] = mapped_column(BigInteger)
+    points_earned: Mapped[int] = mapped_column(BigInteger)
+    purchase_id: Mapped[int | None] = mapped_column(BigInteger)
+    staff: Mapped[str | None] = mapped_column(String(170))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),)
+
+
+class Event(Base):
+    """The feed consumers read. ``seq`` (the cursor) is given after commit, in commit order."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    seq: Mapped[int | None] = mapped_column(BigInteger, unique=True)
+    type: Mapped[str] = mapped_column(String(32))
+    member_id: Mapped[int | None] = mapped_column(BigInteger)
+    merchant_id: Mapped[int | None] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_events_member_id_id", "member_id", "id"),
+        Index(
+            "ix_events_unsequenced",
+            "id",
+            sqlite_where=text("seq IS NULL"),
+            postgresql_where=text("seq IS NULL"),
+        ),
+    )
+
+
+class FeedState(Base):
+    """The single row sequencers lock, so feed positions follow commit order."""
+
+    __tablename__ = "feed_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class IdempotencyRecord(Base):
+    """The first answer to a keyed write, replayed for every retry with the same key."""
+
+    __tablename__ = "idempotency"
+
+    scope: Mapped[str] = mapped_column(String(80), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(16))
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    label: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class CodeAttempt(Base):
+    """Failed code look-ups per principal, for throttling guessers."""
+
+    __tablename__ = "code_attempts"
+
+    principal: Mapped[str] = mapped_column(String(200), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    window_started_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)

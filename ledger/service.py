@@ -1,0 +1,206 @@
+"""The ledger's one entry point: every operation, checked against the caller's role.
+
+The HTTP API and the in-process client both call this, so a rule enforced here holds no matter
+how the ledger is reached.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ledger import (
+    apikeys,
+    balances,
+    events,
+    members,
+    merchants,
+    migrate,
+    purchases,
+    redemptions,
+    releases,
+    staff,
+    stats,
+)
+from ledger.context import Ctx
+from ledger.db import Database
+from ledger.errors import InvalidRequest, NotStaff
+from ledger.journal import ensure_shards
+from ledger.models import (
+    BalanceOut,
+    CodeOut,
+    EventsPage,
+    Identity,
+    InviteOut,
+    LinkIdentityRequest,
+    MemberOut,
+    MerchantIn,
+    MerchantOut,
+    NearbyOut,
+    PreviewOut,
+    PreviewRequest,
+    PurchaseOut,
+    PurchaseRequest,
+    RedeemInviteRequest,
+    RedeemRequest,
+    RedemptionOut,
+    ReleaseOut,
+    ResolveMemberRequest,
+    StaffOut,
+    StatsOut,
+    TodayOut,
+    UpdateMemberRequest,
+)
+from ledger.principal import Principal, require, require_own_merchant
+from ledger.rules import Rules
+
+
+class LedgerService:
+    def __init__(self, ctx: Ctx) -> None:
+        self.ctx = ctx
+        self.keys = apikeys.KeyRing(ctx)
+
+    @classmethod
+    async def open(
+        cls, url: str, rules: Rules | None = None, *, pool_size: int = 20, ctx: Ctx | None = None
+    ) -> LedgerService:
+        """Connect, upgrade the schema if needed, and make sure the shard rows exist."""
+        rules = rules or Rules()
+        rules.check()
+        ctx = ctx or Ctx(Database(url, pool_size=pool_size), rules)
+        await migrate.upgrade(ctx.db)
+        async with ctx.db.write() as session:
+            await ensure_shards(session, rules.shards)
+        return cls(ctx)
+
+    async def close(self) -> None:
+        await self.ctx.db.dispose()
+
+    async def _acting_merchant(
+        self, principal: Principal, merchant_id: int, staff_identity: Identity | None
+    ) -> str:
+        """Check the caller may act for ``merchant_id``; returns who is acting, for the logs.
+
+        A merchant key acts for its own merchant. The bot acts for a staff member, and must say
+        which one: the ledger, not the bot, decides whether that person is staff there.
+        """
+        require_own_merchant(principal, merchant_id)
+        if principal.role == "bot":
+            if staff_identity is None:
+                raise InvalidRequest("the bot must name the staff member it acts for")
+            linked = await staff.lookup(
+                self.ctx, staff_identity.channel, staff_identity.external_id
+            )
+            if linked is None or linked.merchant_id != merchant_id:
+                raise NotStaff("not staff of this merchant", merchant_id=merchant_id)
+            return f"staff:{staff_identity.channel}:{staff_identity.external_id}"
+        return principal.label
+
+    # members
+    async def resolve_member(self, p: Principal, req: ResolveMemberRequest) -> MemberOut:
+        require(p, "members.resolve")
+        return await members.resolve(self.ctx, req)
+
+    async def get_member(self, p: Principal, member_id: int) -> MemberOut:
+        require(p, "members.resolve")
+        return await members.get(self.ctx, member_id)
+
+    async def update_member(
+        self, p: Principal, member_id: int, req: UpdateMemberRequest
+    ) -> MemberOut:
+        require(p, "members.update")
+        return await members.update_member(self.ctx, member_id, req)
+
+    async def link_identity(
+        self, p: Principal, member_id: int, req: LinkIdentityRequest
+    ) -> MemberOut:
+        require(p, "members.link")
+        return await members.link_identity(self.ctx, member_id, req)
+
+    async def balance(
+        self, p: Principal, member_id: int, limit: int = 5, before: int | None = None
+    ) -> BalanceOut:
+        require(p, "members.balance")
+        return await balances.balance(self.ctx, member_id, limit, before)
+
+    # purchases and redemptions
+    async def record_purchase(self, p: Principal, req: PurchaseRequest) -> PurchaseOut:
+        require(p, "purchases.record")
+        await self._acting_merchant(p, req.merchant_id, req.staff)
+        return await purchases.record(self.ctx, req, scope=f"purchase:m{req.merchant_id}")
+
+    async def issue_code(self, p: Principal, member_id: int) -> CodeOut:
+        require(p, "codes.issue")
+        return await redemptions.issue(self.ctx, member_id)
+
+    async def preview_redemption(self, p: Principal, req: PreviewRequest) -> PreviewOut:
+        require(p, "redemptions.preview")
+        actor = await self._acting_merchant(p, req.merchant_id, req.staff)
+        return await redemptions.preview(self.ctx, req, actor)
+
+    async def redeem(self, p: Principal, req: RedeemRequest) -> RedemptionOut:
+        require(p, "redemptions.redeem")
+        actor = await self._acting_merchant(p, req.merchant_id, req.staff)
+        staff_label = actor if actor.startswith("staff:") else None
+        return await redemptions.redeem(self.ctx, req, actor, staff_label)
+
+    async def today(
+        self,
+        p: Principal,
+        merchant_id: int,
+        staff_identity: Identity | None = None,
+        day: dt.date | None = None,
+    ) -> TodayOut:
+        require(p, "redemptions.today")
+        await self._acting_merchant(p, merchant_id, staff_identity)
+        return await staff.today(self.ctx, merchant_id, day)
+
+    # merchants
+    async def nearby(
+        self,
+        p: Principal,
+        lat: float,
+        lon: float,
+        radius_m: int | None = None,
+        category: str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> NearbyOut:
+        require(p, "merchants.read")
+        return await merchants.nearby(self.ctx, lat, lon, radius_m, category, limit, offset)
+
+    async def get_merchant(self, p: Principal, merchant_id: int) -> MerchantOut:
+        require(p, "merchants.read")
+        return await merchants.get(self.ctx, merchant_id)
+
+    async def create_merchant(self, p: Principal, req: MerchantIn) -> MerchantOut:
+        require(p, "merchants.write")
+        return await merchants.create(self.ctx, req)
+
+    # staff
+    async def create_staff_invite(self, p: Principal, merchant_id: int) -> InviteOut:
+        require(p, "staff.invite")
+        require_own_merchant(p, merchant_id)
+        return await staff.create_invite(self.ctx, merchant_id)
+
+    async def redeem_staff_invite(self, p: Principal, req: RedeemInviteRequest) -> StaffOut:
+        require(p, "staff.redeem_invite")
+        return await staff.redeem_invite(self.ctx, req)
+
+    async def staff_lookup(self, p: Principal, channel: str, external_id: str) -> StaffOut | None:
+        require(p, "staff.lookup")
+        return await staff.lookup(self.ctx, channel, external_id)
+
+    # feed, releases, stats
+    async def events(self, p: Principal, after: int = 0, limit: int = 100) -> EventsPage:
+        require(p, "events.read")
+        if not (after >= 0 and 1 <= limit <= 1000):
+            raise InvalidRequest("after must be ≥ 0 and limit 1-1000")
+        return await events.read_feed(self.ctx.db, after, limit)
+
+    async def release(self, p: Principal, day: dt.date | None = None) -> ReleaseOut:
+        require(p, "releases.run")
+        return await releases.run(self.ctx, day)
+
+    async def stats(self, p: Principal) -> StatsOut:
+        require(p, "stats.read")
+        return await stats.stats(self.ctx)

@@ -1,0 +1,128 @@
+"""Merchant staff: one-time invites that link a chat identity to a merchant."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import func, select, update
+
+from ledger import codes, merchants
+from ledger.context import Ctx
+from ledger.db import insert_on_conflict
+from ledger.errors import InviteExpired, InviteNotFound, InviteUsed
+from ledger.models import InviteOut, RedeemInviteRequest, StaffOut, TodayOut
+from ledger.schema import Merchant, Redemption, Staff, StaffInvite
+
+
+async def create_invite(ctx: Ctx, merchant_id: int) -> InviteOut:
+    code = codes.new_invite_code()
+    now = ctx.now()
+    expires = now + dt.timedelta(hours=ctx.rules.staff_invite_ttl_hours)
+    async with ctx.db.write() as session:
+        await merchants.load(session, merchant_id)
+        session.add(
+            StaffInvite(
+                code_hash=codes.invite_hash(code),
+                merchant_id=merchant_id,
+                created_at=now,
+                expires_at=expires,
+            )
+        )
+    return InviteOut(code=code, merchant_id=merchant_id, expires_at=expires)
+
+
+async def redeem_invite(ctx: Ctx, req: RedeemInviteRequest) -> StaffOut:
+    """Link the identity to the invite's merchant; an invite works exactly once."""
+    if not codes.is_invite_code(req.code):
+        raise InviteNotFound("that is not a staff invite")
+    now = ctx.now()
+    async with ctx.db.write() as session:
+        invite = await session.scalar(
+            select(StaffInvite)
+            .where(StaffInvite.code_hash == codes.invite_hash(req.code))
+            .with_for_update()
+        )
+        if invite is None:
+            raise InviteNotFound("no such staff invite")
+        if invite.used_at is not None:
+            raise InviteUsed("this invite was already used")
+        if invite.expires_at <= now:
+            raise InviteExpired("this invite has expired")
+        merchant = await merchants.load(session, invite.merchant_id)
+        marked = await session.execute(
+            update(StaffInvite)
+            .where(StaffInvite.id == invite.id, StaffInvite.used_at.is_(None))
+            .values(used_at=now, used_by=f"{req.channel}:{req.external_id}")
+        )
+        if getattr(marked, "rowcount", 0) != 1:
+            raise InviteUsed("this invite was already used")
+        stmt = insert_on_conflict(session, Staff).values(
+            channel=req.channel,
+            external_id=req.external_id,
+            merchant_id=merchant.id,
+            created_at=now,
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Staff.channel, Staff.external_id],
+                set_={"merchant_id": merchant.id, "created_at": now},
+            )
+        )
+    return StaffOut(
+        merchant_id=merchant.id,
+        merchant_name=merchant.name,
+        channel=req.channel,
+        external_id=req.external_id,
+    )
+
+
+async def lookup(ctx: Ctx, channel: str, external_id: str) -> StaffOut | None:
+    async with ctx.db.read() as session:
+        row = (
+            await session.execute(
+                select(Staff.merchant_id, Merchant.name)
+                .join(Merchant, Merchant.id == Staff.merchant_id)
+                .where(
+                    Staff.channel == channel,
+                    Staff.external_id == external_id,
+                    Merchant.active.is_(True),
+                )
+            )
+        ).first()
+    if row is None:
+        return None
+    return StaffOut(
+        merchant_id=row.merchant_id,
+        merchant_name=row.name,
+        channel=channel,
+        external_id=external_id,
+    )
+
+
+async def today(ctx: Ctx, merchant_id: int, day: dt.date | None = None) -> TodayOut:
+    day = day or ctx.today()
+    start, end = ctx.day_bounds(day)
+    async with ctx.db.read() as session:
+        await merchants.load(session, merchant_id)
+        row = (
+            await session.execute(
+                select(
+                    func.count(Redemption.id),
+                    func.coalesce(func.sum(Redemption.bill_fen), 0),
+                    func.coalesce(func.sum(Redemption.vouchers_applied_fen), 0),
+                    func.coalesce(func.sum(Redemption.paid_fen), 0),
+                ).where(
+                    Redemption.merchant_id == merchant_id,
+                    Redemption.created_at >= start,
+                    Redemption.created_at < end,
+                )
+            )
+        ).one()
+    return TodayOut(
+        merchant_id=merchant_id,
+        date=day,
+        count=row[0],
+        bill_fen=row[1],
+        vouchers_fen=row[2],
+        paid_fen=row[3],
+    )
