@@ -1,0 +1,128 @@
+"""The ledger over HTTP (aiohttp): routes from the operation table, JSON errors for everything.
+
+Stateless: any number of these processes can serve one PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import text
+
+from ledger.api import openapi
+from ledger.api.operations import OPERATIONS, Operation, encode, invoke
+from ledger.errors import LedgerError, Unavailable
+from ledger.service import LedgerService
+
+log = logging.getLogger(__name__)
+
+SERVICE: web.AppKey[LedgerService] = web.AppKey("service", LedgerService)
+MAX_BODY = 64 * 1024
+
+
+def _json(status: int, payload: Any, request_id: str | None = None) -> web.Response:
+    headers = {"X-Request-Id": request_id} if request_id else None
+    return web.Response(
+        status=status, body=encode(payload), content_type="application/json", headers=headers
+    )
+
+
+def _error(status: int, code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Every answer is JSON, and no input — however odd — turns into a 500."""
+    request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    request["request_id"] = request_id
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        return _json(exc.status, _error(exc.status, code, exc.reason), request_id)
+    except LedgerError as exc:
+        return _json(exc.status, exc.to_json(), request_id)
+    except Exception:
+        log.exception(
+            "unhandled error in %s %s request_id=%s", request.method, request.path, request_id
+        )
+        return _json(500, _error(500, "internal", "internal error"), request_id)
+    response.headers.setdefault("X-Request-Id", request_id)
+    return response
+
+
+def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        service = request.app[SERVICE]
+        auth = request.headers.get("Authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
+        principal = await service.keys.authenticate(token)
+        body: bytes | None = None
+        if op.body is not None:
+            body = await request.read()
+        status, payload = await invoke(
+            service, principal, op.name, dict(request.match_info), dict(request.query), body
+        )
+        if status >= 500:
+            log.warning("%s failed: %s request_id=%s", op.name, payload, request["request_id"])
+        return _json(status, payload, request["request_id"])
+
+    return handle
+
+
+async def _health(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    try:
+        async with service.ctx.db.read() as session:
+            await session.execute(text("SELECT 1"))
+    except (Unavailable, OSError) as exc:
+        return _json(503, _error(503, "unavailable", str(exc)))
+    return _json(200, {"status": "ok"})
+
+
+def build_app(service: LedgerService) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
+    app[SERVICE] = service
+    document = json.dumps(openapi.document()).encode()
+
+    async def spec(_request: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    app.router.add_get("/healthz", _health)
+    app.router.add_get("/v1/openapi.json", spec)
+    # Literal paths before templated ones, so /v1/merchants/nearby is not read as an id.
+    for op in sorted(OPERATIONS, key=lambda o: "{" in o.path):
+        app.router.add_route(op.method, op.path, _route(op))
+    return app
+
+
+async def serve(service: LedgerService, host: str, port: int) -> None:
+    """Run until cancelled (SIGINT/SIGTERM via ``web.run_app`` semantics in the CLI)."""
+    runner = web.AppRunner(build_app(service), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    log.info("ledger listening on http://%s:%d", host, port)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

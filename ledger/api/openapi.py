@@ -1,0 +1,119 @@
+"""The OpenAPI 3.1 document, generated from the operation table and its pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from ledger.api.operations import OPERATIONS, Operation
+from ledger.models import ErrorOut
+
+REF = "#/components/schemas/{model}"
+_ERRORS = {
+    "400": "Malformed or out-of-range input",
+    "401": "Missing or unknown API key",
+    "403": "The key's role may not do this",
+    "404": "Unknown id or code",
+    "409": "Conflict: code used or revoked, idempotency key reused",
+    "410": "Expired code or invite",
+    "429": "Throttled after too many unknown codes",
+    "503": "Storage unavailable; retry",
+}
+
+
+def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
+    models: list[tuple[type[BaseModel], JsonSchemaMode]] = [(ErrorOut, "serialization")]
+    for op in OPERATIONS:
+        models.append((op.response, "serialization"))
+        if op.body is not None:
+            models.append((op.body, "validation"))
+    unique = list(dict.fromkeys(models))
+    refs, top = models_json_schema(unique, ref_template=REF)
+    return refs, top.get("$defs", {})
+
+
+def _query_parameters(op: Operation) -> list[dict[str, Any]]:
+    if op.query is None:
+        return []
+    schema = op.query.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", []))
+    return [
+        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        for name, prop in schema.get("properties", {}).items()
+    ]
+
+
+def document() -> dict[str, Any]:
+    refs, components = _schemas()
+    paths: dict[str, dict[str, Any]] = {}
+    for op in OPERATIONS:
+        parameters = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer", "minimum": 1, "maximum": 2**62},
+            }
+            for name in op.path_params
+        ] + _query_parameters(op)
+        responses: dict[str, Any] = {
+            str(op.status): {
+                "description": "OK",
+                "content": {"application/json": {"schema": refs[(op.response, "serialization")]}},
+            }
+        }
+        error_schema = refs[(ErrorOut, "serialization")]
+        for status, text in _ERRORS.items():
+            responses[status] = {
+                "description": text,
+                "content": {"application/json": {"schema": error_schema}},
+            }
+        item: dict[str, Any] = {
+            "operationId": op.name,
+            "summary": op.summary,
+            "security": [{"bearer": []}],
+            "parameters": parameters,
+            "responses": responses,
+        }
+        if op.body is not None:
+            item["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
+            }
+        paths.setdefault(op.path, {})[op.method.lower()] = item
+    paths["/healthz"] = {
+        "get": {
+            "operationId": "healthz",
+            "summary": "Liveness and database reachability.",
+            "security": [],
+            "responses": {
+                "200": {
+                    "description": "Healthy",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {"status": {"type": "string"}},
+                                "required": ["status"],
+                            }
+                        }
+                    },
+                },
+                "503": {
+                    "description": "Database unreachable",
+                    "content": {"application/json": {"schema": refs[(ErrorOut, "serialization")]}},
+                },
+            },
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Green Points ledger", "version": "1"},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": paths,
+    }

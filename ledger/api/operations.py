@@ -1,0 +1,347 @@
+"""Every ledger operation once: its path, its input models, its role check and its answer.
+
+The aiohttp app registers a route per entry, the OpenAPI document is generated from the same
+entries, and the in-process client calls ``invoke`` with the same JSON a remote client would
+send — so all three accept exactly the same inputs and answer exactly the same way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ledger import models as m
+from ledger.errors import InvalidRequest, LedgerError, NotFound
+from ledger.principal import Principal
+from ledger.service import LedgerService
+
+MAX_ID = 2**62
+
+
+class Query(BaseModel):
+    """Query strings arrive as text, so these models coerce; unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BalanceQuery(Query):
+    limit: Annotated[int, Field(ge=0, le=50)] = 5
+    before: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+
+
+class NearbyQuery(Query):
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+    radius_m: Annotated[int, Field(ge=1, le=200_000)] | None = None
+    category: Annotated[str, Field(max_length=40)] | None = None
+    limit: Annotated[int, Field(ge=1, le=50)] = 10
+    offset: Annotated[int, Field(ge=0, le=10_000)] = 0
+
+
+class EventsQuery(Query):
+    after: Annotated[int, Field(ge=0, le=MAX_ID)] = 0
+    limit: Annotated[int, Field(ge=1, le=1000)] = 100
+
+
+class StaffQuery(Query):
+    channel: m.Channel
+    external_id: m.ExternalId
+
+
+class TodayQuery(Query):
+    date: dt.date | None = None
+    staff_channel: m.Channel | None = None
+    staff_external_id: m.ExternalId | None = None
+
+
+class StaffLookupOut(m.Out):
+    staff: m.StaffOut | None
+
+
+class Empty(m.Strict):
+    pass
+
+
+@dataclass(frozen=True)
+class Args:
+    path: dict[str, int]
+    query: Any
+    body: Any
+
+
+Handler = Callable[[LedgerService, Principal, Args], Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str
+    method: str
+    path: str
+    summary: str
+    response: type[BaseModel]
+    call: Handler
+    body: type[BaseModel] | None = None
+    query: type[Query] | None = None
+    status: int = 200
+
+    @property
+    def path_params(self) -> list[str]:
+        return [part[1:-1] for part in self.path.split("/") if part.startswith("{")]
+
+
+async def _staff_lookup(s: LedgerService, p: Principal, a: Args) -> StaffLookupOut:
+    return StaffLookupOut(staff=await s.staff_lookup(p, a.query.channel, a.query.external_id))
+
+
+async def _today(s: LedgerService, p: Principal, a: Args) -> m.TodayOut:
+    q = a.query
+    staff = (
+        m.Identity(channel=q.staff_channel, external_id=q.staff_external_id)
+        if q.staff_channel and q.staff_external_id
+        else None
+    )
+    return await s.today(p, a.path["merchant_id"], staff, q.date)
+
+
+async def _nearby(s: LedgerService, p: Principal, a: Args) -> m.NearbyOut:
+    q = a.query
+    return await s.nearby(p, q.lat, q.lon, q.radius_m, q.category, q.limit, q.offset)
+
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "members.resolve",
+        "POST",
+        "/v1/members/resolve",
+        "Find the member behind a chat identity, creating it on first contact.",
+        m.MemberOut,
+        lambda s, p, a: s.resolve_member(p, a.body),
+        body=m.ResolveMemberRequest,
+    ),
+    Operation(
+        "members.get",
+        "GET",
+        "/v1/members/{member_id}",
+        "A member's profile.",
+        m.MemberOut,
+        lambda s, p, a: s.get_member(p, a.path["member_id"]),
+    ),
+    Operation(
+        "members.update",
+        "PATCH",
+        "/v1/members/{member_id}",
+        "Change a member's preferred locale or display name.",
+        m.MemberOut,
+        lambda s, p, a: s.update_member(p, a.path["member_id"], a.body),
+        body=m.UpdateMemberRequest,
+    ),
+    Operation(
+        "members.link",
+        "POST",
+        "/v1/members/{member_id}/identities",
+        "Link another channel's identity to a member.",
+        m.MemberOut,
+        lambda s, p, a: s.link_identity(p, a.path["member_id"], a.body),
+        body=m.LinkIdentityRequest,
+    ),
+    Operation(
+        "members.balance",
+        "GET",
+        "/v1/members/{member_id}/balance",
+        "Points, their value at today's point price, vouchers and recent activity.",
+        m.BalanceOut,
+        lambda s, p, a: s.balance(p, a.path["member_id"], a.query.limit, a.query.before),
+        query=BalanceQuery,
+    ),
+    Operation(
+        "codes.issue",
+        "POST",
+        "/v1/members/{member_id}/redemption-codes",
+        "Issue a single-use redemption code; the member's previous live code stops working.",
+        m.CodeOut,
+        lambda s, p, a: s.issue_code(p, a.path["member_id"]),
+        body=Empty,
+        status=201,
+    ),
+    Operation(
+        "purchases.record",
+        "POST",
+        "/v1/purchases",
+        "Record a purchase at a merchant: concession into the pool, points minted.",
+        m.PurchaseOut,
+        lambda s, p, a: s.record_purchase(p, a.body),
+        body=m.PurchaseRequest,
+        status=201,
+    ),
+    Operation(
+        "redemptions.preview",
+        "POST",
+        "/v1/redemptions/preview",
+        "What redeeming a code against a bill would do, without consuming the code.",
+        m.PreviewOut,
+        lambda s, p, a: s.preview_redemption(p, a.body),
+        body=m.PreviewRequest,
+    ),
+    Operation(
+        "redemptions.redeem",
+        "POST",
+        "/v1/redemptions",
+        "Redeem a code against a bill, exactly once per code.",
+        m.RedemptionOut,
+        lambda s, p, a: s.redeem(p, a.body),
+        body=m.RedeemRequest,
+        status=201,
+    ),
+    Operation(
+        "merchants.nearby",
+        "GET",
+        "/v1/merchants/nearby",
+        "Alliance merchants within a radius, nearest first.",
+        m.NearbyOut,
+        _nearby,
+        query=NearbyQuery,
+    ),
+    Operation(
+        "merchants.get",
+        "GET",
+        "/v1/merchants/{merchant_id}",
+        "One merchant.",
+        m.MerchantOut,
+        lambda s, p, a: s.get_merchant(p, a.path["merchant_id"]),
+    ),
+    Operation(
+        "merchants.create",
+        "POST",
+        "/v1/merchants",
+        "Add a merchant to the directory.",
+        m.MerchantOut,
+        lambda s, p, a: s.create_merchant(p, a.body),
+        body=m.MerchantIn,
+        status=201,
+    ),
+    Operation(
+        "merchants.today",
+        "GET",
+        "/v1/merchants/{merchant_id}/today",
+        "A merchant's redemptions on one local day (today by default).",
+        m.TodayOut,
+        _today,
+        query=TodayQuery,
+    ),
+    Operation(
+        "events.read",
+        "GET",
+        "/v1/events",
+        "The event feed after a cursor, in order.",
+        m.EventsPage,
+        lambda s, p, a: s.events(p, a.query.after, a.query.limit),
+        query=EventsQuery,
+    ),
+    Operation(
+        "releases.run",
+        "POST",
+        "/v1/releases",
+        "Run (or resume, or report) a day's voucher release, expiry and expiring notices.",
+        m.ReleaseOut,
+        lambda s, p, a: s.release(p, a.body.date),
+        body=m.ReleaseRequest,
+    ),
+    Operation(
+        "staff.invite",
+        "POST",
+        "/v1/staff-invites",
+        "Create a one-time staff invite.",
+        m.InviteOut,
+        lambda s, p, a: s.create_staff_invite(p, a.body.merchant_id),
+        body=m.StaffInviteRequest,
+        status=201,
+    ),
+    Operation(
+        "staff.redeem_invite",
+        "POST",
+        "/v1/staff-invites/redeem",
+        "Link an identity to a merchant as staff with an invite.",
+        m.StaffOut,
+        lambda s, p, a: s.redeem_staff_invite(p, a.body),
+        body=m.RedeemInviteRequest,
+    ),
+    Operation(
+        "staff.lookup",
+        "GET",
+        "/v1/staff",
+        "Which merchant, if any, an identity is staff of.",
+        StaffLookupOut,
+        _staff_lookup,
+        query=StaffQuery,
+    ),
+    Operation(
+        "stats.read",
+        "GET",
+        "/v1/stats",
+        "Alliance-wide figures.",
+        m.StatsOut,
+        lambda s, p, a: s.stats(p),
+    ),
+)
+
+BY_NAME: dict[str, Operation] = {op.name: op for op in OPERATIONS}
+
+
+def _invalid(exc: ValidationError, where: str) -> InvalidRequest:
+    problems = [
+        {"field": ".".join(str(x) for x in e["loc"]) or where, "problem": e["msg"]}
+        for e in exc.errors(include_url=False, include_input=False)
+    ]
+    first = problems[0]
+    return InvalidRequest(f"{where} {first['field']}: {first['problem']}", problems=problems)
+
+
+def parse_args(
+    op: Operation, path: Mapping[str, str], query: Mapping[str, str], body: bytes | None
+) -> Args:
+    ids: dict[str, int] = {}
+    for name in op.path_params:
+        raw = path.get(name, "")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+            raise NotFound(f"no such {name.removesuffix('_id')}", **{name: raw[:40]})
+        ids[name] = int(raw)
+    try:
+        q = op.query.model_validate(dict(query)) if op.query else None
+    except ValidationError as exc:
+        raise _invalid(exc, "query") from None
+    if op.query is None and query:
+        raise InvalidRequest("this operation takes no query parameters")
+    parsed_body = None
+    if op.body is not None:
+        try:
+            parsed_body = op.body.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            raise _invalid(exc, "body") from None
+    return Args(ids, q, parsed_body)
+
+
+async def invoke(
+    service: LedgerService,
+    principal: Principal,
+    name: str,
+    path: Mapping[str, str] | None = None,
+    query: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run one operation from its wire form; answers (status, JSON body), errors included."""
+    op = BY_NAME[name]
+    try:
+        args = parse_args(op, path or {}, query or {}, body)
+        result = await op.call(service, principal, args)
+    except LedgerError as exc:
+        return exc.status, exc.to_json()
+    return op.status, result.model_dump(mode="json")
+
+
+def encode(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

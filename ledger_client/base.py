@@ -1,0 +1,239 @@
+"""The ledger client's interface, written once over a four-argument transport call.
+
+Transports (HTTP, in-process) only move JSON; every typed method below is shared, so both
+implementations build the same requests and read the same answers.
+"""
+
+from __future__ import annotations
+
+import abc
+import datetime as dt
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from ledger_client import models as m
+from ledger_client.errors import from_response
+
+T = TypeVar("T", bound=BaseModel)
+
+# Operation name -> (HTTP method, path, whether a retry can never apply it twice).
+ROUTES: dict[str, tuple[str, str, bool]] = {
+    "members.resolve": ("POST", "/v1/members/resolve", True),
+    "members.get": ("GET", "/v1/members/{member_id}", True),
+    "members.update": ("PATCH", "/v1/members/{member_id}", True),
+    "members.link": ("POST", "/v1/members/{member_id}/identities", True),
+    "members.balance": ("GET", "/v1/members/{member_id}/balance", True),
+    "codes.issue": ("POST", "/v1/members/{member_id}/redemption-codes", False),
+    "purchases.record": ("POST", "/v1/purchases", True),
+    "redemptions.preview": ("POST", "/v1/redemptions/preview", True),
+    "redemptions.redeem": ("POST", "/v1/redemptions", True),
+    "merchants.nearby": ("GET", "/v1/merchants/nearby", True),
+    "merchants.get": ("GET", "/v1/merchants/{merchant_id}", True),
+    "merchants.create": ("POST", "/v1/merchants", False),
+    "merchants.today": ("GET", "/v1/merchants/{merchant_id}/today", True),
+    "events.read": ("GET", "/v1/events", True),
+    "releases.run": ("POST", "/v1/releases", True),
+    "staff.invite": ("POST", "/v1/staff-invites", False),
+    "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
+    "staff.lookup": ("GET", "/v1/staff", True),
+    "stats.read": ("GET", "/v1/stats", True),
+}
+
+Staff = tuple[str, str]  # (channel, external id) of the staff member acting
+
+
+def _staff(staff: Staff | None) -> dict[str, Any]:
+    return {"staff": {"channel": staff[0], "external_id": staff[1]}} if staff else {}
+
+
+def _clean(query: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in query.items() if v is not None}
+
+
+class LedgerClient(abc.ABC):
+    """Typed calls to the ledger. Every method raises a ``LedgerClientError`` subclass on refusal
+    and ``Unavailable`` when the ledger cannot be reached in time."""
+
+    @abc.abstractmethod
+    async def _call(
+        self,
+        op: str,
+        path: dict[str, int],
+        query: dict[str, str],
+        body: dict[str, Any] | None,
+    ) -> tuple[int, Any]:
+        """Send one operation; answers (HTTP-style status, decoded JSON)."""
+
+    async def close(self) -> None:  # noqa: B027 - transports without resources need nothing
+        """Release connections."""
+
+    async def __aenter__(self) -> LedgerClient:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    async def _do(
+        self,
+        model: type[T],
+        op: str,
+        path: dict[str, int] | None = None,
+        query: dict[str, Any] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> T:
+        status, payload = await self._call(op, path or {}, _clean(query or {}), body)
+        if status >= 400:
+            raise from_response(status, payload)
+        return model.model_validate(payload)
+
+    # members
+    async def resolve_member(
+        self,
+        channel: str,
+        external_id: str,
+        locale: str = "zh_Hans",
+        display_name: str | None = None,
+    ) -> m.Member:
+        body = {
+            "channel": channel,
+            "external_id": external_id,
+            "locale": locale,
+            "display_name": display_name[:64] if display_name else None,
+        }
+        return await self._do(m.Member, "members.resolve", body=body)
+
+    async def get_member(self, member_id: int) -> m.Member:
+        return await self._do(m.Member, "members.get", {"member_id": member_id})
+
+    async def update_member(
+        self, member_id: int, locale: str | None = None, display_name: str | None = None
+    ) -> m.Member:
+        body = {k: v for k, v in (("locale", locale), ("display_name", display_name)) if v}
+        return await self._do(m.Member, "members.update", {"member_id": member_id}, body=body)
+
+    async def link_identity(self, member_id: int, channel: str, external_id: str) -> m.Member:
+        return await self._do(
+            m.Member,
+            "members.link",
+            {"member_id": member_id},
+            body={"channel": channel, "external_id": external_id},
+        )
+
+    async def balance(self, member_id: int, limit: int = 5, before: int | None = None) -> m.Balance:
+        return await self._do(
+            m.Balance,
+            "members.balance",
+            {"member_id": member_id},
+            {"limit": limit, "before": before},
+        )
+
+    # purchases and redemption
+    async def record_purchase(
+        self,
+        merchant_id: int,
+        member_id: int,
+        amount_fen: int,
+        idempotency_key: str,
+        green_tags: list[str] | None = None,
+        staff: Staff | None = None,
+    ) -> m.PurchaseResult:
+        body = {
+            "merchant_id": merchant_id,
+            "member_id": member_id,
+            "amount_fen": amount_fen,
+            "green_tags": green_tags or [],
+            "idempotency_key": idempotency_key,
+            **_staff(staff),
+        }
+        return await self._do(m.PurchaseResult, "purchases.record", body=body)
+
+    async def issue_code(self, member_id: int) -> m.RedemptionCode:
+        return await self._do(m.RedemptionCode, "codes.issue", {"member_id": member_id}, body={})
+
+    async def preview_redemption(
+        self, code: str, merchant_id: int, bill_fen: int, staff: Staff | None = None
+    ) -> m.Preview:
+        body = {"code": code, "merchant_id": merchant_id, "bill_fen": bill_fen, **_staff(staff)}
+        return await self._do(m.Preview, "redemptions.preview", body=body)
+
+    async def redeem(
+        self,
+        code: str,
+        merchant_id: int,
+        bill_fen: int,
+        idempotency_key: str,
+        staff: Staff | None = None,
+    ) -> m.Receipt:
+        body = {
+            "code": code,
+            "merchant_id": merchant_id,
+            "bill_fen": bill_fen,
+            "idempotency_key": idempotency_key,
+            **_staff(staff),
+        }
+        return await self._do(m.Receipt, "redemptions.redeem", body=body)
+
+    async def today(
+        self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None
+    ) -> m.Today:
+        query = {
+            "date": day.isoformat() if day else None,
+            "staff_channel": staff[0] if staff else None,
+            "staff_external_id": staff[1] if staff else None,
+        }
+        return await self._do(m.Today, "merchants.today", {"merchant_id": merchant_id}, query)
+
+    # merchants
+    async def nearby(
+        self,
+        lat: float,
+        lon: float,
+        radius_m: int | None = None,
+        category: str | None = None,
+        limit: int = 10,
+        offset: int = 0,
+    ) -> m.Nearby:
+        query = {
+            "lat": lat,
+            "lon": lon,
+            "radius_m": radius_m,
+            "category": category,
+            "limit": limit,
+            "offset": offset,
+        }
+        return await self._do(m.Nearby, "merchants.nearby", query=query)
+
+    async def get_merchant(self, merchant_id: int) -> m.Merchant:
+        return await self._do(m.Merchant, "merchants.get", {"merchant_id": merchant_id})
+
+    async def create_merchant(self, **fields: Any) -> m.Merchant:
+        return await self._do(m.Merchant, "merchants.create", body=fields)
+
+    # staff
+    async def create_staff_invite(self, merchant_id: int) -> m.StaffInvite:
+        return await self._do(m.StaffInvite, "staff.invite", body={"merchant_id": merchant_id})
+
+    async def redeem_staff_invite(self, code: str, channel: str, external_id: str) -> m.StaffLink:
+        body = {"code": code, "channel": channel, "external_id": external_id}
+        return await self._do(m.StaffLink, "staff.redeem_invite", body=body)
+
+    async def staff_lookup(self, channel: str, external_id: str) -> m.StaffLink | None:
+        found = await self._do(
+            m.StaffLookup,
+            "staff.lookup",
+            query={"channel": channel, "external_id": external_id},
+        )
+        return found.staff
+
+    # feed, releases, stats
+    async def events(self, after: int = 0, limit: int = 100) -> m.EventsPage:
+        return await self._do(m.EventsPage, "events.read", query={"after": after, "limit": limit})
+
+    async def release(self, day: dt.date | None = None) -> m.ReleaseResult:
+        return await self._do(
+            m.ReleaseResult, "releases.run", body={"date": day.isoformat() if day else None}
+        )
+
+    async def stats(self) -> m.Stats:
+        return await self._do(m.Stats, "stats.read")

@@ -1,0 +1,141 @@
+"""One exception class per ledger error code, so callers ``except CodeExpired`` and not strings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class LedgerClientError(Exception):
+    """The ledger refused or could not answer; ``code`` is the ledger's error code."""
+
+    code = "ledger_error"
+
+    def __init__(self, message: str, status: int = 0, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.details = details or {}
+
+
+class InvalidRequest(LedgerClientError):
+    code = "invalid_request"
+
+
+class Unauthorized(LedgerClientError):
+    code = "unauthorized"
+
+
+class Forbidden(LedgerClientError):
+    code = "forbidden"
+
+
+class NotFound(LedgerClientError):
+    code = "not_found"
+
+
+class MemberNotFound(NotFound):
+    code = "member_not_found"
+
+
+class MerchantNotFound(NotFound):
+    code = "merchant_not_found"
+
+
+class CodeProblem(LedgerClientError):
+    """Any reason a redemption code cannot be used."""
+
+
+class CodeNotFound(CodeProblem):
+    code = "code_not_found"
+
+
+class CodeExpired(CodeProblem):
+    code = "code_expired"
+
+
+class CodeUsed(CodeProblem):
+    code = "code_used"
+
+
+class CodeRevoked(CodeProblem):
+    code = "code_revoked"
+
+
+class InviteProblem(LedgerClientError):
+    """Any reason a staff invite cannot be used."""
+
+
+class InviteNotFound(InviteProblem):
+    code = "invite_not_found"
+
+
+class InviteExpired(InviteProblem):
+    code = "invite_expired"
+
+
+class InviteUsed(InviteProblem):
+    code = "invite_used"
+
+
+class NotStaff(LedgerClientError):
+    code = "not_staff"
+
+
+class IdempotencyConflict(LedgerClientError):
+    code = "idempotency_conflict"
+
+
+class Throttled(LedgerClientError):
+    code = "throttled"
+
+    @property
+    def retry_after(self) -> int:
+        return int(self.details.get("retry_after", 60))
+
+
+class Unavailable(LedgerClientError):
+    """The ledger is down, slow or unreachable: try again shortly."""
+
+    code = "unavailable"
+
+
+class InternalError(LedgerClientError):
+    code = "internal"
+
+
+_ALL: list[type[LedgerClientError]] = [
+    InvalidRequest,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MemberNotFound,
+    MerchantNotFound,
+    CodeNotFound,
+    CodeExpired,
+    CodeUsed,
+    CodeRevoked,
+    InviteNotFound,
+    InviteExpired,
+    InviteUsed,
+    NotStaff,
+    IdempotencyConflict,
+    Throttled,
+    Unavailable,
+    InternalError,
+]
+BY_CODE: dict[str, type[LedgerClientError]] = {cls.code: cls for cls in _ALL}
+
+
+def from_response(status: int, payload: Any) -> LedgerClientError:
+    """The typed error for an error answer, whichever transport carried it."""
+    body = payload.get("error", {}) if isinstance(payload, dict) else {}
+    code = body.get("code") if isinstance(body, dict) else None
+    message = str(body.get("message", "")) if isinstance(body, dict) else ""
+    details = body.get("details") if isinstance(body, dict) else None
+    if code in BY_CODE:
+        cls = BY_CODE[code]
+    elif status >= 500:
+        cls = Unavailable if status in (502, 503, 504) else InternalError
+    else:
+        cls = InvalidRequest
+    return cls(message or f"ledger answered {status}", status, details or {})

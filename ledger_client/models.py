@@ -1,0 +1,181 @@
+"""The answers the ledger gives, as the client reads them.
+
+These mirror ``ledger.models`` on purpose: a client must not need the server's code to be
+deployed (the bot runs against a remote ledger), and unknown fields are ignored so the ledger
+can add fields without breaking deployed bots. The contract tests run every call through both
+transports, so a field renamed on one side fails them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Member(Model):
+    id: int
+    locale: str
+    display_name: str | None = None
+    created: bool = False
+
+
+class Price(Model):
+    pool_fen: int
+    points: int
+    fen_per_point: str
+
+
+class Activity(Model):
+    event_id: int
+    type: str
+    at: dt.datetime
+    points: int = 0
+    vouchers_fen: int = 0
+    amount_fen: int = 0
+    merchant_id: int | None = None
+    merchant_name: str | None = None
+
+
+class Balance(Model):
+    member_id: int
+    points: int
+    points_value_fen: int
+    price: Price
+    vouchers_fen: int
+    nearest_expiry: dt.datetime | None
+    nearest_expiry_fen: int
+    activity: list[Activity]
+    activity_next_before: int | None
+
+
+class PurchaseResult(Model):
+    purchase_id: int
+    merchant_id: int
+    member_id: int
+    amount_fen: int
+    concession_fen: int
+    member_points: int
+    merchant_points: int
+    price: Price
+
+
+class RedemptionCode(Model):
+    member_id: int
+    link_code: str
+    numeric_code: str
+    expires_at: dt.datetime
+    vouchers_fen: int
+
+
+class Preview(Model):
+    merchant_id: int
+    bill_fen: int
+    vouchers_applied_fen: int
+    pay_fen: int
+    points_to_earn: int
+    member_masked: str
+    code_expires_at: dt.datetime
+
+
+class Receipt(Model):
+    redemption_id: int
+    merchant_id: int
+    merchant_name: str
+    bill_fen: int
+    vouchers_applied_fen: int
+    pay_fen: int
+    points_earned: int
+    member_masked: str
+    at: dt.datetime
+
+
+class Merchant(Model):
+    id: int
+    name: str
+    category: str
+    address: str
+    lat: float
+    lon: float
+    hours: str
+    concession_bp: int
+    voucher_cap_bp: int
+    external_ref: str | None = None
+
+
+class NearbyMerchant(Merchant):
+    distance_m: int
+
+
+class Nearby(Model):
+    merchants: list[NearbyMerchant]
+    total: int
+    radius_m: int
+    categories: dict[str, int]
+
+
+class Event(Model):
+    id: int
+    seq: int
+    type: str
+    member_id: int | None
+    merchant_id: int | None
+    payload: dict[str, Any]
+    created_at: dt.datetime
+
+
+class EventsPage(Model):
+    events: list[Event]
+    next_after: int
+
+
+class ReleaseResult(Model):
+    date: dt.date
+    state: str
+    members_granted: int
+    merchants_granted: int
+    points_burned: int
+    vouchers_fen: int
+    expired_lots: int
+    expiring_notices: int
+
+
+class StaffInvite(Model):
+    code: str
+    merchant_id: int
+    expires_at: dt.datetime
+
+
+class StaffLink(Model):
+    merchant_id: int
+    merchant_name: str
+    channel: str
+    external_id: str
+
+
+class StaffLookup(Model):
+    staff: StaffLink | None
+
+
+class Today(Model):
+    merchant_id: int
+    date: dt.date
+    count: int
+    bill_fen: int
+    vouchers_fen: int
+    paid_fen: int
+
+
+class Stats(Model):
+    members: int
+    active_7d: int
+    merchants: int
+    points_outstanding: int
+    vouchers_outstanding_fen: int
+    pool_fen: int
+    price: Price
