@@ -23,6 +23,7 @@ from ledger.service import LedgerService
 log = logging.getLogger(__name__)
 
 SERVICE: web.AppKey[LedgerService] = web.AppKey("service", LedgerService)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 MAX_BODY = 64 * 1024
 
 
@@ -51,7 +52,7 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     """Every answer is JSON, and no input — however odd — turns into a 500."""
     request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -83,8 +84,8 @@ def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
             service, principal, op.name, dict(request.match_info), dict(request.query), body
         )
         if status >= 500:
-            log.warning("%s failed: %s request_id=%s", op.name, payload, request["request_id"])
-        return _json(status, payload, request["request_id"])
+            log.warning("%s failed: %s request_id=%s", op.name, payload, request[REQUEST_ID])
+        return _json(status, payload, request[REQUEST_ID])
 
     return handle
 

@@ -1,0 +1,32 @@
+"""The ``greenpoints`` command: ``ledger …`` (the ledger service), ``bot`` and ``demo``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: greenpoints COMMAND …
+
+commands:
+  ledger …   run and operate the points ledger (greenpoints ledger --help)
+  bot        run the Telegram bot (polling, or webhook with GREENPOINTS_WEBHOOK_URL)
+  demo       chat with the bot in this terminal: no token, no network
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help", "help"}:
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command == "ledger":
+        from ledger_client.embedded import run_ledger_cli
+
+        return run_ledger_cli(rest)
+    print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

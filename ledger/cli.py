@@ -1,0 +1,171 @@
+"""``greenpoints ledger …``: run and operate the ledger service.
+
+The database comes from ``GREENPOINTS_LEDGER_URL`` (default: a SQLite file in the working
+directory). Every command upgrades an empty or older database first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from ledger import apikeys, importer, seed, verify
+from ledger.db import url_from_env
+from ledger.errors import LedgerError
+from ledger.principal import SYSTEM
+from ledger.rules import Rules
+from ledger.service import LedgerService
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="greenpoints ledger", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    sub.add_parser("migrate", help="upgrade the database schema and exit")
+    sub.add_parser("seed-demo", help="create the demo alliance around Lin'an (once)")
+    imp = sub.add_parser("import-merchants", help="import merchants from a CSV file")
+    imp.add_argument("file", type=Path)
+    key = sub.add_parser("create-key", help="create an API key (printed once)")
+    key.add_argument("--role", required=True, choices=["bot", "merchant", "admin"])
+    key.add_argument("--merchant", type=int, help="the merchant a merchant key acts for")
+    key.add_argument("--label", default="")
+    invite = sub.add_parser("staff-invite", help="create a one-time staff invite")
+    invite.add_argument("--merchant", type=int, required=True)
+    invite.add_argument("--bot-username", help="print the t.me deep link for this bot")
+    invite.add_argument("--qr", type=Path, help="also write the deep link as a QR PNG")
+    release = sub.add_parser("release", help="run the day's voucher release and expiry")
+    release.add_argument("--date", type=_date, help="local date (default: today)")
+    ver = sub.add_parser("verify", help="recompute hash chains and balances")
+    ver.add_argument("--partitions", type=int, default=1, help="passes, to bound memory")
+    backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
+    backup.add_argument("target", type=Path)
+    return p
+
+
+def _print(*lines: Any) -> None:
+    for line in lines:
+        print(line)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    service = await LedgerService.open(url_from_env(), Rules())
+    try:
+        return await _dispatch(service, args)
+    finally:
+        await service.close()
+
+
+async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
+    ctx = service.ctx
+    if args.command == "serve":
+        from ledger.api.http import serve
+
+        await serve(service, args.host, args.port)
+    elif args.command == "migrate":
+        _print("database is at the newest schema")
+    elif args.command == "seed-demo":
+        report = await seed.seed_demo(service)
+        stats = await service.stats(SYSTEM)
+        _print(
+            ("seeded" if report.created else "already seeded") + " the Lin'an demo alliance:",
+            f"  merchants: {stats.merchants}",
+            f"  members: {stats.members} (demo member id {report.demo_member_id})",
+            f"  points in circulation: {stats.points_outstanding}",
+            f"  points pool: {stats.pool_fen / 100:.2f} yuan",
+            f"  point price: {stats.price.fen_per_point} fen per point (reported, not promised)",
+            f"  vouchers outstanding: {stats.vouchers_outstanding_fen / 100:.2f} yuan",
+        )
+    elif args.command == "import-merchants":
+        return await _import(service, args.file)
+    elif args.command == "create-key":
+        key = await apikeys.create(ctx, args.role, args.merchant, args.label)
+        _print(key)
+        print("store it now: only its hash is kept", file=sys.stderr)
+    elif args.command == "staff-invite":
+        invite = await service.create_staff_invite(SYSTEM, args.merchant)
+        merchant = await service.get_merchant(SYSTEM, args.merchant)
+        _print(
+            f"staff invite for {merchant.name} (#{merchant.id}), valid until "
+            f"{invite.expires_at:%Y-%m-%d %H:%M} UTC:",
+            invite.code,
+        )
+        if args.bot_username:
+            link = f"https://t.me/{args.bot_username.lstrip('@')}?start={invite.code}"
+            _print(link)
+            if args.qr:
+                import qrcode
+
+                qrcode.make(link).save(args.qr)
+                _print(f"QR written to {args.qr}")
+    elif args.command == "release":
+        result = await service.release(SYSTEM, args.date)
+        _print(result.model_dump_json(indent=2))
+    elif args.command == "verify":
+        checked = await verify.verify(ctx, max(1, args.partitions))
+        if checked.ok:
+            _print(f"ok: {checked.entries} journal entries, {checked.accounts} accounts verified")
+            return 0
+        for problem in checked.problems:
+            print(f"FAIL: {problem}", file=sys.stderr)
+        return 1
+    elif args.command == "backup":
+        from ledger.backup import backup
+
+        await backup(ctx.db, args.target)
+        _print(f"backup written to {args.target}")
+    return 0
+
+
+async def _import(service: LedgerService, path: Path) -> int:
+    from tqdm import tqdm
+
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        total = max(0, sum(1 for _ in f) - 1)
+    with (
+        path.open(encoding="utf-8-sig", newline="") as f,
+        tqdm(total=total, unit="row", desc="merchants", file=sys.stderr) as bar,
+    ):
+        try:
+            report = await importer.import_csv(service.ctx, f, bar.update)
+        except ValueError as exc:
+            print(f"cannot import {path}: {exc}", file=sys.stderr)
+            return 2
+    for line, problem in report.skipped:
+        print(f"line {line}: skipped: {problem}", file=sys.stderr)
+    _print(f"imported {report.imported} merchants, skipped {len(report.skipped)} rows")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "import-merchants" and not args.file.is_file():
+        print(f"no such file: {args.file}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO if args.command == "serve" else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130
+    except (LedgerError, ValueError, ValidationError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,117 @@
+"""Shared fixtures: real ledgers on SQLite and PostgreSQL, served over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from ledger import apikeys
+from ledger.api.http import build_app
+from ledger.models import MerchantIn, ResolveMemberRequest
+from ledger.principal import SYSTEM, Principal
+from ledger.service import LedgerService
+from ledger_client.base import LedgerClient
+from ledger_client.http import HttpLedgerClient
+from ledger_client.inprocess import InProcessLedgerClient
+from tests.databases import fresh_database
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=DATABASES)
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def service(database_url: str) -> AsyncIterator[LedgerService]:
+    svc = await LedgerService.open(database_url)
+    try:
+        yield svc
+    finally:
+        await svc.close()
+
+
+@dataclass
+class World:
+    """A small alliance every ledger test can start from."""
+
+    service: LedgerService
+    merchant_id: int
+    other_merchant_id: int
+    member_ids: list[int]
+
+
+@pytest.fixture
+async def world(service: LedgerService) -> World:
+    shop = await service.create_merchant(
+        SYSTEM,
+        MerchantIn(name="锦城绿色生活超市", category="grocery", lat=30.2341, lon=119.7239,
+                   concession_bp=1000, voucher_cap_bp=2000),
+    )
+    other = await service.create_merchant(
+        SYSTEM, MerchantIn(name="钱王茶庄", category="tea", lat=30.2400, lon=119.7300)
+    )
+    members = [
+        await service.resolve_member(
+            SYSTEM, ResolveMemberRequest(channel="test", external_id=str(i),
+                                         display_name=f"会员{i}")
+        )
+        for i in range(3)
+    ]
+    return World(service, shop.id, other.id, [m.id for m in members])
+
+
+@dataclass
+class Served:
+    """The ledger behind a real aiohttp server on 127.0.0.1, with one key per role."""
+
+    service: LedgerService
+    url: str
+    keys: dict[str, str]
+
+    def client(self, role: str) -> HttpLedgerClient:
+        return HttpLedgerClient(self.url, self.keys[role], attempts=1)
+
+
+@pytest.fixture
+async def served(world: World) -> AsyncIterator[Served]:
+    service = world.service
+    keys = {
+        role: await apikeys.create(service.ctx, role, None)  # type: ignore[arg-type]
+        for role in ("bot", "admin")
+    }
+    keys["merchant"] = await apikeys.create(service.ctx, "merchant", world.merchant_id)
+    server = TestServer(build_app(service), host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield Served(service, str(server.make_url("")).rstrip("/"), keys)
+    finally:
+        await server.close()
+
+
+TRANSPORTS = ["inprocess", "http"]
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def bot_client(
+    request: pytest.FixtureRequest, served: Served
+) -> AsyncIterator[LedgerClient]:
+    """The bot's view of the ledger, through each transport in turn."""
+    client: LedgerClient
+    if request.param == "http":
+        client = served.client("bot")
+    else:
+        client = InProcessLedgerClient(served.service, Principal("bot"))
+    try:
+        yield client
+    finally:
+        await client.close()

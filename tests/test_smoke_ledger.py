@@ -1,0 +1,36 @@
+"""A first end-to-end pass over the ledger through both client transports."""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger_client import errors
+from ledger_client.base import LedgerClient
+from tests.conftest import Served, World
+
+
+async def test_purchase_code_redeem_roundtrip(
+    world: World, served: Served, bot_client: LedgerClient
+) -> None:
+    merchant = served.client("merchant")
+    try:
+        member = world.member_ids[0]
+        bought = await merchant.record_purchase(world.merchant_id, member, 10_000, "smoke-0001")
+        assert bought.concession_fen == 1000
+        again = await merchant.record_purchase(world.merchant_id, member, 10_000, "smoke-0001")
+        assert again == bought
+        code = await bot_client.issue_code(member)
+        assert len(code.numeric_code) == 20
+        preview = await merchant.preview_redemption(code.numeric_code, world.merchant_id, 5000)
+        assert preview.pay_fen == 5000 - preview.vouchers_applied_fen
+        receipt = await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-01")
+        assert receipt.bill_fen == 5000
+        with pytest.raises(errors.CodeUsed):
+            await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-02")
+        assert await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-01") == receipt
+        with pytest.raises(errors.Forbidden):
+            await merchant.balance(member)
+        balance = await bot_client.balance(member)
+        assert balance.points == bought.member_points + receipt.points_earned
+    finally:
+        await merchant.close()
