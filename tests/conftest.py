@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
@@ -18,6 +20,7 @@ from ledger_client.base import LedgerClient
 from ledger_client.http import HttpLedgerClient
 from ledger_client.inprocess import InProcessLedgerClient
 from tests.databases import fresh_database
+from tests.ledger_support import FixedClock
 
 DATABASES = [
     pytest.param("sqlite", id="sqlite"),
@@ -115,3 +118,70 @@ async def bot_client(
         yield client
     finally:
         await client.close()
+
+
+# --- the ledger correctness suite (tests/test_ledger_*.py) ------------------------------------
+
+
+@pytest.fixture
+def clock(service: LedgerService) -> FixedClock:
+    """The ledger's clock, held still: tests move it with ``clock.advance(...)``, never sleep."""
+    fixed = FixedClock()
+    service.ctx.clock = fixed
+    return fixed
+
+
+Call = tuple[str, int, Any]  # operation, status, decoded answer
+
+
+@dataclass
+class Clients:
+    """One client per role, all over one transport, every answer recorded."""
+
+    transport: str
+    bot: LedgerClient
+    merchant: LedgerClient  # acts for world.merchant_id
+    admin: LedgerClient
+    calls: list[Call]
+
+
+def _recorded(client: LedgerClient, calls: list[Call]) -> LedgerClient:
+    inner = client._call
+
+    async def call(
+        op: str, path: dict[str, int], query: dict[str, str], body: dict[str, Any] | None
+    ) -> tuple[int, Any]:
+        status, payload = await inner(op, path, query, body)
+        calls.append((op, status, payload))
+        return status, payload
+
+    client._call = call  # type: ignore[method-assign]
+    return client
+
+
+@pytest.fixture(params=TRANSPORTS)
+async def clients(
+    request: pytest.FixtureRequest, served: Served, world: World
+) -> AsyncIterator[Clients]:
+    calls: list[Call] = []
+    made: dict[str, LedgerClient] = {}
+    for role in ("bot", "merchant", "admin"):
+        if request.param == "http":
+            made[role] = served.client(role)
+        else:
+            merchant_id = world.merchant_id if role == "merchant" else None
+            made[role] = InProcessLedgerClient(
+                served.service, Principal(role, merchant_id)  # type: ignore[arg-type]
+            )
+        _recorded(made[role], calls)
+    try:
+        yield Clients(request.param, made["bot"], made["merchant"], made["admin"], calls)
+    finally:
+        for client in made.values():
+            await client.close()
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
