@@ -75,6 +75,12 @@ class LedgerService:
     async def close(self) -> None:
         await self.ctx.db.dispose()
 
+    def _check_amount(self, fen: int) -> None:
+        """Bills above the alliance's limit are refused (the models only bound the type)."""
+        limit = self.ctx.rules.max_amount_fen
+        if fen > limit:
+            raise InvalidRequest("amount above the limit for one bill", max_amount_fen=limit)
+
     async def _acting_merchant(
         self, principal: Principal, merchant_id: int, staff_identity: Identity | None
     ) -> str:
@@ -125,6 +131,7 @@ class LedgerService:
     # purchases and redemptions
     async def record_purchase(self, p: Principal, req: PurchaseRequest) -> PurchaseOut:
         require(p, "purchases.record")
+        self._check_amount(req.amount_fen)
         await self._acting_merchant(p, req.merchant_id, req.staff)
         return await purchases.record(self.ctx, req, scope=f"purchase:m{req.merchant_id}")
 
@@ -134,11 +141,13 @@ class LedgerService:
 
     async def preview_redemption(self, p: Principal, req: PreviewRequest) -> PreviewOut:
         require(p, "redemptions.preview")
+        self._check_amount(req.bill_fen)
         actor = await self._acting_merchant(p, req.merchant_id, req.staff)
         return await redemptions.preview(self.ctx, req, actor)
 
     async def redeem(self, p: Principal, req: RedeemRequest) -> RedemptionOut:
         require(p, "redemptions.redeem")
+        self._check_amount(req.bill_fen)
         actor = await self._acting_merchant(p, req.merchant_id, req.staff)
         staff_label = actor if actor.startswith("staff:") else None
         return await redemptions.redeem(self.ctx, req, actor, staff_label)
