@@ -24,6 +24,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ledger_client.embedded import run_ledger_cli
 
         return run_ledger_cli(rest)
+    if command == "bot":
+        from bot.runtime import main as run_bot
+
+        return run_bot()
+    if command == "demo":
+        from bot.console import main as run_demo
+
+        return run_demo(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -64,7 +64,7 @@ STREETS = (
 )
 HOURS = ("07:00-21:00", "08:00-22:00", "09:00-21:30", "10:00-22:00", "06:30-20:00", "00:00-24:00")
 MEMBERS = (("seed", "1", "张晓明"), ("seed", "2", "李芳"), ("seed", "3", "王建国"))
-DEMO_IDENTITY = ("console", "demo", "陈小绿")
+DEMO_IDENTITY = ("console", "10001", "陈小绿")  # the person `greenpoints demo` plays
 
 
 @dataclass(frozen=True)

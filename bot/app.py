@@ -1,0 +1,80 @@
+"""The one factory that builds the Telegram application, for production, tests and the console.
+
+Tests and the console pass their own ``request`` (a fake Bot API server's URL, or the console's
+in-process request) and get exactly the application production runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from telegram import Update
+from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.request import BaseRequest
+
+from bot.context import SERVICES_KEY, App, GPContext
+from bot.errors import on_error
+from bot.menus import register_defaults
+from bot.middleware import prepare
+from bot.services import Services
+from handlers import admin, balance, fallback, merchant, nearby, redeem, settings, start
+
+log = logging.getLogger(__name__)
+
+# Feature modules in the order their handlers are tried; fallback must stay last.
+FEATURES = (start, balance, nearby, redeem, merchant, admin, settings, fallback)
+
+Hook = Callable[[App], Awaitable[None]]
+
+
+def build_application(
+    services: Services,
+    token: str,
+    *,
+    api_url: str | None = None,
+    request: BaseRequest | None = None,
+    updates_request: BaseRequest | None = None,
+    on_start: list[Hook] | None = None,
+    on_stop: list[Hook] | None = None,
+) -> App:
+    settings = services.settings
+    builder = (
+        ApplicationBuilder()
+        .token(token)
+        .context_types(ContextTypes(context=GPContext))
+        .concurrent_updates(256)
+        .rate_limiter(
+            AIORateLimiter(
+                overall_max_rate=settings.rate_overall, overall_time_period=1, max_retries=3
+            )
+        )
+    )
+    if api_url:
+        builder = builder.base_url(f"{api_url}/bot").base_file_url(f"{api_url}/file/bot")
+    if request is not None:
+        builder = builder.request(request).get_updates_request(updates_request or request)
+    else:
+        builder = builder.connection_pool_size(64).pool_timeout(10.0)
+
+    starters = list(on_start or [])
+    stoppers = list(on_stop or [])
+
+    async def post_init(app: App) -> None:
+        if app.bot.username:
+            services.bot_username = app.bot.username
+        await register_defaults(app.bot)
+        for hook in starters:
+            await hook(app)
+
+    async def post_stop(app: App) -> None:
+        for hook in reversed(stoppers):
+            await hook(app)
+
+    app: App = builder.post_init(post_init).post_stop(post_stop).build()
+    app.bot_data[SERVICES_KEY] = services
+    app.add_handler(TypeHandler(Update, prepare), group=-1)
+    for feature in FEATURES:
+        feature.register(app)
+    app.add_error_handler(on_error)
+    return app

@@ -1,0 +1,92 @@
+"""The bot's settings, from the environment and an optional ``.env`` file.
+
+A missing or malformed setting stops start-up with one line naming it, never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_LEDGER_URL = "sqlite:///greenpoints-ledger.db"
+DEFAULT_DATABASE_URL = "sqlite:///greenpoints-bot.db"
+
+
+class SettingsError(Exception):
+    """A setting is missing or wrong; the message is one line for the operator."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GREENPOINTS_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str | None = None  # e.g. http://127.0.0.1:8081 (self-hosted or test)
+    ledger_url: str = DEFAULT_LEDGER_URL
+    ledger_api_key: SecretStr | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = None
+    webhook_listen: str = "0.0.0.0"
+    webhook_port: int = Field(8443, ge=1, le=65535)
+    rate_overall: float = Field(30.0, gt=0, le=100_000)  # messages per second, all chats
+    rate_per_chat: float = Field(1.0, gt=0, le=1000)  # messages per second, one chat
+    event_poll_seconds: float = Field(2.0, gt=0, le=3600)
+    bot_username: str | None = None  # learnt from getMe when not set
+    timezone: str = "Asia/Shanghai"
+    log_json: bool = False
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _split_ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+            try:
+                return frozenset(int(p) for p in parts)
+            except ValueError:
+                raise ValueError("must be Telegram user ids separated by commas") from None
+        return value
+
+    @field_validator("telegram_api_url", "webhook_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.ledger_url.startswith(("http://", "https://")) and not self.ledger_api_key:
+            raise ValueError("GREENPOINTS_LEDGER_API_KEY is needed for an http(s) ledger URL")
+        return self
+
+    @property
+    def remote_ledger(self) -> bool:
+        return self.ledger_url.startswith(("http://", "https://"))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, or a ``SettingsError`` with one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(x) for x in first["loc"]) or "settings"
+        name = f"GREENPOINTS_{where.upper()}" if where != "settings" else "settings"
+        raise SettingsError(f"{name}: {first['msg']}") from None
+
+
+def require_token(settings: Settings) -> str:
+    if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
+        raise SettingsError(
+            "GREENPOINTS_TELEGRAM_TOKEN is not set (talk to @BotFather for one, "
+            "or try `greenpoints demo`, which needs none)"
+        )
+    token = settings.telegram_token.get_secret_value()
+    if ":" not in token:
+        raise SettingsError("GREENPOINTS_TELEGRAM_TOKEN does not look like a bot token")
+    return token

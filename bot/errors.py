@@ -1,0 +1,45 @@
+"""The last line of defence: whatever a handler raised, the person gets a short, kind reply."""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Update
+from telegram.error import Forbidden, TelegramError
+
+from bot.context import GPContext
+from bot.i18n import Translator
+from ledger_client import errors as ledger_errors
+
+log = logging.getLogger(__name__)
+
+
+def busy_text(t: Translator) -> str:
+    return t._("The points service is not answering right now. Please try again in a moment.")
+
+
+def broken_text(t: Translator) -> str:
+    return t._("Sorry, something went wrong on our side. Please try again.")
+
+
+async def on_error(update: object, context: GPContext) -> None:
+    error = context.error
+    t = context.t
+    if isinstance(error, ledger_errors.Unavailable):
+        log.warning("ledger unavailable while handling an update: %s", error)
+        text = busy_text(t)
+    elif isinstance(error, Forbidden) and isinstance(update, Update) and update.effective_chat:
+        await context.services.chats.mark_blocked([update.effective_chat.id])
+        return
+    else:
+        log.error("unhandled error while handling an update", exc_info=error)
+        text = broken_text(t)
+    if not isinstance(update, Update):
+        return
+    try:
+        if update.callback_query is not None:
+            await update.callback_query.answer(text, show_alert=True)
+        elif update.effective_message is not None:
+            await update.effective_message.reply_text(text)
+    except TelegramError:
+        log.warning("could not tell the person about the error", exc_info=True)

@@ -1,0 +1,32 @@
+"""Everything a handler may use, built once per application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bot.config import Settings
+from bot.storage.chats import ChatStore
+from bot.storage.db import BotDatabase
+from bot.storage.flows import FlowStore
+from ledger_client import LedgerClient
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ledger: LedgerClient
+    db: BotDatabase
+    chats: ChatStore = field(init=False)
+    flows: FlowStore = field(init=False)
+    bot_username: str = "GreenPointsBot"
+    channel: str = "telegram"  # the ledger identity channel for people reached through this bot
+
+    def __post_init__(self) -> None:
+        self.chats = ChatStore(self.db)
+        self.flows = FlowStore(self.db)
+
+    def is_admin(self, user_id: int) -> bool:
+        return user_id in self.settings.admin_ids
+
+    def deep_link(self, payload: str) -> str:
+        return f"https://t.me/{self.bot_username}?start={payload}"

@@ -1,0 +1,1 @@
+"""The bot's own database: chats, the outbox, broadcasts, pending conversations, cursors."""

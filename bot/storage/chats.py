@@ -1,0 +1,164 @@
+"""People the bot talks to: their member id, language, notice setting and blocked state.
+
+Every update needs its chat's profile, so profiles are cached in memory for a short time; every
+change goes to the database first and then replaces the cached copy.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, replace
+
+from sqlalchemy import select, update
+
+from bot.storage.db import BotDatabase
+from bot.storage.schema import Chat
+
+CACHE_SECONDS = 30.0
+SEEN_EVERY = dt.timedelta(minutes=10)  # how stale last_seen_at may get; saves a write per update
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Profile:
+    chat_id: int
+    channel: str
+    member_id: int | None
+    locale: str
+    locale_chosen: bool
+    display_name: str | None
+    notices: bool
+    blocked: bool
+    last_location: tuple[float, float] | None
+    last_seen_at: dt.datetime
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        """Who this person is to the ledger: (channel, external id)."""
+        return self.channel, str(self.chat_id)
+
+
+def _profile(row: Chat) -> Profile:
+    location = (
+        (row.last_lat_e6 / 1e6, row.last_lon_e6 / 1e6)
+        if row.last_lat_e6 is not None and row.last_lon_e6 is not None
+        else None
+    )
+    return Profile(
+        chat_id=row.chat_id,
+        channel=row.channel,
+        member_id=row.member_id,
+        locale=row.locale,
+        locale_chosen=row.locale_chosen,
+        display_name=row.display_name,
+        notices=row.notices,
+        blocked=row.blocked_at is not None,
+        last_location=location,
+        last_seen_at=row.last_seen_at,
+    )
+
+
+class ChatStore:
+    def __init__(self, db: BotDatabase) -> None:
+        self.db = db
+        self._cache: dict[int, tuple[float, Profile]] = {}
+
+    def _remember(self, profile: Profile) -> Profile:
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[profile.chat_id] = (time.monotonic() + CACHE_SECONDS, profile)
+        return profile
+
+    def forget(self, chat_id: int) -> None:
+        self._cache.pop(chat_id, None)
+
+    async def get(self, chat_id: int) -> Profile | None:
+        hit = self._cache.get(chat_id)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        async with self.db.session() as session:
+            row = await session.get(Chat, chat_id)
+        return self._remember(_profile(row)) if row is not None else None
+
+    async def seen(
+        self, chat_id: int, locale: str, display_name: str | None, channel: str = "telegram"
+    ) -> Profile:
+        """The chat's profile, created on first contact; a person who writes is not blocked.
+
+        ``locale`` is used for a new chat only; after that the person's choice stands.
+        """
+        now = utcnow()
+        known = await self.get(chat_id)
+        if known is not None and not known.blocked and now - known.last_seen_at < SEEN_EVERY:
+            return known
+        async with self.db.session() as session:
+            row = await session.get(Chat, chat_id)
+            if row is None:
+                row = Chat(
+                    chat_id=chat_id,
+                    channel=channel,
+                    locale=locale,
+                    locale_chosen=False,
+                    display_name=display_name,
+                    notices=True,
+                    created_at=now,
+                    last_seen_at=now,
+                )
+                session.add(row)
+            else:
+                row.last_seen_at = now
+                row.blocked_at = None
+                if display_name:
+                    row.display_name = display_name
+            await session.flush()
+            profile = _profile(row)
+        return self._remember(profile)
+
+    async def _set(self, chat_id: int, **values: object) -> Profile | None:
+        async with self.db.session() as session:
+            await session.execute(update(Chat).where(Chat.chat_id == chat_id).values(**values))
+            row = await session.get(Chat, chat_id, populate_existing=True)
+            profile = _profile(row) if row is not None else None
+        if profile is None:
+            self.forget(chat_id)
+            return None
+        return self._remember(profile)
+
+    async def link_member(self, chat_id: int, member_id: int) -> Profile | None:
+        return await self._set(chat_id, member_id=member_id)
+
+    async def set_locale(self, chat_id: int, locale: str) -> Profile | None:
+        return await self._set(chat_id, locale=locale, locale_chosen=True)
+
+    async def set_notices(self, chat_id: int, on: bool) -> Profile | None:
+        return await self._set(chat_id, notices=on)
+
+    async def set_location(self, chat_id: int, lat: float, lon: float) -> Profile | None:
+        return await self._set(chat_id, last_lat_e6=round(lat * 1e6), last_lon_e6=round(lon * 1e6))
+
+    async def mark_blocked(self, chat_ids: list[int]) -> None:
+        """The person blocked the bot: stop sending until they write again."""
+        if not chat_ids:
+            return
+        async with self.db.session() as session:
+            await session.execute(
+                update(Chat).where(Chat.chat_id.in_(chat_ids)).values(blocked_at=utcnow())
+            )
+        for chat_id in chat_ids:
+            self.forget(chat_id)
+
+    async def by_member(self, member_ids: list[int]) -> dict[int, Profile]:
+        """Profiles of the chats linked to these members (for notices)."""
+        if not member_ids:
+            return {}
+        async with self.db.session() as session:
+            rows = (await session.scalars(select(Chat).where(Chat.member_id.in_(member_ids)))).all()
+        return {row.member_id: _profile(row) for row in rows if row.member_id is not None}
+
+
+def with_member(profile: Profile, member_id: int) -> Profile:
+    return replace(profile, member_id=member_id)

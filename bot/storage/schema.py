@@ -1,0 +1,125 @@
+"""The bot's tables. SQLite by default, PostgreSQL by URL; the same models on both."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON}
+
+
+class Chat(Base):
+    """One person's private chat with the bot (Telegram user id = private chat id)."""
+
+    __tablename__ = "chats"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(String(16), default="telegram")
+    member_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    locale: Mapped[str] = mapped_column(String(16))
+    locale_chosen: Mapped[bool] = mapped_column(Boolean, default=False)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    notices: Mapped[bool] = mapped_column(Boolean, default=True)
+    blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_lat_e6: Mapped[int | None] = mapped_column(Integer)
+    last_lon_e6: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+    __table_args__ = (Index("ix_chats_locale_chat_id", "locale", "chat_id"),)
+
+
+class OutboxMessage(Base):
+    """Something the bot says on its own; sent by the one sender, at the platform's pace.
+
+    ``priority`` 0 (notices, receipts) goes before 1 (broadcasts), so a 12-million-recipient
+    announcement never delays someone's voucher notice.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    dedupe_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    broadcast_id: Mapped[int | None] = mapped_column(BigInteger)
+    method: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[dt.datetime] = mapped_column(DateTime)
+    claimed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (
+        Index("ix_outbox_due", "state", "priority", "id"),
+        Index("ix_outbox_broadcast_state", "broadcast_id", "state"),
+    )
+
+
+class Broadcast(Base):
+    """An announcement and how far its sending got; the cursors make restarts resume."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    admin_chat_id: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(Text)
+    photo: Mapped[str | None] = mapped_column(String(200))
+    audience: Mapped[str] = mapped_column(String(16))  # "all" or a locale
+    state: Mapped[str] = mapped_column(String(12))  # draft|enqueuing|sending|done|cancelled
+    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    enqueue_cursor: Mapped[int] = mapped_column(BigInteger, default=-(2**62))
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class Flow(Base):
+    """A conversation waiting for the person's next message (a bill amount, an announcement)."""
+
+    __tablename__ = "flows"
+
+    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class Cursor(Base):
+    """Named positions, such as how far into the ledger's event feed the bot has read."""
+
+    __tablename__ = "cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
