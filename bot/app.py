@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 FEATURES = (start, balance, nearby, redeem, merchant, admin, settings, fallback)
 
 Hook = Callable[[App], Awaitable[None]]
+HOOKS_KEY = "hooks"
 
 
 def build_application(
@@ -57,24 +58,37 @@ def build_application(
     else:
         builder = builder.connection_pool_size(64).pool_timeout(10.0)
 
-    starters = list(on_start or [])
-    stoppers = list(on_stop or [])
-
-    async def post_init(app: App) -> None:
-        if app.bot.username:
-            services.bot_username = app.bot.username
-        await register_defaults(app.bot)
-        for hook in starters:
-            await hook(app)
-
-    async def post_stop(app: App) -> None:
-        for hook in reversed(stoppers):
-            await hook(app)
-
-    app: App = builder.post_init(post_init).post_stop(post_stop).build()
+    app: App = builder.build()
     app.bot_data[SERVICES_KEY] = services
+    app.bot_data[HOOKS_KEY] = (list(on_start or []), list(on_stop or []))
     app.add_handler(TypeHandler(Update, prepare), group=-1)
     for feature in FEATURES:
         feature.register(app)
     app.add_error_handler(on_error)
     return app
+
+
+async def launch(app: App) -> None:
+    """Start an initialized application: learn our username, set menus, start background work.
+
+    Every way of running the bot (polling, webhook, console, tests) goes through here, since
+    python-telegram-bot only calls ``post_init`` from its own ``run_*`` loops.
+    """
+    services = app.bot_data[SERVICES_KEY]
+    assert isinstance(services, Services)
+    await app.start()
+    if app.bot.username:
+        services.bot_username = app.bot.username
+    await register_defaults(app.bot)
+    starters, _stoppers = app.bot_data[HOOKS_KEY]
+    for hook in starters:
+        await hook(app)
+
+
+async def halt(app: App) -> None:
+    """Stop background work, then the application (still initialized; ``shutdown`` follows)."""
+    _starters, stoppers = app.bot_data[HOOKS_KEY]
+    for hook in reversed(stoppers):
+        await hook(app)
+    if app.running:
+        await app.stop()

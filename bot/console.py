@@ -27,7 +27,7 @@ from telegram._utils.types import ODVInput
 from telegram.request import BaseRequest, RequestData
 
 from bot import qr
-from bot.app import build_application
+from bot.app import build_application, halt, launch
 from bot.config import SettingsError, load_settings
 from bot.context import App
 from bot.runtime import background_hooks, close_services, open_services
@@ -348,7 +348,7 @@ async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
     interactive = stdin.isatty()
     try:
         async with app:
-            await app.start()
+            await launch(app)
             console = Console(app, api, person, setup)
             api.say(f"Green Points demo — data in {home}\n{HELP}\n")
             await console.handle("/start")
@@ -367,7 +367,7 @@ async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
                         break
                 except (ValueError, IndexError) as exc:
                     api.say(f"   (could not do that: {exc})")
-            await app.stop()
+            await halt(app)
     finally:
         await setup.close()
         await close_services(services)

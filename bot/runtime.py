@@ -11,7 +11,7 @@ import sys
 
 from aiohttp import web
 
-from bot.app import Hook, build_application
+from bot.app import Hook, build_application, halt, launch
 from bot.config import Settings, SettingsError, load_settings, require_token
 from bot.context import App
 from bot.services import Services
@@ -56,7 +56,7 @@ async def run_bot(settings: Settings) -> None:
             loop.add_signal_handler(sig, stop.set)
     try:
         async with app:
-            await app.start()
+            await launch(app)
             if settings.webhook_url:
                 await _serve_webhook(app, settings, stop)
             else:
@@ -65,7 +65,7 @@ async def run_bot(settings: Settings) -> None:
                 log.info("polling as @%s", services.bot_username)
                 await stop.wait()
                 await app.updater.stop()
-            await app.stop()
+            await halt(app)
     finally:
         await close_services(services)
 

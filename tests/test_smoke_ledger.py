@@ -27,7 +27,8 @@ async def test_purchase_code_redeem_roundtrip(
         assert receipt.bill_fen == 5000
         with pytest.raises(errors.CodeUsed):
             await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-02")
-        assert await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-01") == receipt
+        replay = await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-01")
+        assert replay == receipt
         with pytest.raises(errors.Forbidden):
             await merchant.balance(member)
         balance = await bot_client.balance(member)
