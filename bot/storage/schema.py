@@ -97,7 +97,12 @@ class Broadcast(Base):
     photo: Mapped[str | None] = mapped_column(String(200))
     audience: Mapped[str] = mapped_column(String(16))  # "all" or a locale
     state: Mapped[str] = mapped_column(String(12))  # draft|enqueuing|sending|done|cancelled
-    total: Mapped[int] = mapped_column(BigInteger, default=0)
+    total: Mapped[int] = mapped_column(BigInteger, default=0)  # the audience, blocked included
+    # Outcomes, counted as they happen (the sender adds to these with each batch of results),
+    # so progress never needs a count over millions of outbox rows.
+    sent: Mapped[int] = mapped_column(BigInteger, default=0)
+    blocked: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed: Mapped[int] = mapped_column(BigInteger, default=0)
     enqueue_cursor: Mapped[int] = mapped_column(BigInteger, default=-(2**62))
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
