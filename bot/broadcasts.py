@@ -1,0 +1,305 @@
+"""Announcements to everyone (or one language): drafts, batched enqueueing, progress, cancel.
+
+The audience is never loaded into memory: each batch is one ``INSERT … SELECT`` of the next
+slice of chats by id, in one transaction with the saved cursor, so twelve million recipients
+cost the same memory as twelve, and a restart resumes from the cursor. Chats that blocked the
+bot are counted as blocked at once and not enqueued; people with notices off are not in the
+audience (the bot never speaks first to them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import JSON, String, and_, cast, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from bot.storage.chats import utcnow
+from bot.storage.db import BotDatabase
+from bot.storage.outbox import BULK
+from bot.storage.schema import Broadcast, Chat, OutboxMessage
+
+BATCH = 5000
+EVERYONE = "all"
+ACTIVE = ("enqueuing", "sending")
+FINISHED = ("done", "cancelled")
+
+
+@dataclass(frozen=True)
+class Progress:
+    id: int
+    state: str
+    audience: str
+    total: int
+    sent: int
+    blocked: int
+    failed: int
+    cancelled: int
+    enqueued_all: bool
+    started_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    admin_chat_id: int
+    progress_message_id: int | None
+    text: str
+
+    @property
+    def settled(self) -> int:
+        return self.sent + self.blocked + self.failed + self.cancelled
+
+    def rate(self, now: dt.datetime) -> float:
+        """Messages a second since the start, over what was actually sent."""
+        if self.started_at is None:
+            return 0.0
+        seconds = ((self.finished_at or now) - self.started_at).total_seconds()
+        return self.sent / seconds if seconds > 0 else 0.0
+
+    def seconds_left(self, now: dt.datetime) -> float | None:
+        rate = self.rate(now)
+        left = self.total - self.settled
+        return left / rate if rate > 0 and left > 0 else (0.0 if left <= 0 else None)
+
+
+def _audience_filter(audience: str) -> ColumnElement[bool]:
+    if audience == EVERYONE:
+        return Chat.notices.is_(True)
+    return and_(Chat.notices.is_(True), Chat.locale == audience)
+
+
+class Broadcasts:
+    def __init__(self, db: BotDatabase) -> None:
+        self.db = db
+
+    async def audience_size(self, audience: str) -> int:
+        async with self.db.session() as session:
+            count = await session.scalar(
+                select(func.count(Chat.chat_id)).where(_audience_filter(audience))
+            )
+        return int(count or 0)
+
+    async def audience_sizes(self) -> dict[str, int]:
+        """Recipients per language and in all, in one pass over the chats."""
+        async with self.db.session() as session:
+            rows = (
+                await session.execute(
+                    select(Chat.locale, func.count(Chat.chat_id))
+                    .where(Chat.notices.is_(True))
+                    .group_by(Chat.locale)
+                )
+            ).all()
+        sizes = {str(locale): int(count) for locale, count in rows}
+        sizes[EVERYONE] = sum(sizes.values())
+        return sizes
+
+    async def create(self, admin_chat_id: int, text: str, photo: str | None, audience: str) -> int:
+        """A broadcast ready to enqueue; sending starts as soon as the first batch is in."""
+        now = utcnow()
+        async with self.db.session() as session:
+            broadcast_id = await session.scalar(
+                insert(Broadcast)
+                .values(
+                    admin_chat_id=admin_chat_id,
+                    text=text,
+                    photo=photo,
+                    audience=audience,
+                    state="enqueuing",
+                    total=0,
+                    sent=0,
+                    blocked=0,
+                    failed=0,
+                    enqueue_cursor=-(2**62),
+                    created_at=now,
+                    started_at=now,
+                )
+                .returning(Broadcast.id)
+            )
+        assert broadcast_id is not None
+        return int(broadcast_id)
+
+    async def set_progress_message(self, broadcast_id: int, message_id: int) -> None:
+        async with self.db.session() as session:
+            await session.execute(
+                update(Broadcast)
+                .where(Broadcast.id == broadcast_id)
+                .values(progress_message_id=message_id)
+            )
+
+    async def enqueue_batch(self, broadcast_id: int, batch: int = BATCH) -> bool:
+        """Enqueue the next slice of the audience; False once everyone is in (or cancelled)."""
+        async with self.db.session() as session:
+            row = await session.get(Broadcast, broadcast_id, with_for_update=True)
+            if row is None or row.state != "enqueuing":
+                return False
+            audience = _audience_filter(row.audience)
+            upper = await session.scalar(
+                select(Chat.chat_id)
+                .where(audience, Chat.chat_id > row.enqueue_cursor)
+                .order_by(Chat.chat_id)
+                .offset(batch - 1)
+                .limit(1)
+            )
+            in_slice = and_(audience, Chat.chat_id > row.enqueue_cursor)
+            if upper is not None:
+                in_slice = and_(in_slice, Chat.chat_id <= upper)
+            blocked = await session.scalar(
+                select(func.count(Chat.chat_id)).where(in_slice, Chat.blocked_at.is_not(None))
+            )
+            method = "sendPhoto" if row.photo else "sendMessage"
+            now = utcnow()
+            source = select(
+                Chat.chat_id,
+                literal(f"bc:{broadcast_id}:") + cast(Chat.chat_id, String),
+                literal("broadcast"),
+                literal(BULK),
+                literal(broadcast_id),
+                literal(method),
+                literal({}, JSON),
+                literal("pending"),
+                literal(0),
+                literal(now),
+                literal(now),
+            ).where(in_slice, Chat.blocked_at.is_(None))
+            result = await session.execute(
+                insert(OutboxMessage).from_select(
+                    [
+                        "chat_id",
+                        "dedupe_key",
+                        "kind",
+                        "priority",
+                        "broadcast_id",
+                        "method",
+                        "payload",
+                        "state",
+                        "attempts",
+                        "not_before",
+                        "created_at",
+                    ],
+                    source,
+                )
+            )
+            added = int(getattr(result, "rowcount", 0) or 0)
+            row.total += added + int(blocked or 0)
+            row.blocked += int(blocked or 0)
+            if upper is None:
+                row.state = "sending"
+            else:
+                row.enqueue_cursor = upper
+        return upper is not None
+
+    async def enqueue_all(self, broadcast_id: int) -> None:
+        while await self.enqueue_batch(broadcast_id):
+            pass
+
+    async def cancel(self, broadcast_id: int) -> bool:
+        """Stop a running broadcast: nothing more is enqueued or sent; True if it was running."""
+        async with self.db.session() as session:
+            row = await session.get(Broadcast, broadcast_id, with_for_update=True)
+            if row is None or row.state not in ACTIVE:
+                return False
+            row.state = "cancelled"
+            row.finished_at = utcnow()
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.state == "pending")
+                .values(state="cancelled")
+            )
+        return True
+
+    async def progress(self, broadcast_id: int) -> Progress | None:
+        async with self.db.session() as session:
+            row = await session.get(Broadcast, broadcast_id)
+            if row is None:
+                return None
+            cancelled = 0
+            if row.state == "cancelled":
+                cancelled = int(
+                    await session.scalar(
+                        select(func.count(OutboxMessage.id)).where(
+                            OutboxMessage.broadcast_id == broadcast_id,
+                            OutboxMessage.state == "cancelled",
+                        )
+                    )
+                    or 0
+                )
+        return _progress(row, cancelled)
+
+    async def finish_if_done(self, broadcast_id: int) -> Progress | None:
+        """Mark a fully enqueued broadcast done once every recipient has an outcome."""
+        async with self.db.session() as session:
+            row = await session.get(Broadcast, broadcast_id, with_for_update=True)
+            if row is None:
+                return None
+            if row.state == "sending" and row.sent + row.blocked + row.failed >= row.total:
+                row.state = "done"
+                row.finished_at = utcnow()
+            return _progress(row, 0)
+
+    async def recent(self, limit: int = 10) -> list[Progress]:
+        async with self.db.session() as session:
+            rows = (
+                await session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit))
+            ).all()
+        return [_progress(r, 0) for r in rows]
+
+    async def active(self) -> list[int]:
+        async with self.db.session() as session:
+            return list(
+                (
+                    await session.scalars(
+                        select(Broadcast.id)
+                        .where(Broadcast.state.in_(ACTIVE))
+                        .order_by(Broadcast.id)
+                    )
+                ).all()
+            )
+
+    async def content(self, broadcast_id: int) -> tuple[str, dict[str, Any]] | None:
+        """The Bot API method and parameters every recipient of this broadcast gets."""
+        async with self.db.session() as session:
+            row = await session.get(Broadcast, broadcast_id)
+        if row is None:
+            return None
+        return message_for(row.text, row.photo)
+
+
+def message_for(text: str, photo: str | None) -> tuple[str, dict[str, Any]]:
+    if photo:
+        return "sendPhoto", {"photo": photo, "caption": text}
+    return "sendMessage", {"text": text}
+
+
+def _progress(row: Broadcast, cancelled: int) -> Progress:
+    return Progress(
+        id=row.id,
+        state=row.state,
+        audience=row.audience,
+        total=row.total,
+        sent=row.sent,
+        blocked=row.blocked,
+        failed=row.failed,
+        cancelled=cancelled,
+        enqueued_all=row.state != "enqueuing",
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        admin_chat_id=row.admin_chat_id,
+        progress_message_id=row.progress_message_id,
+        text=row.text,
+    )
+
+
+async def record_outcomes(
+    session: AsyncSession, per_broadcast: dict[int, tuple[int, int, int]]
+) -> None:
+    """Add (sent, blocked, failed) counts for broadcasts, in the sender's transaction."""
+    for broadcast_id, (sent, blocked, failed) in per_broadcast.items():
+        await session.execute(
+            update(Broadcast)
+            .where(Broadcast.id == broadcast_id)
+            .values(
+                sent=Broadcast.sent + sent,
+                blocked=Broadcast.blocked + blocked,
+                failed=Broadcast.failed + failed,
+            )
+        )
