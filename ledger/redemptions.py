@@ -57,26 +57,36 @@ async def issue(ctx: Ctx, member_id: int) -> CodeOut:
         secret = codes.new_redemption_secret()
         now = ctx.now()
         expires = now + dt.timedelta(seconds=ctx.rules.code_ttl_seconds)
+        async def work(
+            session: AsyncSession,
+            secret: int = secret,
+            now: dt.datetime = now,
+            expires: dt.datetime = expires,
+        ) -> list[VoucherLot]:
+            # Concurrent issues for one member take turns on the member's row, each replacing
+            # the last code instead of colliding on the one-live-code index until the retries
+            # run out. (A redeem locks code then member; a deadlock with one is retried.)
+            member = await session.get(Member, member_id, with_for_update=True)
+            if member is None:
+                raise MemberNotFound("no such member", member_id=member_id)
+            await session.execute(
+                update(RedemptionCode)
+                .where(RedemptionCode.member_id == member_id, RedemptionCode.state == "live")
+                .values(state="revoked")
+            )
+            await session.execute(
+                insert(RedemptionCode).values(
+                    member_id=member_id,
+                    code_hash=codes.redemption_hash(secret),
+                    state="live",
+                    created_at=now,
+                    expires_at=expires,
+                )
+            )
+            return await available_vouchers(session, member_id, now)
+
         try:
-            async with ctx.db.write() as session:
-                member = await session.get(Member, member_id)
-                if member is None:
-                    raise MemberNotFound("no such member", member_id=member_id)
-                await session.execute(
-                    update(RedemptionCode)
-                    .where(RedemptionCode.member_id == member_id, RedemptionCode.state == "live")
-                    .values(state="revoked")
-                )
-                await session.execute(
-                    insert(RedemptionCode).values(
-                        member_id=member_id,
-                        code_hash=codes.redemption_hash(secret),
-                        state="live",
-                        created_at=now,
-                        expires_at=expires,
-                    )
-                )
-                lots = await available_vouchers(session, member_id, now)
+            lots = await ctx.db.run_write(work)
         except IntegrityError:
             continue  # a concurrent issue for the same member won; take a turn after it
         return CodeOut(

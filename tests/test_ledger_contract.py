@@ -42,13 +42,18 @@ async def test_purchase_release_code_redeem(
     shop, (m0, m1, m2) = world.merchant_id, world.member_ids
     merchant, bot, admin = clients.merchant, clients.bot, clients.admin
     start = await admin.stats()
-    assert (start.pool_fen, start.points_outstanding, start.members, start.merchants) == (0, 0, 3, 2)
+    assert (start.pool_fen, start.points_outstanding) == (0, 0)
+    assert (start.members, start.merchants) == (3, 2)
     assert start.price.fen_per_point == "1.0000"
 
     # The first purchase mints at the initial price of one fen per point.
     big = await merchant.record_purchase(shop, m0, 10_000_000, "contract-p1")
     want = expected_purchase(10_000_000, 1000, 0, 0)
-    assert (big.concession_fen, big.member_points, big.merchant_points) == (1_000_000, 600_000, 100_000)
+    assert (big.concession_fen, big.member_points, big.merchant_points) == (
+        1_000_000,
+        600_000,
+        100_000,
+    )
     assert (big.member_points, big.merchant_points) == (want.member_points, want.merchant_points)
     assert (big.price.pool_fen, big.price.points) == (0, 0)
     # Later ones at pool ÷ points, floored, green bonus included.
@@ -128,7 +133,8 @@ async def test_purchase_release_code_redeem(
     assert final.active_7d == 3  # signing up counts as activity
     assert (await bot.balance(m2)).points == 0
     today = await merchant.today(shop)
-    assert (today.count, today.bill_fen, today.vouchers_fen, today.paid_fen) == (1, 10_000, 2000, 8000)
+    assert (today.count, today.bill_fen) == (1, 10_000)
+    assert (today.vouchers_fen, today.paid_fen) == (2000, 8000)
     clock.advance(days=8)
     assert (await admin.stats()).active_7d == 0
     await merchant.record_purchase(shop, m2, 100, "contract-p3")
@@ -185,7 +191,8 @@ async def test_events_and_activity_pages(clients: Clients, world: World, clock: 
     for n in range(7):
         clock.advance(minutes=1)
         member = m0 if n % 3 else m1
-        bought.append(await clients.merchant.record_purchase(shop, member, 1000 + n, f"events-{n:04d}"))
+        key = f"events-{n:04d}"
+        bought.append(await clients.merchant.record_purchase(shop, member, 1000 + n, key))
 
     page = await clients.bot.events()
     assert [e.seq for e in page.events] == list(range(1, 8))
