@@ -16,6 +16,7 @@ from sqlalchemy import insert, select, update
 
 from ledger import events, journal
 from ledger.context import Ctx
+from ledger.db import insert_on_conflict
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import ReleaseOut
 from ledger.money import Price, release_grant
@@ -28,7 +29,9 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
         release = await session.get(Release, day, with_for_update=True)
         if release is None:
             price = await current_price(session)
-            release = Release(
+            # Two runs of one day at once (cron and an admin): the second waits for the first
+            # one's row and resumes it, instead of failing on the primary key.
+            started = insert_on_conflict(session, Release).values(
                 release_date=day,
                 state="running",
                 fraction_bp=ctx.rules.release_fraction_bp,
@@ -42,7 +45,8 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
                 vouchers_fen=0,
                 started_at=ctx.now(),
             )
-            session.add(release)
+            await session.execute(started.on_conflict_do_nothing())
+            release = await session.get_one(Release, day, with_for_update=True)
     return release
 
 

@@ -1,0 +1,144 @@
+"""The daily voucher release, expiry and expiring notices, on SQLite and PostgreSQL, with the
+ledger's clock held still and moved by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections import Counter
+
+from sqlalchemy import select
+
+from ledger import verify
+from ledger.models import EventOut, PurchaseRequest, RedeemRequest
+from ledger.principal import SYSTEM
+from ledger.schema import VoucherLot
+from ledger.service import LedgerService
+from tests.conftest import World
+from tests.ledger_support import BP, FixedClock, diff, snapshot
+
+
+async def feed(service: LedgerService, kind: str) -> list[EventOut]:
+    page = await service.events(SYSTEM, 0, 1000)
+    return [e for e in page.events if e.type == kind]
+
+
+async def buy(service: LedgerService, world: World, member: int, amount: int, key: str) -> None:
+    await service.record_purchase(
+        SYSTEM,
+        PurchaseRequest(
+            merchant_id=world.merchant_id, member_id=member, amount_fen=amount, idempotency_key=key
+        ),
+    )
+
+
+async def assert_verified(service: LedgerService) -> None:
+    report = await verify.verify(service.ctx)
+    assert report.ok, report.problems
+
+
+async def test_a_day_releases_once(world: World, clock: FixedClock) -> None:
+    s = world.service
+    m0, m1, m2 = world.member_ids
+    await buy(s, world, m0, 2_000_000, "release-p1")
+    await buy(s, world, m1, 30_000, "release-p2")
+    day = clock.now.date()
+    before = await s.stats(SYSTEM)
+    held = {m: (await s.balance(SYSTEM, m, 0)).points for m in (m0, m1, m2)}
+    first = await s.release(SYSTEM, day)
+    want = {
+        m: points * 100 // BP * before.pool_fen // before.points_outstanding
+        for m, points in held.items()
+    }
+    assert first.state == "done" and first.members_granted == 2  # m2 holds nothing
+    granted = await feed(s, "voucher.granted")
+    assert sorted(e.member_id for e in granted) == [m0, m1]  # type: ignore[type-var]
+    for e in granted:
+        assert e.member_id is not None
+        assert e.payload["vouchers_fen"] == want[e.member_id]
+        assert e.payload["points_burned"] == held[e.member_id] * 100 // BP
+        assert e.payload["release_date"] == day.isoformat()
+    after_first = await snapshot(s)
+
+    clock.advance(hours=3)
+    again = await s.release(SYSTEM, day)
+    assert again.model_dump(exclude={"expired_lots", "expiring_notices"}) == first.model_dump(
+        exclude={"expired_lots", "expiring_notices"}
+    )
+    assert diff(after_first, await snapshot(s)) == []
+    # Two runs of the next day at once (a cron job and an admin) still grant once per holder.
+    clock.advance(days=1)
+    next_day = day + dt.timedelta(days=1)
+    runs = await asyncio.gather(*(s.release(SYSTEM, next_day) for _ in range(4)))
+    assert {r.members_granted for r in runs} == {2}
+    per_member = Counter(
+        (e.member_id, e.payload["release_date"]) for e in await feed(s, "voucher.granted")
+    )
+    assert set(per_member.values()) == {1} and len(per_member) == 4
+    async with s.ctx.db.read() as session:
+        lots = (await session.scalars(select(VoucherLot))).all()
+    assert Counter(lot.member_id for lot in lots) == {m0: 2, m1: 2}
+    await assert_verified(s)
+
+
+async def test_expiry_and_expiring_notice(world: World, clock: FixedClock) -> None:
+    s = world.service
+    m0, m1, _m2 = world.member_ids
+    await buy(s, world, m0, 5_000_000, "expiry-p1")
+    await buy(s, world, m1, 800_000, "expiry-p2")
+    day = clock.now.date()
+    granted_at = clock.now
+    await s.release(SYSTEM, day)
+    lots = {m: (await s.balance(SYSTEM, m, 0)).vouchers_fen for m in (m0, m1)}
+    assert all(lots.values())
+    expires = granted_at + dt.timedelta(days=90)
+    assert (await s.balance(SYSTEM, m0, 0)).nearest_expiry == expires
+    # m0 spends part of the lot; only what is left can expire.
+    code = await s.issue_code(SYSTEM, m0)
+    receipt = await s.redeem(
+        SYSTEM,
+        RedeemRequest(
+            code=code.numeric_code,
+            merchant_id=world.merchant_id,
+            bill_fen=5000,
+            idempotency_key="expiry-r1",
+        ),
+    )
+    spent = receipt.vouchers_applied_fen
+    assert spent == 1000
+
+    async def jobs() -> tuple[int, int]:
+        """Expiry and notices only: the day itself was released already."""
+        result = await s.release(SYSTEM, day)
+        return result.expired_lots, result.expiring_notices
+
+    clock.now = expires - dt.timedelta(days=3, seconds=1)
+    assert await jobs() == (0, 0)
+    assert await feed(s, "voucher.expiring") == []
+    clock.now = expires - dt.timedelta(days=3)
+    assert await jobs() == (0, 2)
+    notices = await feed(s, "voucher.expiring")
+    assert {e.member_id: e.payload["vouchers_fen"] for e in notices} == {
+        m0: lots[m0] - spent,
+        m1: lots[m1],
+    }
+    assert {e.payload["expires_at"] for e in notices} == {expires.isoformat()}
+    for later in (dt.timedelta(hours=1), dt.timedelta(days=2)):
+        clock.now = expires - dt.timedelta(days=3) + later
+        assert await jobs() == (0, 0)
+    assert len(await feed(s, "voucher.expiring")) == 2
+
+    clock.now = expires - dt.timedelta(seconds=1)
+    assert await jobs() == (0, 0)
+    before = await s.stats(SYSTEM)
+    clock.now = expires
+    assert (await s.balance(SYSTEM, m0, 0)).vouchers_fen == 0  # no longer spendable
+    assert await jobs() == (2, 0)
+    after = await s.stats(SYSTEM)
+    returned = lots[m0] - spent + lots[m1]
+    assert after.pool_fen == before.pool_fen + returned
+    assert after.vouchers_outstanding_fen == before.vouchers_outstanding_fen - returned == 0
+    assert after.points_outstanding == before.points_outstanding
+    assert await jobs() == (0, 0)
+    assert (await s.stats(SYSTEM)).pool_fen == after.pool_fen
+    await assert_verified(s)
