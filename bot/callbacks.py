@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import re
 
+from telegram import CallbackQuery, InlineKeyboardMarkup
+from telegram.error import BadRequest
+
 SEP = "|"
 _PART = re.compile(r"^[A-Za-z0-9_.:\-*]{0,40}$")
 MAX_BYTES = 64
@@ -42,3 +45,18 @@ def as_int(text: str, low: int, high: int) -> int | None:
         return None
     value = int(text)
     return value if low <= value <= high else None
+
+
+async def edit_text(
+    query: CallbackQuery, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Edit the message a button sits on; a second tap that would change nothing is fine.
+
+    Telegram refuses an edit to the same text and buttons ("message is not modified"), which
+    a double tap or a tap on an old message easily causes; that is not an error to the person.
+    """
+    try:
+        await query.edit_message_text(text, reply_markup=reply_markup)
+    except BadRequest as exc:
+        if "not modified" not in str(exc).lower():
+            raise

@@ -1,4 +1,8 @@
-"""The last line of defence: whatever a handler raised, the person gets a short, kind reply."""
+"""The last line of defence: whatever a handler raised, the person gets a short, kind reply.
+
+python-telegram-bot hands error handlers a fresh context, without the profile and translator
+the middleware set, so the person's language is looked up again here.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from telegram import Update
 from telegram.error import Forbidden, TelegramError
 
 from bot.context import GPContext
-from bot.i18n import Translator
+from bot.i18n import Translator, negotiate, translator
 from ledger_client import errors as ledger_errors
 
 log = logging.getLogger(__name__)
@@ -22,10 +26,27 @@ def broken_text(t: Translator) -> str:
     return t._("Sorry, something went wrong on our side. Please try again.")
 
 
+async def _translator(update: object, context: GPContext) -> Translator:
+    """The person's chosen language, or their app's when the bot's database cannot say."""
+    if not isinstance(update, Update):
+        return context.t
+    chat = update.effective_chat
+    if chat is not None:
+        try:
+            profile = await context.services.chats.get(chat.id)
+        except Exception:  # the bot's database may be the very thing that failed
+            log.warning("no profile for chat %s while reporting an error", chat.id, exc_info=True)
+            profile = None
+        if profile is not None:
+            return translator(profile.locale)
+    user = update.effective_user
+    return translator(negotiate(user.language_code if user else None))
+
+
 async def on_error(update: object, context: GPContext) -> None:
     error = context.error
-    t = context.t
-    if isinstance(error, ledger_errors.Unavailable):
+    t = await _translator(update, context)
+    if isinstance(error, ledger_errors.Unavailable | ledger_errors.Throttled):
         log.warning("ledger unavailable while handling an update: %s", error)
         text = busy_text(t)
     elif isinstance(error, Forbidden) and isinstance(update, Update) and update.effective_chat:

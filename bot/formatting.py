@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime, format_time
 from babel.numbers import format_currency, format_decimal
+from babel.units import format_unit
 
 from bot.i18n import Translator
 
@@ -51,11 +52,13 @@ def clock(t: Translator, moment: dt.datetime) -> str:
 
 
 def distance(t: Translator, metres: int) -> str:
-    """``320 m`` below a kilometre, ``1.2 km`` from there on."""
+    """Metres below a kilometre, kilometres to one decimal from there on, each written the way
+    the locale writes units (CLDR, through Babel): ``320 m`` / ``1.2 km`` in English, ``320米``
+    / ``1.2公里`` in Simplified and ``320 公尺`` / ``1.2 公里`` in Traditional Chinese."""
     if metres < 1000:
-        return f"{format_decimal(metres, locale=t.babel)} m"
+        return format_unit(metres, "length-meter", "short", locale=t.babel)
     km = (Decimal(metres) / 1000).quantize(Decimal("0.1"))
-    return f"{format_decimal(km, format='#,##0.0', locale=t.babel)} km"
+    return format_unit(km, "length-kilometer", "short", format="#,##0.#", locale=t.babel)
 
 
 def walking_minutes(metres: int, speed_m_per_min: int = 80) -> int:

@@ -148,7 +148,8 @@ def listing_keyboard(
                 if radius > found.radius_m
             ]
         )
-    return InlineKeyboardMarkup(rows) if any(rows) else None
+    rows = [row for row in rows if row]  # Telegram refuses empty rows
+    return InlineKeyboardMarkup(rows) if rows else None
 
 
 async def _search(
@@ -167,8 +168,9 @@ async def on_location(update: Update, context: GPContext) -> None:
     if not valid_coordinates(lat, lon):
         await message.reply_text(t._("That location is not on this planet. Please send it again."))
         return
-    await context.services.chats.set_location(context.need_profile().chat_id, lat, lon)
     text, keyboard = await _search(context, lat, lon, RADII[0], None, 0)
+    # Remembered only once the ledger answered, so the buttons below have a place to work from.
+    await context.services.chats.set_location(context.need_profile().chat_id, lat, lon)
     await message.reply_text(text, reply_markup=keyboard)
 
 
@@ -196,7 +198,7 @@ async def on_list_button(update: Update, context: GPContext) -> None:
         context, location[0], location[1], radius, None if category == "*" else category, offset
     )
     await query.answer()
-    await query.edit_message_text(text, reply_markup=keyboard)
+    await callbacks.edit_text(query, text, keyboard)
 
 
 async def on_map_button(update: Update, context: GPContext) -> None:

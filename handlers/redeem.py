@@ -20,13 +20,14 @@ def grouped(digits: str) -> str:
     return " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))
 
 
+def minutes_left(expires_at: dt.datetime) -> int:
+    """Whole minutes until ``expires_at`` (naive means UTC, as the ledger writes it)."""
+    aware = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=dt.UTC)
+    return max(1, round((aware - dt.datetime.now(dt.UTC)).total_seconds() / 60))
+
+
 def caption(t: Translator, code: RedemptionCode) -> str:
-    minutes = max(
-        1,
-        round(
-            (code.expires_at - dt.datetime.now(dt.UTC).replace(tzinfo=None)).total_seconds() / 60
-        ),
-    )
+    minutes = minutes_left(code.expires_at)
     lines = [
         t._("Show this code at the till of any alliance merchant."),
         t._("Code: {digits}").format(digits=grouped(code.numeric_code)),

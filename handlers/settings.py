@@ -8,7 +8,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler
 from bot import callbacks
 from bot.context import App, GPContext
 from bot.i18n import LOCALES, Translator, translator
-from bot.menus import refresh_chat_menu
+from bot.menus import refresh_person_menu
 
 LANGUAGE = "lang"
 NOTICES = "ntc"
@@ -45,24 +45,21 @@ async def choose_language(update: Update, context: GPContext) -> None:
         await query.answer(context.t._("This button has expired."))
         return
     services = context.services
-    profile = await services.chats.set_locale(context.need_profile().chat_id, parts[0])
+    current = context.need_profile()
+    # The ledger is asked first: if it is down, nothing has changed yet and the person is told
+    # to try again, rather than being left with a half-switched language.
+    if current.member_id is not None:
+        await services.ledger.update_member(current.member_id, locale=parts[0])
+    staff = await services.ledger.staff_lookup(*current.identity) is not None
+    profile = await services.chats.set_locale(current.chat_id, parts[0])
     assert profile is not None
     context.profile, context.t = profile, translator(profile.locale)
-    if profile.member_id is not None:
-        await services.ledger.update_member(profile.member_id, locale=profile.locale)
     await query.answer()
-    await query.edit_message_text(
-        context.t._("I will speak {language} from now on.").format(language=NAMES[profile.locale])
+    await callbacks.edit_text(
+        query,
+        context.t._("I will speak {language} from now on.").format(language=NAMES[profile.locale]),
     )
-    staff = await services.ledger.staff_lookup(*profile.identity) is not None
-    await refresh_chat_menu(
-        context.bot,
-        profile.chat_id,
-        profile.locale,
-        chosen=True,
-        staff=staff,
-        admin=services.is_admin(profile.chat_id),
-    )
+    await refresh_person_menu(context, staff=staff)
 
 
 def notices_keyboard(t: Translator, on: bool) -> InlineKeyboardMarkup:
@@ -73,11 +70,17 @@ def notices_keyboard(t: Translator, on: bool) -> InlineKeyboardMarkup:
 
 
 def settings_text(t: Translator, on: bool) -> str:
-    state = t._("on") if on else t._("off")
-    return t._(
-        "Notices are {state}. With notices on I tell you when vouchers are granted, used or "
-        "about to expire, and when a purchase earns you points."
-    ).format(state=state)
+    """Whole sentences per state, so no language has to fit "on" or "off" into a slot."""
+    state = t._("Notices are on.") if on else t._("Notices are off.")
+    return "\n".join(
+        [
+            state,
+            t._(
+                "With notices on I tell you when vouchers are granted, used or about to "
+                "expire, and when a purchase earns you points."
+            ),
+        ]
+    )
 
 
 async def settings(update: Update, context: GPContext) -> None:
@@ -98,9 +101,7 @@ async def toggle_notices(update: Update, context: GPContext) -> None:
     on = parts[0] == "1"
     await context.services.chats.set_notices(context.need_profile().chat_id, on)
     await query.answer()
-    await query.edit_message_text(
-        settings_text(context.t, on), reply_markup=notices_keyboard(context.t, on)
-    )
+    await callbacks.edit_text(query, settings_text(context.t, on), notices_keyboard(context.t, on))
 
 
 def register(app: App) -> None:

@@ -7,8 +7,8 @@ from telegram.ext import CommandHandler
 
 from bot.context import App, GPContext
 from bot.i18n import Translator
-from bot.members import member_id
-from bot.menus import refresh_chat_menu
+from bot.members import resolve
+from bot.menus import refresh_person_menu
 from handlers.merchant import open_deep_link
 
 
@@ -38,13 +38,21 @@ async def start(update: Update, context: GPContext) -> None:
     if payload and await open_deep_link(update, context, payload):
         return
     t = context.t
+    services = context.services
+    _member, created = await resolve(context)
     profile = context.need_profile()
-    await member_id(context)
-    lines = [
-        t._("Welcome to Green Points, {name}!").format(name=profile.display_name)
-        if profile.display_name
-        else t._("Welcome to Green Points!")
-    ]
+    # Asked before anything is said, so a ledger outage gets one "try again" and no half reply.
+    staff = await services.ledger.staff_lookup(*profile.identity) is not None
+    name = profile.display_name
+    if created:
+        greeting = (
+            t._("Welcome to Green Points, {name}!").format(name=name)
+            if name
+            else t._("Welcome to Green Points!")
+        )
+    else:
+        greeting = t._("Welcome back, {name}!").format(name=name) if name else t._("Welcome back!")
+    lines = [greeting]
     if payload:
         lines.insert(0, t._("That link is not one I know, so here is the start instead."))
     lines += [
@@ -56,16 +64,7 @@ async def start(update: Update, context: GPContext) -> None:
         help_text(t),
     ]
     await message.reply_text("\n".join(lines))
-    services = context.services
-    staff = await services.ledger.staff_lookup(*profile.identity) is not None
-    await refresh_chat_menu(
-        context.bot,
-        profile.chat_id,
-        profile.locale,
-        chosen=profile.locale_chosen,
-        staff=staff,
-        admin=services.is_admin(profile.chat_id),
-    )
+    await refresh_person_menu(context, staff=staff)
 
 
 async def help_command(update: Update, context: GPContext) -> None:

@@ -1,13 +1,22 @@
 """The whole bot, running: real ledger (SQLite or PostgreSQL), real bot database, polling a
-fake Bot API server over real HTTP."""
+fake Bot API server over real HTTP.
+
+The bot reaches the ledger in-process (the embedded default) or, with ``ledger="http"``, over
+HTTP through the ledger's own API server, which a test can stop to see how the bot behaves
+when the ledger is down.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiohttp.test_utils import TestServer
+from telegram import Update
 
 from bot import background
 from bot.app import build_application, halt, launch
@@ -15,9 +24,13 @@ from bot.config import Settings
 from bot.context import App
 from bot.services import Services
 from bot.storage.db import BotDatabase
+from ledger import apikeys
+from ledger.api.http import build_app
 from ledger.models import MerchantIn
 from ledger.principal import SYSTEM, Principal
 from ledger.service import LedgerService
+from ledger_client.base import LedgerClient
+from ledger_client.http import HttpLedgerClient
 from ledger_client.inprocess import InProcessLedgerClient
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram, Person
@@ -33,6 +46,25 @@ class Harness:
     services: Services
     ledger: LedgerService
     shop_id: int
+    ledger_server: TestServer | None = None
+    processed: set[int] = field(default_factory=set)
+    _processed_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def handled(self, update_id: int, within: float = 10.0) -> None:
+        """Wait until the application has finished with this update (handlers and error
+        handler alike): the way to assert that the bot said nothing, without sleeping."""
+        async with asyncio.timeout(within), self._processed_changed:
+            await self._processed_changed.wait_for(lambda: update_id in self.processed)
+
+    async def _mark_processed(self, update_id: int) -> None:
+        async with self._processed_changed:
+            self.processed.add(update_id)
+            self._processed_changed.notify_all()
+
+    async def stop_ledger(self) -> None:
+        """Take the ledger's HTTP server away, as an outage would (``ledger="http"`` only)."""
+        assert self.ledger_server is not None, "running_bot(..., ledger='http') has no server"
+        await self.ledger_server.close()
 
     def person(self, user_id: int, name: str = "测试用户", language_code: str | None = "zh-hans"
                ) -> Person:
@@ -60,17 +92,50 @@ async def seed_shops(ledger: LedgerService) -> int:
     return shop.id
 
 
+def _track_processing(app: App, harness: Harness) -> None:
+    """Note each update once the application is done with it (see ``Harness.handled``)."""
+    original = app.process_update
+
+    async def process_update(update: object) -> None:
+        try:
+            await original(update)
+        finally:
+            if isinstance(update, Update):
+                await harness._mark_processed(update.update_id)
+
+    app.process_update = process_update  # type: ignore[method-assign]
+
+
+async def _ledger_client(
+    ledger: LedgerService, transport: str
+) -> tuple[LedgerClient, TestServer | None]:
+    if transport == "inprocess":
+        return InProcessLedgerClient(ledger, Principal("bot")), None
+    if transport != "http":
+        raise ValueError(f"unknown ledger transport {transport!r}")
+    key = await apikeys.create(ledger.ctx, "bot", None)
+    server = TestServer(build_app(ledger), host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("")).rstrip("/")
+    # Short timeouts and quick retries: an outage should be reported in well under a second.
+    client = HttpLedgerClient(url, key, total_timeout=3.0, connect_timeout=1.0, backoff=0.01)
+    return client, server
+
+
 @asynccontextmanager
 async def running_bot(
-    kind: str, tmp_path: Path, **settings: Any
+    kind: str, tmp_path: Path, *, ledger: str = "inprocess", **settings: Any
 ) -> AsyncIterator[Harness]:
+    """The bot on ``kind`` databases (sqlite or postgres), reaching the ledger ``ledger``-wise
+    (inprocess or http)."""
     fake = FakeTelegram()
     await fake.start()
     async with fresh_database(kind, tmp_path) as ledger_url, fresh_database(
         kind, tmp_path
     ) as bot_url:
-        ledger = await LedgerService.open(ledger_url)
-        shop_id = await seed_shops(ledger)
+        service = await LedgerService.open(ledger_url)
+        shop_id = await seed_shops(service)
+        client, server = await _ledger_client(service, ledger)
         config = Settings(
             _env_file=None,  # type: ignore[call-arg]
             telegram_token=TOKEN, telegram_api_url=fake.url, ledger_url=ledger_url,
@@ -79,21 +144,26 @@ async def running_bot(
         )
         db = BotDatabase(bot_url)
         await db.upgrade()
-        services = Services(config, InProcessLedgerClient(ledger, Principal("bot")), db)
+        services = Services(config, client, db)
         starters, stoppers = background.hooks(services)
         app = build_application(services, TOKEN, api_url=fake.url, on_start=starters,
                                 on_stop=stoppers)
+        harness = Harness(fake, app, services, service, shop_id, server)
+        _track_processing(app, harness)
         try:
             async with app:
                 await launch(app)
                 assert app.updater is not None
                 await app.updater.start_polling(poll_interval=0.0, timeout=1)
                 try:
-                    yield Harness(fake, app, services, ledger, shop_id)
+                    yield harness
                 finally:
                     await app.updater.stop()
                     await halt(app)
         finally:
+            await client.close()
+            if server is not None:
+                await server.close()
             await db.dispose()
-            await ledger.close()
+            await service.close()
             await fake.close()

@@ -68,12 +68,26 @@ class Sent:
         return str(self.params.get("text") or self.params.get("caption") or "")
 
     @property
-    def buttons(self) -> list[tuple[str, str]]:
-        """(label, callback data) of every inline button, row by row."""
+    def markup(self) -> dict[str, Any]:
+        """The reply markup as sent (inline or reply keyboard), decoded; {} when none."""
         markup = self.params.get("reply_markup")
         if isinstance(markup, str):
             markup = json.loads(markup)
-        if not isinstance(markup, dict):
+        return markup if isinstance(markup, dict) else {}
+
+    @property
+    def media(self) -> dict[str, Any]:
+        """``editMessageMedia``'s media object, decoded; {} for other methods."""
+        media = self.params.get("media")
+        if isinstance(media, str):
+            media = json.loads(media)
+        return media if isinstance(media, dict) else {}
+
+    @property
+    def buttons(self) -> list[tuple[str, str]]:
+        """(label, callback data) of every inline button, row by row."""
+        markup = self.markup
+        if not markup:
             return []
         return [
             (b["text"], b.get("callback_data", ""))
@@ -305,6 +319,31 @@ class Person:
         if text.startswith("/"):
             entities = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return self.fake.push({"message": self._message(text=text, entities=entities)})
+
+    def sends(self, **fields: Any) -> int:
+        """Any other kind of message: ``sends(sticker={...})``, ``sends(voice={...})``."""
+        return self.fake.push({"message": self._message(**fields)})
+
+    def sends_sticker(self, emoji: str = "👍") -> int:
+        return self.sends(sticker={
+            "file_id": "sticker1", "file_unique_id": "sticker1", "type": "regular",
+            "width": 512, "height": 512, "is_animated": False, "is_video": False,
+            "emoji": emoji})
+
+    def says_in_group(self, text: str, group_id: int = -100123) -> int:
+        message = self._message(text=text)
+        message["chat"] = {"id": group_id, "type": "supergroup", "title": "绿色生活群"}
+        if text.startswith("/"):
+            message["entities"] = [
+                {"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
+        return self.fake.push({"message": message})
+
+    def edits(self, message_id: int, text: str) -> int:
+        """An edit of a message sent earlier (Telegram's ``edited_message`` update)."""
+        message = self._message(text=text)
+        message["message_id"] = message_id
+        message["edit_date"] = message["date"]
+        return self.fake.push({"edited_message": message})
 
     def shares_location(self, lat: float, lon: float) -> int:
         return self.fake.push(
