@@ -14,19 +14,22 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql.expression import Executable, ReturnsRows
 
 from ledger.errors import Unavailable
 
@@ -185,3 +188,162 @@ def insert_on_conflict(session: AsyncSession, table: Any) -> Any:
     if bind is not None and bind.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
+
+
+Row = Sequence[Any]
+Processor = Callable[[Any], Any]
+_LINK = "ledger.db.link"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    names: tuple[str, ...]  # the driver's positional parameters, in order
+    defaults: dict[str, Any]  # values written into the statement itself
+    binds: dict[str, Processor]  # type conversions on the way in, where the type has one
+    returns_rows: bool
+    results: tuple[Processor | None, ...] | None  # and on the way out, when any column has one
+
+
+@dataclass(frozen=True)
+class _Link:
+    """The driver connection under a session's current transaction."""
+
+    transaction: object
+    connection: AsyncConnection
+    dialect: Dialect
+    adapter: Any
+    driver: Any
+    asyncpg: bool
+
+    def in_transaction(self) -> bool:
+        if self.asyncpg:
+            return bool(self.driver.is_in_transaction())
+        return bool(self.driver.in_transaction)
+
+
+async def _link(session: AsyncSession) -> _Link:
+    transaction = session.sync_session.get_transaction()
+    link: _Link | None = session.info.get(_LINK)
+    if link is not None and transaction is not None and link.transaction is transaction:
+        return link
+    connection = await session.connection()
+    raw = await connection.get_raw_connection()
+    link = _Link(
+        session.sync_session.get_transaction(),
+        connection,
+        connection.dialect,
+        raw.dbapi_connection,
+        raw.driver_connection,
+        connection.dialect.driver == "asyncpg",
+    )
+    session.info[_LINK] = link
+    return link
+
+
+class Statement:
+    """A Core statement compiled once per dialect and handed straight to the driver.
+
+    The hot transactions (a purchase is a dozen short statements) spent several times longer in
+    SQLAlchemy's per-execution work — building the statement, its cache key, an execution
+    context and a result — than in the database. A ``Statement`` keeps the SQL written as Core
+    constructs over the same tables, with the same type conversions, and runs it on the
+    session's own connection inside its transaction, so commit, rollback and error handling stay
+    SQLAlchemy's. Until the driver has opened the transaction (asyncpg opens it lazily, at the
+    first statement) the statement simply goes through the session.
+
+    ``build`` is the statement, or a function of the dialect name for statements spelled
+    differently per database (``ON CONFLICT``).
+    """
+
+    def __init__(self, build: Executable | Callable[[str], Executable]) -> None:
+        self._build = build
+        self._compiled: dict[str, tuple[Executable, _Compiled]] = {}
+
+    def _for(self, dialect: Dialect) -> tuple[Executable, _Compiled]:
+        hit = self._compiled.get(dialect.name)
+        if hit is None:
+            stmt = self._build if isinstance(self._build, Executable) else self._build(dialect.name)
+            hit = self._compiled[dialect.name] = (stmt, _compile(stmt, dialect))
+        return hit
+
+    async def rows(self, session: AsyncSession, **params: Any) -> list[Row]:
+        """Run in ``session``'s transaction; the rows it returns (``RETURNING`` included)."""
+        link = await _link(session)
+        stmt, compiled = self._for(link.dialect)
+        if not link.in_transaction():
+            result = await session.execute(stmt, params)
+            return [tuple(r) for r in result] if compiled.returns_rows else []
+        values = {**compiled.defaults, **params}
+        args = []
+        for name in compiled.names:
+            value = values[name]
+            convert = compiled.binds.get(name)
+            args.append(convert(value) if convert is not None else value)
+        try:
+            if link.asyncpg:
+                rows: list[Row] = await link.driver.fetch(compiled.sql, *args)
+            else:
+                rows = await link.driver.execute_fetchall(compiled.sql, args)
+        except Exception as exc:
+            raise await _driver_error(link, compiled.sql, args, exc) from exc
+        if compiled.results is None:
+            return rows
+        converts = compiled.results
+        return [
+            tuple(v if f is None else f(v) for f, v in zip(converts, row, strict=True))
+            for row in rows
+        ]
+
+    async def one(self, session: AsyncSession, **params: Any) -> Row:
+        rows = await self.rows(session, **params)
+        if len(rows) != 1:
+            raise AssertionError(f"expected one row, got {len(rows)}")
+        return rows[0]
+
+    async def first(self, session: AsyncSession, **params: Any) -> Row | None:
+        rows = await self.rows(session, **params)
+        return rows[0] if rows else None
+
+    async def scalar(self, session: AsyncSession, **params: Any) -> Any:
+        return (await self.one(session, **params))[0]
+
+
+def _compile(stmt: Executable, dialect: Dialect) -> _Compiled:
+    compiled: Any = stmt.compile(dialect=dialect)  # type: ignore[attr-defined]
+    if compiled.escaped_bind_names:
+        raise ValueError("parameter names that need escaping are not supported")
+    defaults: dict[str, Any] = {}
+    binds: dict[str, Processor] = {}
+    for name, bind in compiled.binds.items():
+        if not bind.required:
+            defaults[name] = bind.effective_value
+        convert = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        if convert is not None:
+            binds[name] = convert
+    columns = list(stmt.exported_columns) if isinstance(stmt, ReturnsRows) else []
+    processors = tuple(
+        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+    )
+    results = processors if any(p is not None for p in processors) else None
+    names = tuple(compiled.positiontup or ())
+    return _Compiled(compiled.string, names, defaults, binds, bool(columns), results)
+
+
+async def _driver_error(link: _Link, sql: str, args: list[Any], exc: Exception) -> Exception:
+    """The exception SQLAlchemy itself would have raised for ``exc``."""
+    dbapi = link.dialect.loaded_dbapi
+    orig: Exception = exc
+    if not isinstance(exc, dbapi.Error):
+        try:
+            link.adapter._handle_exception(exc)  # the dialect's own driver → DBAPI translation
+        except dbapi.Error as translated:
+            orig = translated
+        except Exception:  # not a database error: report the original as it is
+            pass
+    invalidated = bool(link.dialect.is_disconnect(cast(Any, orig), link.adapter, None))
+    if invalidated:
+        await link.connection.invalidate(orig)
+    return DBAPIError.instance(
+        sql, args, orig, dbapi.Error, connection_invalidated=invalidated, dialect=link.dialect
+    )

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ledger.db import Statement
 from ledger.schema import JournalEntry, Shard
 
 GENESIS = "0" * 64
@@ -119,6 +120,40 @@ async def ensure_shards(session: AsyncSession, shards: int) -> None:
         await session.execute(insert(Shard), missing)
 
 
+_shards = Shard.metadata.tables[Shard.__tablename__]
+_entries = JournalEntry.metadata.tables[JournalEntry.__tablename__]
+
+_LOCK_HEAD = Statement(
+    select(_shards.c.seq, _shards.c.head_hash)
+    .where(_shards.c.k == bindparam("k"))
+    .with_for_update()
+)
+_MOVE_SHARD = Statement(
+    update(_shards)
+    .where(_shards.c.k == bindparam("k"))
+    .values(
+        seq=bindparam("new_seq", type_=_shards.c.seq.type),
+        head_hash=bindparam("new_head", type_=_shards.c.head_hash.type),
+        pool_fen=_shards.c.pool_fen + bindparam("d_pool", type_=_shards.c.pool_fen.type),
+        issued_points=_shards.c.issued_points
+        + bindparam("d_issued", type_=_shards.c.issued_points.type),
+        concessions_fen=_shards.c.concessions_fen
+        + bindparam("d_concessions", type_=_shards.c.concessions_fen.type),
+    )
+)
+_APPEND = Statement(
+    insert(_entries)
+    .values({c: bindparam(f"p_{c.name}", type_=c.type) for c in _entries.c if c.name != "id"})
+    .returning(_entries.c.id)
+)
+_TOTALS = Statement(
+    select(
+        func.coalesce(func.sum(_shards.c.pool_fen), 0),
+        func.coalesce(func.sum(_shards.c.issued_points), 0),
+    )
+)
+
+
 async def post(
     session: AsyncSession,
     *,
@@ -134,53 +169,36 @@ async def post(
     lock (the most contended) is held for the shortest time and always taken in the same order.
     """
     check_balanced(postings)
-    head = (
-        await session.execute(
-            select(Shard.seq, Shard.head_hash).where(Shard.k == shard).with_for_update()
-        )
-    ).one()
-    seq = head.seq + 1
+    head_seq, head_hash = await _LOCK_HEAD.one(session, k=shard)
+    seq = head_seq + 1
     content = content_hash(shard, seq, kind, ref, now, postings)
-    digest = chain_hash(head.head_hash, content)
+    digest = chain_hash(head_hash, content)
     delta = shard_delta(postings)
-    await session.execute(
-        update(Shard)
-        .where(Shard.k == shard)
-        .values(
-            seq=seq,
-            head_hash=digest,
-            pool_fen=Shard.pool_fen + delta.pool_fen,
-            issued_points=Shard.issued_points + delta.issued_points,
-            concessions_fen=Shard.concessions_fen + delta.concessions_fen,
-        )
+    await _MOVE_SHARD.rows(
+        session,
+        k=shard,
+        new_seq=seq,
+        new_head=digest,
+        d_pool=delta.pool_fen,
+        d_issued=delta.issued_points,
+        d_concessions=delta.concessions_fen,
     )
-    entry_id = await session.scalar(
-        insert(JournalEntry)
-        .values(
-            shard=shard,
-            seq=seq,
-            kind=kind,
-            ref=ref,
-            created_at=now,
-            postings=[list(p) for p in postings],
-            content_hash=content,
-            prev_hash=head.head_hash,
-            hash=digest,
-        )
-        .returning(JournalEntry.id)
+    entry_id = await _APPEND.scalar(
+        session,
+        p_shard=shard,
+        p_seq=seq,
+        p_kind=kind,
+        p_ref=ref,
+        p_created_at=now,
+        p_postings=[list(p) for p in postings],
+        p_content_hash=content,
+        p_prev_hash=head_hash,
+        p_hash=digest,
     )
-    assert entry_id is not None
     return int(entry_id)
 
 
 async def totals(session: AsyncSession) -> tuple[int, int]:
     """Pool (fen) and points in circulation, summed over all shards."""
-    row = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(Shard.pool_fen), 0),
-                func.coalesce(func.sum(Shard.issued_points), 0),
-            )
-        )
-    ).one()
-    return int(row[0]), int(row[1])
+    pool, points = await _TOTALS.one(session)
+    return int(pool), int(points)
