@@ -7,12 +7,16 @@ ledger's answers against, a small JSON Schema checker for the OpenAPI document, 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import math
+import os
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -245,3 +249,30 @@ def is_error(answer: Answer, status: int, code: str) -> str | None:
     if answer.status == status and shaped and body["error"]["code"] == code:
         return None
     return f"wanted {status} {code}, got {answer.status} {body}"
+
+
+# --- the console script -----------------------------------------------------------------------
+
+GREENPOINTS = Path(sys.executable).with_name("greenpoints")
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+async def cli(url: str, *args: str) -> Run:
+    env = {**os.environ, "GREENPOINTS_LEDGER_URL": url}
+    proc = await asyncio.create_subprocess_exec(
+        str(GREENPOINTS),
+        "ledger",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
+    assert proc.returncode is not None
+    return Run(proc.returncode, out.decode(), err.decode())

@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
 import shutil
-import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,30 +24,7 @@ from ledger.principal import SYSTEM
 from ledger.schema import JournalEntry
 from tests.conftest import World
 from tests.databases import postgres_admin_url
-
-GREENPOINTS = Path(sys.executable).with_name("greenpoints")
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-async def cli(url: str, *args: str) -> Run:
-    env = {**os.environ, "GREENPOINTS_LEDGER_URL": url}
-    proc = await asyncio.create_subprocess_exec(
-        str(GREENPOINTS),
-        "ledger",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
-    assert proc.returncode is not None
-    return Run(proc.returncode, out.decode(), err.decode())
+from tests.ledger_support import cli
 
 
 async def populate(world: World) -> None:
