@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import event
+from sqlalchemy import Column, Table, bindparam, event
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -182,10 +182,15 @@ def url_from_env() -> str:
 
 def insert_on_conflict(session: AsyncSession, table: Any) -> Any:
     """An INSERT that can say ON CONFLICT: both databases have it, spelled by their dialects."""
+    bind = session.bind
+    return dialect_insert(bind.dialect.name if bind is not None else "sqlite", table)
+
+
+def dialect_insert(dialect_name: str, table: Any) -> Any:
+    """``insert(table)`` of the named dialect, which knows ``ON CONFLICT``."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    bind = session.bind
-    if bind is not None and bind.dialect.name == "postgresql":
+    if dialect_name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -241,6 +246,11 @@ async def _link(session: AsyncSession) -> _Link:
     return link
 
 
+def column_params(table: Table, skip: Sequence[str] = ("id",)) -> dict[Column[Any], Any]:
+    """``VALUES`` for every column but ``skip``, as parameters named ``p_<column>``."""
+    return {c: bindparam(f"p_{c.name}", type_=c.type) for c in table.c if c.name not in skip}
+
+
 class Statement:
     """A Core statement compiled once per dialect and handed straight to the driver.
 
@@ -271,6 +281,8 @@ class Statement:
         """Run in ``session``'s transaction; the rows it returns (``RETURNING`` included)."""
         link = await _link(session)
         stmt, compiled = self._for(link.dialect)
+        if session.new or session.dirty or session.deleted:
+            await session.flush()  # what the session would have done before a statement
         if not link.in_transaction():
             result = await session.execute(stmt, params)
             return [tuple(r) for r in result] if compiled.returns_rows else []

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Database
+from ledger.db import Database, Statement, column_params
 from ledger.models import EventOut, EventsPage
 from ledger.schema import Event, FeedState
 
@@ -26,6 +26,9 @@ EVENT_TYPES = (POINTS_EARNED, VOUCHER_GRANTED, VOUCHER_REDEEMED, VOUCHER_EXPIRIN
 
 SEQUENCE_BATCH = 5000
 
+_events = Event.metadata.tables[Event.__tablename__]
+_EMIT = Statement(insert(_events).values(column_params(_events, skip=("id", "seq"))))
+
 
 async def emit(
     session: AsyncSession,
@@ -36,14 +39,13 @@ async def emit(
     merchant_id: int | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
-    await session.execute(
-        insert(Event).values(
-            type=type_,
-            member_id=member_id,
-            merchant_id=merchant_id,
-            payload=payload or {},
-            created_at=now,
-        )
+    await _EMIT.rows(
+        session,
+        p_type=type_,
+        p_member_id=member_id,
+        p_merchant_id=merchant_id,
+        p_payload=payload or {},
+        p_created_at=now,
     )
 
 

@@ -13,12 +13,25 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import insert_on_conflict
+from ledger.db import Statement, column_params, dialect_insert
 from ledger.errors import IdempotencyConflict
 from ledger.schema import IdempotencyRecord
+
+_records = IdempotencyRecord.metadata.tables[IdempotencyRecord.__tablename__]
+_CLAIM = Statement(
+    lambda dialect: dialect_insert(dialect, _records)
+    .values(column_params(_records, skip=()))
+    .on_conflict_do_nothing()
+    .returning(_records.c.scope)
+)
+_COMPLETE = Statement(
+    update(_records)
+    .where(_records.c.scope == bindparam("p_scope"), _records.c.key == bindparam("p_key"))
+    .values(response=bindparam("p_response", type_=_records.c.response.type))
+)
 
 
 def request_hash(payload: dict[str, Any]) -> str:
@@ -36,13 +49,15 @@ class Claim:
 async def claim(
     session: AsyncSession, scope: str, key: str, fingerprint: str, now: dt.datetime
 ) -> Claim:
-    stmt = (
-        insert_on_conflict(session, IdempotencyRecord)
-        .values(scope=scope, key=key, request_hash=fingerprint, response={}, created_at=now)
-        .on_conflict_do_nothing()
+    claimed = await _CLAIM.rows(
+        session,
+        p_scope=scope,
+        p_key=key,
+        p_request_hash=fingerprint,
+        p_response={},
+        p_created_at=now,
     )
-    result = await session.execute(stmt)
-    if getattr(result, "rowcount", 0) == 1:
+    if claimed:
         return Claim(scope, key, None)
     row = (
         await session.execute(
@@ -59,8 +74,4 @@ async def claim(
 
 
 async def complete(session: AsyncSession, claimed: Claim, response: dict[str, Any]) -> None:
-    await session.execute(
-        update(IdempotencyRecord)
-        .where(IdempotencyRecord.scope == claimed.scope, IdempotencyRecord.key == claimed.key)
-        .values(response=response)
-    )
+    await _COMPLETE.rows(session, p_scope=claimed.scope, p_key=claimed.key, p_response=response)

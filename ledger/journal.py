@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Statement
+from ledger.db import Statement, column_params
 from ledger.schema import JournalEntry, Shard
 
 GENESIS = "0" * 64
@@ -143,7 +143,7 @@ _MOVE_SHARD = Statement(
 )
 _APPEND = Statement(
     insert(_entries)
-    .values({c: bindparam(f"p_{c.name}", type_=c.type) for c in _entries.c if c.name != "id"})
+    .values(column_params(_entries))
     .returning(_entries.c.id)
 )
 _TOTALS = Statement(

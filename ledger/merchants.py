@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import geo
 from ledger.context import Ctx
+from ledger.db import Statement
 from ledger.errors import InvalidRequest, MerchantNotFound
 from ledger.models import MerchantIn, MerchantOut, NearbyMerchant, NearbyOut
 from ledger.schema import Merchant
@@ -68,6 +70,35 @@ async def load(session: AsyncSession, merchant_id: int) -> Merchant:
     if merchant is None or not merchant.active:
         raise MerchantNotFound("no such merchant", merchant_id=merchant_id)
     return merchant
+
+
+@dataclass(frozen=True)
+class Terms:
+    """What a purchase needs to know about its (active) merchant."""
+
+    id: int
+    name: str
+    concession_bp: int
+    voucher_cap_bp: int
+
+
+_merchants = Merchant.metadata.tables[Merchant.__tablename__]
+_TERMS = Statement(
+    select(
+        _merchants.c.id,
+        _merchants.c.name,
+        _merchants.c.concession_bp,
+        _merchants.c.voucher_cap_bp,
+    ).where(_merchants.c.id == bindparam("merchant_id"), _merchants.c.active.is_(True))
+)
+
+
+async def terms(session: AsyncSession, merchant_id: int) -> Terms:
+    """Like ``load``, for the hot path: four columns, no ORM object."""
+    row = await _TERMS.first(session, merchant_id=merchant_id)
+    if row is None:
+        raise MerchantNotFound("no such merchant", merchant_id=merchant_id)
+    return Terms(int(row[0]), str(row[1]), int(row[2]), int(row[3]))
 
 
 async def get(ctx: Ctx, merchant_id: int) -> MerchantOut:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import events, idempotency, journal, merchants
 from ledger.context import Ctx
-from ledger.db import insert_on_conflict
+from ledger.db import Statement, column_params, dialect_insert
 from ledger.errors import MemberNotFound
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import PriceOut, PurchaseOut, PurchaseRequest
@@ -40,15 +41,40 @@ class Booked:
     postings: list[Posting]
 
 
+_members = Member.metadata.tables[Member.__tablename__]
+_balances = MerchantBalance.metadata.tables[MerchantBalance.__tablename__]
+_purchases = Purchase.metadata.tables[Purchase.__tablename__]
+
+_CREDIT_MEMBER = Statement(
+    update(_members)
+    .where(_members.c.id == bindparam("member_id"))
+    .values(
+        points=_members.c.points + bindparam("points", type_=_members.c.points.type),
+        last_active_at=bindparam("now", type_=_members.c.last_active_at.type),
+    )
+    .returning(_members.c.id)
+)
+
+
+def _credit_merchant(dialect: str) -> Any:
+    stmt = dialect_insert(dialect, _balances).values(column_params(_balances, skip=()))
+    return stmt.on_conflict_do_update(
+        index_elements=[_balances.c.merchant_id, _balances.c.shard],
+        set_={
+            "points": _balances.c.points + stmt.excluded.points,
+            "settlement_fen": _balances.c.settlement_fen + stmt.excluded.settlement_fen,
+        },
+    )
+
+
+_CREDIT_MERCHANT = Statement(_credit_merchant)
+_RECORD = Statement(insert(_purchases).values(column_params(_purchases)).returning(_purchases.c.id))
+
+
 async def credit_member_points(
     session: AsyncSession, member_id: int, points: int, now: dt.datetime
 ) -> None:
-    result = await session.execute(
-        update(Member)
-        .where(Member.id == member_id)
-        .values(points=Member.points + points, last_active_at=now)
-    )
-    if getattr(result, "rowcount", 0) != 1:
+    if not await _CREDIT_MEMBER.rows(session, member_id=member_id, points=points, now=now):
         raise MemberNotFound("no such member", member_id=member_id)
 
 
@@ -56,17 +82,12 @@ async def credit_merchant(
     session: AsyncSession, merchant_id: int, shard: int, points: int, settlement_fen: int
 ) -> None:
     """Add to the merchant's slice for ``shard``; the caller holds that shard's lock."""
-    stmt = insert_on_conflict(session, MerchantBalance).values(
-        merchant_id=merchant_id, shard=shard, points=points, settlement_fen=settlement_fen
-    )
-    await session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[MerchantBalance.merchant_id, MerchantBalance.shard],
-            set_={
-                "points": MerchantBalance.points + stmt.excluded.points,
-                "settlement_fen": MerchantBalance.settlement_fen + stmt.excluded.settlement_fen,
-            },
-        )
+    await _CREDIT_MERCHANT.rows(
+        session,
+        p_merchant_id=merchant_id,
+        p_shard=shard,
+        p_points=points,
+        p_settlement_fen=settlement_fen,
     )
 
 
@@ -85,23 +106,19 @@ async def book_purchase(
     """Record the purchase row, credit the member, and return the postings still to be posted."""
     split = split_purchase(amount_fen, concession_bp, bool(green_tags), price, ctx.rules)
     await credit_member_points(session, member_id, split.member_points, now)
-    purchase_id = await session.scalar(
-        insert(Purchase)
-        .values(
-            merchant_id=merchant_id,
-            member_id=member_id,
-            amount_fen=amount_fen,
-            concession_fen=split.concession_fen,
-            member_points=split.member_points,
-            merchant_points=split.merchant_points,
-            price_pool_fen=price.pool_fen,
-            price_points=price.points,
-            green_tags=green_tags,
-            created_at=now,
-        )
-        .returning(Purchase.id)
+    purchase_id = await _RECORD.scalar(
+        session,
+        p_merchant_id=merchant_id,
+        p_member_id=member_id,
+        p_amount_fen=amount_fen,
+        p_concession_fen=split.concession_fen,
+        p_member_points=split.member_points,
+        p_merchant_points=split.merchant_points,
+        p_price_pool_fen=price.pool_fen,
+        p_price_points=price.points,
+        p_green_tags=green_tags,
+        p_created_at=now,
     )
-    assert purchase_id is not None
     minted = split.member_points + split.merchant_points
     postings: list[Posting] = [
         (journal.CONCESSIONS, FEN, -split.concession_fen),
@@ -123,7 +140,7 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
         claimed = await idempotency.claim(session, scope, req.idempotency_key, fingerprint, now)
         if claimed.replay is not None:
             return PurchaseOut.model_validate(claimed.replay)
-        merchant = await merchants.load(session, req.merchant_id)
+        merchant = await merchants.terms(session, req.merchant_id)
         price = await current_price(session)
         booked = await book_purchase(
             session,
