@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ledger import apikeys, importer, seed, verify
+from ledger import apikeys, importer, observability, seed, verify
 from ledger.db import url_from_env
 from ledger.errors import LedgerError
 from ledger.principal import SYSTEM
@@ -158,10 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "import-merchants" and not args.file.is_file():
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.INFO if args.command == "serve" else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    observability.configure_logging(logging.INFO if args.command == "serve" else logging.WARNING)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

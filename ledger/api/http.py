@@ -13,8 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
+from ledger import observability
 from ledger.api import openapi
 from ledger.api.operations import OPERATIONS, Operation, encode, invoke
 from ledger.errors import LedgerError, Unavailable
@@ -51,8 +53,10 @@ async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Every answer is JSON, and no input — however odd — turns into a 500."""
-    request_id = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given[:64] if given.isprintable() and given else secrets.token_hex(8)
     request[REQUEST_ID] = request_id
+    observability.request_id.set(request_id)
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -80,9 +84,11 @@ def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
         body: bytes | None = None
         if op.body is not None:
             body = await request.read()
-        status, payload = await invoke(
-            service, principal, op.name, dict(request.match_info), dict(request.query), body
-        )
+        with observability.LATENCY.labels(op.name).time():
+            status, payload = await invoke(
+                service, principal, op.name, dict(request.match_info), dict(request.query), body
+            )
+        observability.REQUESTS.labels(op.name, str(status)).inc()
         if status >= 500:
             log.warning("%s failed: %s request_id=%s", op.name, payload, request[REQUEST_ID])
         return _json(status, payload, request[REQUEST_ID])
@@ -100,6 +106,10 @@ async def _health(request: web.Request) -> web.Response:
     return _json(200, {"status": "ok"})
 
 
+async def _metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
 def build_app(service: LedgerService) -> web.Application:
     app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_BODY)
     app[SERVICE] = service
@@ -109,6 +119,7 @@ def build_app(service: LedgerService) -> web.Application:
         return web.Response(body=document, content_type="application/json")
 
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/metrics", _metrics)
     app.router.add_get("/v1/openapi.json", spec)
     # Literal paths before templated ones, so /v1/merchants/nearby is not read as an id.
     for op in sorted(OPERATIONS, key=lambda o: "{" in o.path):
