@@ -17,6 +17,7 @@ import aiohttp
 
 from ledger_client.base import ROUTES, LedgerClient
 from ledger_client.errors import Unavailable
+from ledger_client.tracing import next_request_id
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ class HttpLedgerClient(LedgerClient):
         url = self.base_url + template.format(**path)
         attempts = self._attempts if retry_safe else 1
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"} if data is not None else None
+        headers = {"X-Request-Id": next_request_id()}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
         last: Exception | None = None
         for attempt in range(attempts):
             if attempt:
@@ -89,5 +92,12 @@ class HttpLedgerClient(LedgerClient):
                     }
             except (aiohttp.ClientError, TimeoutError) as exc:
                 last = exc
-                log.info("ledger %s %s failed (attempt %d): %r", method, template, attempt + 1, exc)
+                log.info(
+                    "ledger %s %s failed (attempt %d, request %s): %r",
+                    method,
+                    template,
+                    attempt + 1,
+                    headers["X-Request-Id"],
+                    exc,
+                )
         raise Unavailable(f"ledger unreachable: {last!r}") from last
