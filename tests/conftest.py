@@ -171,7 +171,7 @@ async def clients(
         else:
             merchant_id = world.merchant_id if role == "merchant" else None
             made[role] = InProcessLedgerClient(
-                served.service, Principal(role, merchant_id)  # type: ignore[arg-type]
+                served.service, Principal(role, merchant_id)
             )
         _recorded(made[role], calls)
     try:

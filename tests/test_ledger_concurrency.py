@@ -49,8 +49,8 @@ async def books(service: LedgerService) -> dict[str, Any]:
         members = {r.id: r.points for r in await session.execute(select(Member.id, Member.points))}
         merchant_points = await session.scalar(select(func.sum(MerchantBalance.points)))
         purchases = (await session.scalars(select(Purchase))).all()
-        rates = select(Merchant.id, Merchant.concession_bp)
-        rates = {r.id: r.concession_bp for r in await session.execute(rates)}
+        rate_rows = await session.execute(select(Merchant.id, Merchant.concession_bp))
+        rates = {r.id: r.concession_bp for r in rate_rows}
     stats = await service.stats(SYSTEM)
     return {
         "members": members,
@@ -180,7 +180,7 @@ async def test_one_code_sixty_four_tills(served: Served, world: World) -> None:
     kinds = Counter(type(r).__name__ for r in results)
     assert kinds == {"Receipt": 1, "CodeUsed": 63}, kinds
     receipt = next(r for r in results if not isinstance(r, BaseException))
-    assert receipt.vouchers_applied_fen == 2000  # type: ignore[union-attr]
+    assert receipt.vouchers_applied_fen == 2000
     balance = await served.service.balance(SYSTEM, member)
     assert balance.vouchers_fen == vouchers - 2000
     async with served.service.ctx.db.read() as session:

@@ -91,9 +91,9 @@ async def build_scene(served: Served, world: World, clock: FixedClock) -> Scene:
 
 def cases(sc: Scene) -> list[Case]:
     m0 = sc.members[0]
-    buy = {"merchant_id": sc.shop, "member_id": m0, "amount_fen": 1000}
+    buy: dict[str, Any] = {"merchant_id": sc.shop, "member_id": m0, "amount_fen": 1000}
     buy["idempotency_key"] = "key-bad-1"
-    redeem = {"code": sc.revoked_code, "merchant_id": sc.shop, "bill_fen": 1000}
+    redeem: dict[str, Any] = {"code": sc.revoked_code, "merchant_id": sc.shop, "bill_fen": 1000}
     out: list[Case] = []
     bad = "400 invalid_request"
 
@@ -120,7 +120,7 @@ def cases(sc: Scene) -> list[Case]:
     add("huge body", "POST", "/v1/purchases", "merchant", "413 too_large",
         raw=b"{" + b" " * 70_000)
     # wrong types, missing and unknown fields, out-of-range amounts
-    for label, changes in [
+    purchase_changes: list[tuple[str, dict[str, Any]]] = [
         ("merchant_id as string", {"merchant_id": str(sc.shop)}),
         ("amount as string", {"amount_fen": "1000"}),
         ("amount as whole float", {"amount_fen": 1000.0}),
@@ -147,7 +147,8 @@ def cases(sc: Scene) -> list[Case]:
         ("without member", {"member_id": ...}),
         ("without amount", {"amount_fen": ...}),
         ("without key", {"idempotency_key": ...}),
-    ]:
+    ]
+    for label, changes in purchase_changes:
         bad_buy(label, **changes)
     add("reused key, other body", "POST", "/v1/purchases", "merchant", "409 idempotency_conflict",
         body={**buy, "idempotency_key": "setup-key-1", "amount_fen": 999})
@@ -241,8 +242,13 @@ def cases(sc: Scene) -> list[Case]:
         "400 invalid_request", body={"channel": "test", "external_id": "1"})
     add("update with unknown field", "PATCH", member, "bot", "400 invalid_request",
         body={"points": 1})
-    for label, changes in [("lat", {"lat": 91.0}), ("rate", {"concession_bp": 50}),
-                           ("category", {"category": "Bad Cat"}), ("lat as string", {"lat": "1"})]:
+    merchant_changes: list[tuple[str, dict[str, Any]]] = [
+        ("lat", {"lat": 91.0}),
+        ("rate", {"concession_bp": 50}),
+        ("category", {"category": "Bad Cat"}),
+        ("lat as string", {"lat": "1"}),
+    ]
+    for label, changes in merchant_changes:
         add(f"merchant bad {label}", "POST", "/v1/merchants", "admin", "400 invalid_request",
             body={"name": "x", "category": "cafe", "lat": 30.0, "lon": 120.0, **changes})
     for label, date in [("bad date", "2026-13-01"), ("date as int", 20260101)]:

@@ -29,7 +29,7 @@ from tests.ledger_support import cli
 
 async def populate(world: World) -> None:
     s = world.service
-    for n in range(32):
+    for n in range(20):
         member = world.member_ids[n % 3]
         shop = (world.merchant_id, world.other_merchant_id)[n % 2]
         await s.record_purchase(
@@ -169,7 +169,7 @@ async def test_verify_names_the_first_bad_entry(
     assert clean.out.startswith("ok: ") and "journal entries" in clean.out
     db = Database(database_url)
     try:
-        assert int(clean.out.split()[1]) == len(await entries(db)) >= 32
+        assert int(clean.out.split()[1]) == len(await entries(db)) >= 20
         assert (await verify.verify(Ctx(db))).ok
     finally:
         await db.dispose()
