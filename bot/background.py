@@ -1,19 +1,134 @@
 """What runs beside the handlers: the ledger event reader and the outbox sender.
 
-(The outbox issue fills these in; until then the bot only answers.) ``settle`` is what the
-console and the tests call to let everything pending arrive now.
+Both start with the application (``launch``) and stop before it (``halt``). ``settle`` is what
+the console and the tests call to let everything pending arrive now.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from telegram import Bot
+from telegram.request import BaseRequest, HTTPXRequest
+
 from bot.app import Hook
 from bot.context import App
+from bot.event_reader import EventReader, ReaderTuning
+from bot.sender import OutboxSender, SenderTuning
 from bot.services import Services
+from bot.telegram_http import AiohttpRequest
+from ledger_client.errors import LedgerClientError
+
+log = logging.getLogger(__name__)
+
+BACKGROUND_KEY = "background"
 
 
-def hooks(services: Services) -> tuple[list[Hook], list[Hook]]:
-    return [], []
+@dataclass
+class Background:
+    reader: EventReader
+    sender: OutboxSender
+    tasks: list[asyncio.Task[None]]
+    own_request: BaseRequest | None
+
+
+def sender_bot(app: App) -> tuple[Bot, BaseRequest | None]:
+    """A plain PTB ``Bot`` for the sender, talking to the same Bot API as the application.
+
+    Over the network it gets its own aiohttp-based request (PTB's httpx one is too slow for
+    1,000/s, see ``bot.telegram_http``); an in-process Bot API (the console) is shared as is.
+    Returns the request the caller must initialize and shut down, if a new one was made.
+    """
+    bot = app.bot
+    base_url = bot.base_url.removesuffix(bot.token)
+    base_file_url = bot.base_file_url.removesuffix(bot.token)
+    if isinstance(bot.request, HTTPXRequest):
+        own = AiohttpRequest(connections=64)
+        plain = Bot(bot.token, base_url=base_url, base_file_url=base_file_url, request=own,
+                    get_updates_request=own)
+        return plain, own
+    shared = Bot(bot.token, base_url=base_url, base_file_url=base_file_url,
+                 request=bot.request, get_updates_request=bot.request)
+    return shared, None
+
+
+def hooks(
+    services: Services,
+    *,
+    sender_tuning: SenderTuning | None = None,
+    reader_tuning: ReaderTuning | None = None,
+) -> tuple[list[Hook], list[Hook]]:
+    settings = services.settings
+
+    async def start(app: App) -> None:
+        bot, own_request = sender_bot(app)
+        if own_request is not None:
+            await own_request.initialize()
+        sender = OutboxSender(
+            services.db,
+            services.chats,
+            bot,
+            rate_overall=settings.rate_overall,
+            rate_per_chat=settings.rate_per_chat,
+            tuning=sender_tuning,
+        )
+        reader = EventReader(services, tuning=reader_tuning, on_enqueued=sender.wake)
+        try:
+            # Fix the starting point now, so nothing that happens after start-up is missed.
+            await reader.position()
+        except LedgerClientError as exc:
+            log.warning("event feed: no starting point yet (%s); the reader will retry", exc)
+        tasks = [
+            asyncio.create_task(sender.run(), name="outbox-sender"),
+            asyncio.create_task(reader.run(), name="event-reader"),
+        ]
+        app.bot_data[BACKGROUND_KEY] = Background(reader, sender, tasks, own_request)
+
+    async def stop(app: App) -> None:
+        background = app.bot_data.pop(BACKGROUND_KEY, None)
+        if not isinstance(background, Background):
+            return
+        background.reader.stop()
+        await background.sender.stop()
+        done, pending = await asyncio.wait(background.tasks, timeout=60)
+        for task in pending:
+            task.cancel()
+        for task in [*done, *pending]:
+            with contextlib.suppress(asyncio.CancelledError):
+                if (error := await _result(task)) is not None:
+                    log.error("background task %s ended with %r", task.get_name(), error)
+        if background.own_request is not None:
+            await background.own_request.shutdown()
+
+    return [start], [stop]
+
+
+async def _result(task: asyncio.Task[None]) -> BaseException | None:
+    try:
+        await task
+    except Exception as exc:
+        return exc
+    return None
+
+
+def running(app: App) -> Background | None:
+    background = app.bot_data.get(BACKGROUND_KEY)
+    return background if isinstance(background, Background) else None
 
 
 async def settle(app: App) -> None:
-    return None
+    """Read every pending ledger event now and send everything due; return once nothing is.
+
+    Rows waiting for a network retry later are not due, so they do not hold this up.
+    """
+    background = running(app)
+    if background is None:
+        return
+    try:
+        await background.reader.catch_up()
+    except LedgerClientError as exc:
+        log.warning("event feed: could not catch up (%s)", exc)
+    await background.sender.settled()

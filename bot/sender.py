@@ -1,0 +1,477 @@
+"""The outbox sender: the one place the bot speaks unasked, at the platform's pace.
+
+One sender per deployment (``bot.storage.locks``) claims due rows in batches, most urgent first,
+and sends them through python-telegram-bot, keeping
+
+- the overall rate under ``rate_overall`` with its own ``SendWindow`` rather than the
+  application's ``AIORateLimiter``: that limiter is a leaky bucket that lets a full second's
+  burst through on top of the steady rate (a strict server answers 429 to the overshoot), and on
+  a 429 it sleeps and retries inside the call (``max_retries=3``, which ``rate_limit_args=0``
+  cannot turn off), holding a slot and hiding the 429 from us; bench/outbox.py measures both;
+- each chat under ``rate_per_chat`` (``ChatLanes``);
+- ``RetryAfter``: all sending pauses for the time Telegram names (flood control is per bot), and
+  the row goes out again afterwards without counting as a failed attempt;
+- ``Forbidden``: the row ends ``blocked``, the chat is marked blocked (no more rows are sent to it
+  until the person writes again), and rows already waiting for it end ``blocked`` unsent;
+- network errors and timeouts: the row goes back to ``pending`` with exponential backoff, and ends
+  ``failed`` after ``max_attempts``; any other refusal (``BadRequest``…) ends ``failed`` at once.
+
+Outcomes are written in batches (every ``flush_every`` seconds or ``flush_rows`` rows), so a crash
+loses at most the outcomes of that short interval plus the sends in flight: those rows are still
+``sending`` and go out once more after the restart — at most one duplicate each, and nothing lost.
+
+It sends with its own ``telegram.Bot`` over ``AiohttpRequest`` (see ``bot.telegram_http``), same
+token and server as the application's, because PTB's default httpx backend cannot reach 1,000/s.
+
+Broadcasts (a later issue) fit in as rows of kind ``broadcast`` at ``BULK`` priority: a
+``resolvers[kind]`` hook fills in a row's content at claim time (from the broadcasts table), and
+``on_outcomes`` sees every batch of outcomes inside the transaction that records them, which is
+where per-broadcast counters belong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import heapq
+import logging
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from telegram import Bot
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+
+from bot.pacing import ChatLanes, SendWindow
+from bot.storage import outbox
+from bot.storage.chats import ChatStore, utcnow
+from bot.storage.db import BotDatabase
+from bot.storage.locks import SenderLock, sender_lock
+from bot.storage.outbox import Claimed, Outcome
+
+log = logging.getLogger(__name__)
+
+Content = tuple[str, dict[str, Any]]  # Bot API method and its parameters (without chat_id)
+Resolver = Callable[[Sequence[Claimed]], Awaitable[Mapping[int, Content | None]]]
+OutcomeHook = Callable[[AsyncSession, Sequence[Outcome]], Awaitable[None]]
+
+
+@dataclass
+class SenderTuning:
+    """Knobs with production defaults; tests shorten the waits."""
+
+    batch: int = 500  # rows per claim at most
+    buffer_seconds: float = 1.0  # claim ahead about this much sending (at rate_overall)
+    max_in_flight: int = 32  # concurrent requests
+    flush_every: float = 0.1  # seconds between outcome writes
+    flush_rows: int = 200  # or sooner, once this many outcomes wait
+    idle_poll: float = 0.5  # how often to look for rows when there were none
+    retry_base: float = 2.0  # first network retry after about this many seconds, then doubling
+    retry_cap: float = 300.0
+    max_attempts: int = 8
+    lock_retry: float = 5.0  # a standby sender tries for the lock this often
+    lock_check: float = 5.0  # the active sender checks its lock connection this often
+
+
+@dataclass
+class SenderStats:
+    sent: int = 0
+    blocked: int = 0
+    failed: int = 0
+    skipped: int = 0
+    retried: int = 0  # network failures sent back to pending
+    throttled: int = 0  # 429s answered
+    recovered: int = 0  # rows found ``sending`` at start and returned to pending
+    by_state: dict[str, int] = field(default_factory=dict)
+
+
+class OutboxSender:
+    def __init__(
+        self,
+        db: BotDatabase,
+        chats: ChatStore,
+        bot: Bot,
+        *,
+        rate_overall: float,
+        rate_per_chat: float,
+        tuning: SenderTuning | None = None,
+        resolvers: Mapping[str, Resolver] | None = None,
+        on_outcomes: OutcomeHook | None = None,
+        lock: SenderLock | None = None,
+    ) -> None:
+        self.db = db
+        self.chats = chats
+        self.bot = bot
+        self.tuning = tuning or SenderTuning()
+        self.rate_overall = rate_overall
+        self.rate_per_chat = rate_per_chat
+        self.resolvers = dict(resolvers or {})
+        self.on_outcomes = on_outcomes
+        self.lock = lock or sender_lock(db)
+        self.stats = SenderStats()
+        self.active = False  # holds the lock and drains
+
+        self._window = SendWindow(rate_overall)
+        self._lanes: ChatLanes[Claimed] = ChatLanes(rate_per_chat)
+        self._runnable: list[tuple[int, int, Claimed]] = []  # heap by (priority, id)
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._outcomes: list[Outcome] = []
+        self._newly_blocked: list[int] = []
+        self._blocked_now: set[int] = set()  # 403s not yet written to the chats table
+        self._pause_until = 0.0
+        self._retry_due = math.inf  # earliest not_before we wrote back (monotonic)
+        self._stopping = False
+        self._kick = asyncio.Event()
+        self._stop_event = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._flushing = False
+        self._want_claim = True
+        self._last_claim_at = -math.inf
+        self._claims = 0  # claims started
+        self._idle_after = -1  # the number of the last empty claim after which all was idle
+        self._last_empty_claim = -1
+        self._changed = asyncio.Condition()
+        self._tried_lock = asyncio.Event()
+
+    # --- control ----------------------------------------------------------------------------
+
+    @property
+    def high_water(self) -> int:
+        """Rows to hold at most: about ``buffer_seconds`` of sending, so a notice claimed
+        behind a broadcast's rows waits about that long, not minutes."""
+        return max(64, math.ceil(self.rate_overall * self.tuning.buffer_seconds))
+
+    @property
+    def buffered(self) -> int:
+        return len(self._runnable) + self._lanes.parked + len(self._in_flight)
+
+    def wake(self) -> None:
+        """Look for new rows now (something was just enqueued)."""
+        self._want_claim = True
+        self._kick.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._stop_event.set()
+        self._kick.set()
+
+    async def settled(self) -> None:
+        """Return once nothing is due: every due row sent (or retried later) and recorded.
+
+        Returns at once if this process is not the active sender (another process drains).
+        """
+        await self._tried_lock.wait()
+        async with self._changed:
+            target = self._claims
+            self.wake()
+            await self._changed.wait_for(
+                lambda: not self.active or self._stopping or self._idle_after > target
+            )
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    # --- the life of a sender ---------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Wait for the lock (standby), then drain until stopped or the lock is lost."""
+        try:
+            while not self._stopping:
+                try:
+                    got = await self.lock.acquire()
+                except Exception:
+                    log.exception("outbox: could not try the sender lock")
+                    got = False
+                if not got:
+                    self._tried_lock.set()
+                    await self._pause(self.tuning.lock_retry)
+                    continue
+                try:
+                    self.active = True
+                    self._tried_lock.set()
+                    await self._recover()
+                    await self._drain()
+                finally:
+                    self.active = False
+                    await self._notify()
+                    await self.lock.release()
+                if not self._stopping:
+                    await self._pause(self.tuning.lock_retry)
+        finally:
+            self.active = False
+            self._tried_lock.set()
+            await self._notify()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    async def _recover(self) -> None:
+        # Holding the lock proves every earlier sender is gone: all ``sending`` rows are orphans.
+        async with self.db.session() as session:
+            n = await outbox.recover(session, utcnow() + dt.timedelta(seconds=1))
+        self.stats.recovered += n
+        if n:
+            log.warning("outbox: %d rows were in flight when the last sender stopped; resending", n)
+
+    async def _drain(self) -> None:
+        flusher = asyncio.create_task(self._flush_loop())
+        next_lock_check = time.monotonic() + self.tuning.lock_check
+        try:
+            while not self._stopping:
+                now = time.monotonic()
+                if now >= next_lock_check:
+                    next_lock_check = now + self.tuning.lock_check
+                    if not await self.lock.alive():
+                        log.error("outbox: lock lost; stopping sends until it is back")
+                        break
+                if self._should_claim(now):
+                    await self._claim()
+                now = time.monotonic()
+                for row in self._lanes.due(now):
+                    heapq.heappush(self._runnable, (row.priority, row.id, row))
+                self._dispatch(now)
+                await self._check_idle()
+                await self._wait(self._next_wake(time.monotonic()))
+        finally:
+            await self._wind_down()
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+
+    def _should_claim(self, now: float) -> bool:
+        if self.buffered > self.high_water // 2:
+            return False
+        return (
+            self._want_claim
+            or now - self._last_claim_at >= self.tuning.idle_poll
+            or now >= self._retry_due
+        )
+
+    def _next_wake(self, now: float) -> float:
+        times = [now + self.tuning.idle_poll, self._lanes.next_due(), self._retry_due]
+        if self._runnable and len(self._in_flight) < self.tuning.max_in_flight:
+            times.append(max(self._pause_until, self._window.next_free(now)))
+        return min(times)
+
+    async def _wait(self, until: float) -> None:
+        if self._kick.is_set():
+            self._kick.clear()
+            return
+        timeout = until - time.monotonic()
+        if timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._kick.wait(), timeout)
+        self._kick.clear()
+
+    # --- claiming ---------------------------------------------------------------------------
+
+    async def _claim(self) -> None:
+        self._claims += 1
+        number = self._claims
+        self._want_claim = False
+        self._last_claim_at = time.monotonic()
+        if self._retry_due <= self._last_claim_at:
+            self._retry_due = math.inf
+        limit = min(self.tuning.batch, self.high_water - self.buffered)
+        try:
+            async with self.db.session() as session:
+                rows = await outbox.claim(session, limit)
+                states = await outbox.chat_states(session, [r.chat_id for r in rows])
+        except Exception:
+            log.exception("outbox: could not claim rows; trying again shortly")
+            return
+        if not rows:
+            self._last_empty_claim = number
+            return
+        self._want_claim = True  # there may be more
+        try:
+            rows = await self._resolve(rows)
+        except Exception:
+            log.exception("outbox: could not resolve the content of %d rows", len(rows))
+            for row in rows:
+                self._done(self._retry(row, "content could not be resolved"))
+            return
+        now = time.monotonic()
+        for row in rows:
+            state = states.get(row.chat_id)
+            if (state is not None and state.blocked) or row.chat_id in self._blocked_now:
+                self._done(Outcome(row, outbox.BLOCKED, "the chat has blocked the bot"))
+            elif row.kind == "notice" and state is not None and not state.notices:
+                self._done(Outcome(row, outbox.SKIPPED, "notices are off"))
+            elif self._lanes.offer(row.chat_id, row, now):
+                heapq.heappush(self._runnable, (row.priority, row.id, row))
+
+    async def _resolve(self, rows: list[Claimed]) -> list[Claimed]:
+        """Rows whose content lives elsewhere (broadcasts) get it from their kind's resolver."""
+        if not self.resolvers:
+            return rows
+        out: list[Claimed] = []
+        by_kind: dict[str, list[Claimed]] = {}
+        for row in rows:
+            if row.kind in self.resolvers:
+                by_kind.setdefault(row.kind, []).append(row)
+            else:
+                out.append(row)
+        for kind, group in by_kind.items():
+            contents = await self.resolvers[kind](group)
+            for row in group:
+                content = contents.get(row.id)
+                if content is None:
+                    self._done(Outcome(row, outbox.SKIPPED, "no content (cancelled)"))
+                    continue
+                method, payload = content
+                out.append(Claimed(row.id, row.chat_id, row.kind, row.priority,
+                                   row.broadcast_id, method, payload, row.attempts))
+        out.sort(key=lambda r: (r.priority, r.id))
+        return out
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def _dispatch(self, now: float) -> None:
+        while (
+            self._runnable
+            and len(self._in_flight) < self.tuning.max_in_flight
+            and now >= self._pause_until
+            and self._window.next_free(now) <= now
+        ):
+            _p, _id, row = heapq.heappop(self._runnable)
+            self._window.start()
+            task = asyncio.create_task(self._send(row))
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+
+    async def _call(self, row: Claimed) -> None:
+        params = dict(row.payload)
+        if row.method == "sendMessage" and isinstance(text := params.pop("text", None), str):
+            await self.bot.send_message(row.chat_id, text, api_kwargs=params or None)
+        elif row.method == "sendPhoto" and isinstance(photo := params.pop("photo", None), str):
+            await self.bot.send_photo(row.chat_id, photo, api_kwargs=params or None)
+        else:  # never worth retrying: the row itself is wrong
+            raise BadRequest(f"the outbox cannot send {row.method!r} with {sorted(row.payload)}")
+
+    async def _send(self, row: Claimed) -> None:
+        outcome: Outcome | None = None
+        try:
+            await self._call(row)
+            outcome = Outcome(row, outbox.SENT)
+        except RetryAfter as exc:
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+            self.stats.throttled += 1
+            log.warning("outbox: flood control, pausing all sends for %.1f s", seconds)
+            heapq.heappush(self._runnable, (row.priority, row.id, row))
+        except Forbidden as exc:
+            outcome = Outcome(row, outbox.BLOCKED, str(exc))
+            if row.chat_id not in self._blocked_now:
+                self._blocked_now.add(row.chat_id)
+                self._newly_blocked.append(row.chat_id)
+            for waiting in self._lanes.drop(row.chat_id):
+                self._done(Outcome(waiting, outbox.BLOCKED, "the chat has blocked the bot"))
+        except BadRequest as exc:  # before NetworkError: PTB derives it from NetworkError
+            outcome = Outcome(row, outbox.FAILED, f"{type(exc).__name__}: {exc}", attempts=1)
+        except NetworkError as exc:  # includes TimedOut
+            outcome = self._retry(row, f"{type(exc).__name__}: {exc}")
+        except TelegramError as exc:
+            outcome = Outcome(row, outbox.FAILED, f"{type(exc).__name__}: {exc}", attempts=1)
+        except Exception as exc:
+            log.exception("outbox: unexpected error sending row %d", row.id)
+            outcome = self._retry(row, f"{type(exc).__name__}: {exc}")
+        finally:
+            answered = time.monotonic()
+            self._window.finish(answered)
+            if outcome is not None:
+                self._lanes.finish(row.chat_id, answered)
+                self._done(outcome)
+            self._kick.set()
+
+    def _retry(self, row: Claimed, error: str) -> Outcome:
+        attempts = row.attempts + 1
+        if attempts >= self.tuning.max_attempts:
+            return Outcome(row, outbox.FAILED, error, attempts=attempts)
+        t = self.tuning
+        delay = min(t.retry_cap, t.retry_base * 2 ** (attempts - 1)) * random.uniform(0.8, 1.2)
+        self.stats.retried += 1
+        self._retry_due = min(self._retry_due, time.monotonic() + delay + t.flush_every)
+        not_before = utcnow() + dt.timedelta(seconds=delay)
+        return Outcome(row, outbox.PENDING, error, not_before=not_before, attempts=attempts)
+
+    def _done(self, outcome: Outcome) -> None:
+        self._outcomes.append(outcome)
+        stats = self.stats
+        stats.by_state[outcome.state] = stats.by_state.get(outcome.state, 0) + 1
+        if outcome.state == outbox.SENT:
+            stats.sent += 1
+        elif outcome.state == outbox.BLOCKED:
+            stats.blocked += 1
+        elif outcome.state == outbox.FAILED:
+            stats.failed += 1
+        elif outcome.state == outbox.SKIPPED:
+            stats.skipped += 1
+        if len(self._outcomes) >= self.tuning.flush_rows:
+            self._kick.set()
+
+    # --- recording --------------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.tuning.flush_every)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write waiting outcomes (and newly blocked chats) in one transaction."""
+        async with self._flush_lock:
+            if not self._outcomes and not self._newly_blocked:
+                return
+            outcomes, self._outcomes = self._outcomes, []
+            blocked, self._newly_blocked = self._newly_blocked, []
+            self._flushing = True
+            try:
+                async with self.db.session() as session:
+                    await outbox.record(session, outcomes, utcnow())
+                    if self.on_outcomes is not None:
+                        await self.on_outcomes(session, outcomes)
+                if blocked:
+                    await self.chats.mark_blocked(blocked)
+            except Exception:
+                log.exception("outbox: could not record %d outcomes; will retry", len(outcomes))
+                self._outcomes[:0] = outcomes
+                self._newly_blocked[:0] = blocked
+                return
+            finally:
+                self._flushing = False
+            # From here on the database says these chats are blocked; a later /start clears it.
+            self._blocked_now.difference_update(blocked)
+        self._kick.set()
+
+    async def _check_idle(self) -> None:
+        """After an empty claim with nothing in hand, once all outcomes are written: settled."""
+        if self._last_empty_claim <= self._idle_after or self._want_claim or self.buffered:
+            return
+        if self._outcomes or self._newly_blocked or self._flushing:
+            await self.flush()
+            if self._outcomes or self._newly_blocked:
+                return  # the write failed; it is retried
+        self._idle_after = self._last_empty_claim
+        await self._notify()
+
+    async def _wind_down(self) -> None:
+        """Stop cleanly: let sends in flight finish, give unsent rows back, record everything."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=30)
+        unsent = [row for _p, _i, row in self._runnable] + self._lanes.drain()
+        self._runnable.clear()
+        for row in unsent:
+            self._outcomes.append(Outcome(row, outbox.PENDING, None, attempts=row.attempts))
+        for _ in range(3):
+            await self.flush()
+            if not self._outcomes:
+                break
