@@ -26,7 +26,7 @@ from telegram._utils.defaultvalue import DEFAULT_NONE
 from telegram._utils.types import ODVInput
 from telegram.request import BaseRequest, RequestData
 
-from bot import qr
+from bot import qr, scan
 from bot.app import build_application, halt, launch
 from bot.config import SettingsError, load_settings
 from bot.context import App
@@ -41,6 +41,8 @@ HELP = """console actions:
   :location LAT LON     share a location (:location alone: next to the demo shop)
   :tap N                press button N of the last message that had buttons
   :photo PATH           send a picture (merchant staff: a photo of a customer's QR)
+  :staff                become a cashier of the demo shop (opens a staff invite link)
+  :scan                 scan the last QR code shown, as a cashier's phone camera would
   :buy YUAN             the demo shop records a purchase of yours (points notice follows)
   :release              run today's voucher release (voucher notices follow)
   :help                 this list
@@ -56,6 +58,7 @@ class ConsoleBotApi(BaseRequest):
         self._ids = itertools.count(1000)
         self.buttons: list[tuple[str, str, dict[str, Any]]] = []  # label, data, message
         self.uploads: dict[str, Path] = {}
+        self.last_picture: bytes | None = None  # what ``:scan`` points the camera at
 
     @property
     def read_timeout(self) -> float | None:
@@ -109,6 +112,7 @@ class ConsoleBotApi(BaseRequest):
         data = content if isinstance(content, bytes) else content.read()
         path = self.files_dir / f"qr-{uuid.uuid4().hex[:8]}.png"
         path.write_bytes(data)
+        self.last_picture = data
         with contextlib.suppress(ValueError):
             self.say(qr.terminal_from_png(data))
         self.say(f"   (picture saved to {path})")
@@ -298,6 +302,14 @@ class Console:
                     ]
                 )
             )
+        elif action == "staff":
+            await self.send(self.person.text(f"/start {await self.setup.staff_invite()}"))
+        elif action == "scan":
+            payload = await self._scan()
+            if payload is None:
+                self.api.say("   (no QR code on screen to scan; /qr shows one)")
+                return True
+            await self.send(self.person.text(f"/start {payload}"))
         elif action == "buy" and args:
             await self.setup.buy(self.person.user["id"], args[0])
             await self.settle()
@@ -307,6 +319,17 @@ class Console:
         else:
             self.api.say("   (unknown action; :help lists them)")
         return True
+
+    async def _scan(self) -> str | None:
+        """The deep-link payload in the last picture the bot showed, read from its pixels."""
+        picture = self.api.last_picture
+        if picture is None:
+            return None
+        for text in await scan.read_qr(picture):
+            payload = scan.start_payload(text)
+            if payload:
+                return payload
+        return None
 
 
 def _existing_file(text: str) -> Path | None:

@@ -43,6 +43,14 @@ class DemoSetup:
         shop = self.ledger.as_role("merchant", self.merchant_id)
         await shop.record_purchase(self.merchant_id, member.id, fen, f"demo-{uuid.uuid4().hex}")
 
+    async def staff_invite(self) -> str:
+        """A one-time invite to the demo shop, as the alliance's admin would hand a cashier."""
+        from ledger_client.inprocess import InProcessLedgerClient
+
+        assert isinstance(self.ledger, InProcessLedgerClient)
+        invite = await self.ledger.as_role("admin").create_staff_invite(self.merchant_id)
+        return invite.code
+
     async def release(self, day: dt.date | None = None) -> None:
         from ledger_client.inprocess import InProcessLedgerClient
 
