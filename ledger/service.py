@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy.exc import IntegrityError
+
 from ledger import (
     apikeys,
     balances,
@@ -183,7 +185,12 @@ class LedgerService:
 
     async def create_merchant(self, p: Principal, req: MerchantIn) -> MerchantOut:
         require(p, "merchants.write")
-        return await merchants.create(self.ctx, req)
+        try:
+            return await merchants.create(self.ctx, req)
+        except IntegrityError:  # the one unique column a caller sets
+            raise InvalidRequest(
+                "that external_ref is already in the directory", external_ref=req.external_ref
+            ) from None
 
     # staff
     async def create_staff_invite(self, p: Principal, merchant_id: int) -> InviteOut:

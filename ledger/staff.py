@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from ledger import codes, merchants
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
-from ledger.errors import InviteExpired, InviteNotFound, InviteUsed
+from ledger.errors import InvalidRequest, InviteExpired, InviteNotFound, InviteUsed
 from ledger.models import InviteOut, RedeemInviteRequest, StaffOut, TodayOut
 from ledger.schema import Merchant, Redemption, Staff, StaffInvite
 
@@ -101,7 +101,10 @@ async def lookup(ctx: Ctx, channel: str, external_id: str) -> StaffOut | None:
 
 async def today(ctx: Ctx, merchant_id: int, day: dt.date | None = None) -> TodayOut:
     day = day or ctx.today()
-    start, end = ctx.day_bounds(day)
+    try:
+        start, end = ctx.day_bounds(day)
+    except OverflowError:  # the first or last day there is: the other end is out of range
+        raise InvalidRequest("date out of range", date=day.isoformat()) from None
     async with ctx.db.read() as session:
         await merchants.load(session, merchant_id)
         row = (

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 
 from ledger.api.openapi import document
+from ledger.models import MerchantIn
 from ledger.principal import SYSTEM
 from tests.conftest import Served, World
 from tests.ledger_support import (
@@ -64,6 +65,12 @@ async def build_scene(served: Served, world: World, clock: FixedClock) -> Scene:
     try:
         await merchant.record_purchase(shop, m0, 1_000_000, "setup-key-1")
         await s.release(SYSTEM, clock.now.date())
+        await s.create_merchant(
+            SYSTEM,
+            MerchantIn(
+                name="有编号的店", category="cafe", lat=30.1, lon=119.7, external_ref="shop-ref-1"
+            ),
+        )
         expired_invite = await s.create_staff_invite(SYSTEM, shop)
         clock.advance(hours=73)
         used_invite = await s.create_staff_invite(SYSTEM, shop)
@@ -227,8 +234,9 @@ def cases(sc: Scene) -> list[Case]:
     for label, params in [("after negative", {"after": "-1"}), ("limit zero", {"limit": "0"}),
                           ("limit too big", {"limit": "1001"}), ("typo", {"afer": "3"})]:
         add(f"events {label}", "GET", "/v1/events", "bot", "400 invalid_request", params=params)
-    add("today bad date", "GET", f"/v1/merchants/{sc.shop}/today", "merchant",
-        "400 invalid_request", params={"date": "2026-13-01"})
+    for label, day in [("bad", "2026-13-01"), ("first", "0001-01-01"), ("last", "9999-12-31")]:
+        add(f"today {label} date", "GET", f"/v1/merchants/{sc.shop}/today", "merchant",
+            "400 invalid_request", params={"date": day})
     # other bodies
     for label, body in [
         ("bad channel", {"channel": "Bad Channel", "external_id": "1"}),
@@ -247,6 +255,7 @@ def cases(sc: Scene) -> list[Case]:
         ("rate", {"concession_bp": 50}),
         ("category", {"category": "Bad Cat"}),
         ("lat as string", {"lat": "1"}),
+        ("external_ref taken", {"external_ref": "shop-ref-1"}),
     ]
     for label, changes in merchant_changes:
         add(f"merchant bad {label}", "POST", "/v1/merchants", "admin", "400 invalid_request",
