@@ -415,9 +415,12 @@ async def on_button(update: Update, context: GPContext) -> None:
         await query.answer(t._("This button has expired."))
         return
     if action == "no":
-        await flows.finish(chat_id, pending.kind)
-        await callbacks.edit_text(query, t._("Cancelled. Nothing was redeemed."))
-        await query.answer()
+        # Only the tap that closes the flow may say so: a Confirm racing it may have redeemed.
+        if await flows.finish(chat_id, pending.kind):
+            await callbacks.edit_text(query, t._("Cancelled. Nothing was redeemed."))
+            await query.answer()
+        else:
+            await query.answer(t._("This button has expired."))
         return
     if pending.kind != CONFIRM:
         await query.answer(t._("This button has expired."))
@@ -438,16 +441,13 @@ async def on_button(update: Update, context: GPContext) -> None:
         await callbacks.edit_text(query, problem_text(t, error))
         await query.answer()
         return
-    # Concurrent taps both get the receipt; the one that closes the flow shows it.
+    # A twin tap got the same receipt and shows the same text (Telegram calls the second edit
+    # "not modified"); a newer scan that replaced this flow in the meantime is left alone.
     current = await flows.get(chat_id)
-    shows = (
-        current is not None
-        and current.data.get("key") == key
-        and await flows.finish(chat_id, CONFIRM)
-    )
-    if shows:
-        await callbacks.edit_text(query, receipt_text(t, receipt))
-    await query.answer(t._("Redeemed.") if shows else t._("Already redeemed."))
+    if current is not None and current.data.get("key") == key:
+        await flows.finish(chat_id, CONFIRM)
+    await callbacks.edit_text(query, receipt_text(t, receipt))
+    await query.answer(t._("Redeemed."))
 
 
 # --- catchers: free text and photos with no conversation open ---------------------------------

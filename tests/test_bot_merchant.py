@@ -252,10 +252,7 @@ async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness:
     def noticed(sent: list[Sent]) -> bool:
         return any(s.chat_id == zoe.id and "CN¥17.70" in s.text for s in sent[mark:])
 
-    try:
-        await h.fake.wait_for(noticed, within=5)
-    except TimeoutError:
-        pytest.xfail("customer notices through the outbox (bot/notices.py) are not in yet")
+    await h.fake.wait_for(noticed, within=5)
     notice = next(s for s in h.fake.sent[mark:] if s.chat_id == zoe.id and "CN¥17.70" in s.text)
     assert SHOP_NAME in notice.text and "CN¥70.80" in notice.text
 
@@ -338,7 +335,9 @@ async def double_tap(h: Harness) -> None:
     await h.handled(first)
     await h.handled(second)
     edits = [s for s in h.fake.to(cashier.id) if s.message_id == preview.message_id][1:]
-    assert len(edits) == 1 and "Redeemed at" in edits[0].text  # no "already used" for a retap
+    # One receipt: whichever taps edited the preview showed the very same receipt, never an
+    # "already redeemed" for the cashier's own second tap.
+    assert edits and len({e.text for e in edits}) == 1 and "Redeemed at" in edits[0].text
     toasts = [a.get("text") for a in cashier.answered_callbacks()[answered:]]
     assert len(toasts) == 2 and "Redeemed." in toasts
     after = await h.ledger_as("admin").balance(till.member_id)
