@@ -6,6 +6,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ledger.context import Ctx
+from ledger.db import insert_on_conflict
 from ledger.errors import InvalidRequest, MemberNotFound
 from ledger.models import LinkIdentityRequest, MemberOut, ResolveMemberRequest, UpdateMemberRequest
 from ledger.schema import Member, MemberIdentity
@@ -101,12 +102,24 @@ async def link_identity(ctx: Ctx, member_id: int, req: LinkIdentityRequest) -> M
         if owner is not None and owner != member_id:
             raise InvalidRequest("that identity belongs to another member")
         if owner is None:
+            # A concurrent link of the same identity may commit first: then the one stored
+            # decides, as if it had been there when we looked.
             await session.execute(
-                insert(MemberIdentity).values(
+                insert_on_conflict(session, MemberIdentity)
+                .values(
                     channel=req.channel,
                     external_id=req.external_id,
                     member_id=member_id,
                     created_at=ctx.now(),
                 )
+                .on_conflict_do_nothing()
             )
+            owner = await session.scalar(
+                select(MemberIdentity.member_id).where(
+                    MemberIdentity.channel == req.channel,
+                    MemberIdentity.external_id == req.external_id,
+                )
+            )
+            if owner != member_id:
+                raise InvalidRequest("that identity belongs to another member")
     return _out(member)

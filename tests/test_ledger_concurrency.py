@@ -366,3 +366,30 @@ async def test_first_contacts_racing(served: Served) -> None:
     assert len({m.id for m in found}) == 1
     assert sum(m.created for m in found) == 1
     assert (await served.service.stats(SYSTEM)).members == 4  # the world's three, and this one
+
+
+async def test_linking_one_account_twice_at_once(served: Served, world: World) -> None:
+    """One chat account linked to two members at once: one link wins, the other is refused with a
+    reason (never a server error); linked twice to the same member at once: both succeed."""
+    m0, m1, _m2 = world.member_ids
+    bot = served.client("bot")
+    in_process = InProcessLedgerClient(served.service, Principal("bot"))
+    try:
+        for n in range(4):
+            contested = await asyncio.gather(
+                bot.link_identity(m0, "wechat", f"contested-{n}"),
+                in_process.link_identity(m1, "wechat", f"contested-{n}"),
+                return_exceptions=True,
+            )
+            kinds = sorted(type(r).__name__ for r in contested)
+            assert kinds == ["InvalidRequest", "Member"], contested
+            owner = await bot.resolve_member("wechat", f"contested-{n}")
+            assert owner.id in {r.id for r in contested if not isinstance(r, BaseException)}
+            same = await asyncio.gather(
+                bot.link_identity(m0, "wechat", f"same-{n}"),
+                in_process.link_identity(m0, "wechat", f"same-{n}"),
+                return_exceptions=True,
+            )
+            assert [getattr(r, "id", r) for r in same] == [m0, m0]
+    finally:
+        await bot.close()
