@@ -39,6 +39,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.warnings import PTBDeprecationWarning
 
 from bot.pacing import ChatLanes, SendWindow
 from bot.storage import outbox
@@ -88,6 +90,14 @@ class SenderStats:
     throttled: int = 0  # 429s answered
     recovered: int = 0  # rows found ``sending`` at start and returned to pending
     by_state: dict[str, int] = field(default_factory=dict)
+
+
+def retry_after_seconds(exc: RetryAfter) -> float:
+    """Telegram's wait, whichever type this PTB version hands it out as (int or timedelta)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PTBDeprecationWarning)
+        wait = exc.retry_after
+    return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
 
 
 class OutboxSender:
@@ -363,8 +373,7 @@ class OutboxSender:
             await self._call(row)
             outcome = Outcome(row, outbox.SENT)
         except RetryAfter as exc:
-            wait = exc.retry_after
-            seconds = wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
+            seconds = retry_after_seconds(exc)
             self._pause_until = max(self._pause_until, time.monotonic() + seconds)
             self.stats.throttled += 1
             log.warning("outbox: flood control, pausing all sends for %.1f s", seconds)

@@ -22,6 +22,8 @@ from bot import background
 from bot.app import build_application, halt, launch
 from bot.config import Settings
 from bot.context import App
+from bot.event_reader import ReaderTuning
+from bot.sender import SenderTuning
 from bot.services import Services
 from bot.storage.db import BotDatabase
 from ledger import apikeys
@@ -49,6 +51,7 @@ class Harness:
     ledger_server: TestServer | None = None
     processed: set[int] = field(default_factory=set)
     _processed_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    _ledger_port: int | None = None
 
     async def handled(self, update_id: int, within: float = 10.0) -> None:
         """Wait until the application has finished with this update (handlers and error
@@ -64,7 +67,15 @@ class Harness:
     async def stop_ledger(self) -> None:
         """Take the ledger's HTTP server away, as an outage would (``ledger="http"`` only)."""
         assert self.ledger_server is not None, "running_bot(..., ledger='http') has no server"
+        self._ledger_port = self.ledger_server.port  # close() forgets it
         await self.ledger_server.close()
+
+    async def restart_ledger(self) -> None:
+        """Bring the ledger's HTTP server back on the same address, as after an outage."""
+        assert self.ledger_server is not None, "running_bot(..., ledger='http') has no server"
+        port = self.ledger_server.port or self._ledger_port
+        self.ledger_server = TestServer(build_app(self.ledger), host="127.0.0.1", port=port)
+        await self.ledger_server.start_server()
 
     def person(self, user_id: int, name: str = "测试用户", language_code: str | None = "zh-hans"
                ) -> Person:
@@ -76,6 +87,13 @@ class Harness:
     async def settle(self) -> None:
         """Read pending ledger events and send everything due, now."""
         await background.settle(self.app)
+
+    @property
+    def background(self) -> background.Background:
+        """The running event reader and outbox sender."""
+        running = background.running(self.app)
+        assert running is not None
+        return running
 
 
 async def seed_shops(ledger: LedgerService) -> int:
@@ -124,10 +142,16 @@ async def _ledger_client(
 
 @asynccontextmanager
 async def running_bot(
-    kind: str, tmp_path: Path, *, ledger: str = "inprocess", **settings: Any
+    kind: str,
+    tmp_path: Path,
+    *,
+    ledger: str = "inprocess",
+    sender_tuning: SenderTuning | None = None,
+    reader_tuning: ReaderTuning | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Harness]:
     """The bot on ``kind`` databases (sqlite or postgres), reaching the ledger ``ledger``-wise
-    (inprocess or http)."""
+    (inprocess or http); the tunings shorten the background work's waits."""
     fake = FakeTelegram()
     await fake.start()
     async with fresh_database(kind, tmp_path) as ledger_url, fresh_database(
@@ -145,7 +169,9 @@ async def running_bot(
         db = BotDatabase(bot_url)
         await db.upgrade()
         services = Services(config, client, db)
-        starters, stoppers = background.hooks(services)
+        starters, stoppers = background.hooks(
+            services, sender_tuning=sender_tuning, reader_tuning=reader_tuning
+        )
         app = build_application(services, TOKEN, api_url=fake.url, on_start=starters,
                                 on_stop=stoppers)
         harness = Harness(fake, app, services, service, shop_id, server)
@@ -162,8 +188,8 @@ async def running_bot(
                     await halt(app)
         finally:
             await client.close()
-            if server is not None:
-                await server.close()
+            if harness.ledger_server is not None:
+                await harness.ledger_server.close()
             await db.dispose()
             await service.close()
             await fake.close()

@@ -3,7 +3,10 @@
 It checks each method's required parameters, accepts JSON, form and multipart (uploads) bodies,
 long-polls ``getUpdates`` from a queue the test fills, serves files for ``getFile``, records
 everything the bot sent, and can misbehave on purpose: a global rate limit answered with 429
-and ``retry_after``, chats that blocked the bot (403), and failures that look like a network.
+and ``retry_after`` (a strict sliding second), a per-chat limit, the next N sends refused with
+429, chats that blocked the bot (403) or do not exist (400), and failures that look like a
+network. Every attempt to send, refused or not, is logged with its status and arrival time in
+``attempts``.
 Tests await what they expect with ``wait_for`` — never a sleep.
 """
 
@@ -15,6 +18,7 @@ import datetime as dt
 import itertools
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,11 +101,22 @@ class Sent:
 
 
 @dataclass
+class Attempt:
+    method: str
+    chat_id: int | None
+    status: int  # 200, or the error answered
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
 class Misbehaviour:
     rate_limit: float | None = None  # sends per second over all chats; beyond: 429
     retry_after: int = 1
     blocked: set[int] = field(default_factory=set)  # chats answering 403
     network_failures: int = 0  # the next N sends fail like a broken connection (502)
+    too_many: int = 0  # the next N sends are refused with 429 and ``retry_after``
+    per_chat_rate: float | None = None  # sends per second to one chat; beyond: 429
+    missing_chats: set[int] = field(default_factory=set)  # chats answering 400 "chat not found"
 
 
 class FakeTelegram:
@@ -110,12 +125,14 @@ class FakeTelegram:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.rejected: list[tuple[str, int]] = []  # (method, status) answered with an error
         self.misbehave = Misbehaviour()
+        self.attempts: list[Attempt] = []
         self.files: dict[str, bytes] = {}
         self._updates: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
-        self._window: list[float] = []
+        self._window: deque[float] = deque()
+        self._last_to_chat: dict[int, float] = {}
         self._server: TestServer | None = None
 
     # --- running ---------------------------------------------------------------------------
@@ -199,16 +216,51 @@ class FakeTelegram:
             body["parameters"] = parameters
         return web.json_response(body, status=status)
 
-    def _over_rate(self) -> bool:
+    def _over_rate(self, now: float) -> bool:
         limit = self.misbehave.rate_limit
         if limit is None:
             return False
-        now = time.monotonic()
-        self._window = [t for t in self._window if now - t < 1.0]
+        while self._window and now - self._window[0] >= 1.0:
+            self._window.popleft()
         if len(self._window) >= limit:
             return True
         self._window.append(now)
         return False
+
+    def _over_chat_rate(self, chat_id: int, now: float) -> bool:
+        rate = self.misbehave.per_chat_rate
+        if rate is None:
+            return False
+        last = self._last_to_chat.get(chat_id)
+        if last is not None and now - last < 1.0 / rate:
+            return True
+        self._last_to_chat[chat_id] = now
+        return False
+
+    def _refusal(self, method: str, params: dict[str, Any], now: float) -> web.Response | None:
+        """The error a send gets instead of success, if the fake is misbehaving for it."""
+        chat = params.get("chat_id")
+        chat_id = int(chat) if chat is not None else None
+        if chat_id is not None and chat_id in self.misbehave.blocked:
+            return self._error(method, 403, "Forbidden: bot was blocked by the user")
+        if method not in SENDS:
+            return None
+        if chat_id is not None and chat_id in self.misbehave.missing_chats:
+            return self._error(method, 400, "Bad Request: chat not found")
+        if self.misbehave.network_failures > 0:
+            self.misbehave.network_failures -= 1
+            return self._error(method, 502, "Bad Gateway")
+        if self.misbehave.too_many > 0:
+            self.misbehave.too_many -= 1
+            return self._too_many(method)
+        if (chat_id is not None and self._over_chat_rate(chat_id, now)) or self._over_rate(now):
+            return self._too_many(method)
+        return None
+
+    def _too_many(self, method: str) -> web.Response:
+        retry = self.misbehave.retry_after
+        return self._error(method, 429, f"Too Many Requests: retry after {retry}",
+                           {"retry_after": retry})
 
     async def _handle(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
@@ -226,16 +278,16 @@ class FakeTelegram:
         if method == "getUpdates":
             return await self._get_updates(params)
         if method in SENDS or method.startswith("edit"):
-            chat = params.get("chat_id")
-            if chat is not None and int(chat) in self.misbehave.blocked:
-                return self._error(method, 403, "Forbidden: bot was blocked by the user")
-            if method in SENDS and self.misbehave.network_failures > 0:
-                self.misbehave.network_failures -= 1
-                return self._error(method, 502, "Bad Gateway")
-            if method in SENDS and self._over_rate():
-                retry = self.misbehave.retry_after
-                return self._error(method, 429, f"Too Many Requests: retry after {retry}",
-                                   {"retry_after": retry})
+            now = time.monotonic()
+            refusal = self._refusal(method, params, now)
+            if method in SENDS:
+                chat = params.get("chat_id")
+                self.attempts.append(Attempt(method, int(chat) if chat is not None else None,
+                                             refusal.status if refusal else 200, now))
+            if refusal is not None:
+                async with self._changed:
+                    self._changed.notify_all()
+                return refusal
         result = self._result(method, params, files)
         async with self._changed:
             self._changed.notify_all()
