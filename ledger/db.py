@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import Column, Table, bindparam, event
 from sqlalchemy.engine import URL, Dialect, make_url
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -67,6 +68,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _drop_closed(_dbapi_conn: Any, _record: Any, proxy: Any) -> None:
+    """Instead of a ping per checkout (three round trips with asyncpg): a connection the server
+    closed (restart, terminated backend) is already known to be closed here, and is replaced."""
+    driver = proxy.driver_connection
+    if driver is not None and driver.is_closed():
+        raise DisconnectionError("the server closed this connection")
+
+
 def _begin_deferred(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN")
 
@@ -101,11 +110,11 @@ class Database:
                 self.url,
                 pool_size=pool_size,
                 max_overflow=pool_size,
-                pool_pre_ping=True,
                 pool_timeout=60,
                 echo=echo,
                 connect_args={"timeout": 10, "command_timeout": 30},
             )
+            event.listen(engine.sync_engine, "checkout", _drop_closed)
             self.read_engine = self.write_engine = engine
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
@@ -159,6 +168,52 @@ class Database:
                 await asyncio.sleep(0.005 * (2**attempt))
         raise AssertionError("unreachable")
 
+    async def run_direct(
+        self, work: Callable[[Conn], Awaitable[T]], *, attempts: int = 5
+    ) -> T:
+        """``run_write`` for a unit of work made only of ``Statement`` calls, without a session.
+
+        SQLite: the whole unit of work runs in the write connection's own thread, from
+        ``BEGIN IMMEDIATE`` to ``COMMIT``, in one hand-off instead of one per statement; ``work``
+        must await nothing but Statements (it then never really suspends). PostgreSQL: one
+        asyncpg transaction, each Statement sent as it comes. Errors come out as SQLAlchemy's
+        would and an unreachable database as ``Unavailable``. The work runs again when it was
+        chosen as a deadlock victim, or lost its connection before ``COMMIT`` was sent (so it
+        cannot have committed).
+        """
+        for attempt in range(attempts):
+            state = _Attempt()
+            try:
+                return await self._direct_once(work, state)
+            except DBAPIError as exc:
+                again = _is_retryable(exc) or (exc.connection_invalidated and not state.committing)
+                if again and attempt < attempts - 1:
+                    log.info("retrying transaction after %s", exc.orig.__class__.__name__)
+                    await asyncio.sleep(0.005 * (2**attempt))
+                    continue
+                if _is_connection_problem(exc):
+                    raise Unavailable("the ledger database is unavailable") from exc
+                raise
+            except OSError as exc:
+                raise Unavailable("the ledger database is unavailable") from exc
+        raise AssertionError("unreachable")
+
+    async def _direct_once(self, work: Callable[[Conn], Awaitable[T]], state: _Attempt) -> T:
+        async with self.write_engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            adapter, driver = raw.dbapi_connection, cast(Any, raw.driver_connection)
+            try:
+                if self.is_sqlite:
+                    direct = _SqliteDirect(conn.dialect, driver._conn)
+                    # aiosqlite's own queue to its thread, as SQLAlchemy's adapter uses it.
+                    return cast(T, await driver._execute(direct.run, work))
+                return await _AsyncpgDirect(conn.dialect, adapter, driver).run(work, state)
+            except BaseException as exc:
+                lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
+                if lost or (not self.is_sqlite and driver.is_in_transaction()):
+                    await conn.invalidate(exc if isinstance(exc, Exception) else None)
+                raise
+
     async def dispose(self) -> None:
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
@@ -208,6 +263,24 @@ class _Compiled:
     binds: dict[str, Processor]  # type conversions on the way in, where the type has one
     returns_rows: bool
     results: tuple[Processor | None, ...] | None  # and on the way out, when any column has one
+
+    def args(self, params: dict[str, Any]) -> list[Any]:
+        values = {**self.defaults, **params}
+        args = []
+        for name in self.names:
+            value = values[name]
+            convert = self.binds.get(name)
+            args.append(convert(value) if convert is not None else value)
+        return args
+
+    def convert(self, rows: list[Row]) -> list[Row]:
+        if self.results is None:
+            return rows
+        converts = self.results
+        return [
+            tuple(v if f is None else f(v) for f, v in zip(converts, row, strict=True))
+            for row in rows
+        ]
 
 
 @dataclass(frozen=True)
@@ -277,8 +350,12 @@ class Statement:
             hit = self._compiled[dialect.name] = (stmt, _compile(stmt, dialect))
         return hit
 
-    async def rows(self, session: AsyncSession, **params: Any) -> list[Row]:
-        """Run in ``session``'s transaction; the rows it returns (``RETURNING`` included)."""
+    async def rows(self, conn: Conn, **params: Any) -> list[Row]:
+        """Run in ``conn``'s transaction; the rows it returns (``RETURNING`` included)."""
+        if isinstance(conn, Direct):
+            compiled = self._for(conn.dialect)[1]
+            return compiled.convert(await conn.fetch(compiled.sql, compiled.args(params)))
+        session = conn
         link = await _link(session)
         stmt, compiled = self._for(link.dialect)
         if session.new or session.dirty or session.deleted:
@@ -286,39 +363,33 @@ class Statement:
         if not link.in_transaction():
             result = await session.execute(stmt, params)
             return [tuple(r) for r in result] if compiled.returns_rows else []
-        values = {**compiled.defaults, **params}
-        args = []
-        for name in compiled.names:
-            value = values[name]
-            convert = compiled.binds.get(name)
-            args.append(convert(value) if convert is not None else value)
+        args = compiled.args(params)
         try:
             if link.asyncpg:
                 rows: list[Row] = await link.driver.fetch(compiled.sql, *args)
             else:
                 rows = await link.driver.execute_fetchall(compiled.sql, args)
         except Exception as exc:
-            raise await _driver_error(link, compiled.sql, args, exc) from exc
-        if compiled.results is None:
-            return rows
-        converts = compiled.results
-        return [
-            tuple(v if f is None else f(v) for f, v in zip(converts, row, strict=True))
-            for row in rows
-        ]
+            error = _translate(link.dialect, link.adapter, compiled.sql, args, exc)
+            if error is exc:
+                raise
+            if getattr(error, "connection_invalidated", False):
+                await link.connection.invalidate(exc)
+            raise error from exc
+        return compiled.convert(rows)
 
-    async def one(self, session: AsyncSession, **params: Any) -> Row:
-        rows = await self.rows(session, **params)
+    async def one(self, conn: Conn, **params: Any) -> Row:
+        rows = await self.rows(conn, **params)
         if len(rows) != 1:
             raise AssertionError(f"expected one row, got {len(rows)}")
         return rows[0]
 
-    async def first(self, session: AsyncSession, **params: Any) -> Row | None:
-        rows = await self.rows(session, **params)
+    async def first(self, conn: Conn, **params: Any) -> Row | None:
+        rows = await self.rows(conn, **params)
         return rows[0] if rows else None
 
-    async def scalar(self, session: AsyncSession, **params: Any) -> Any:
-        return (await self.one(session, **params))[0]
+    async def scalar(self, conn: Conn, **params: Any) -> Any:
+        return (await self.one(conn, **params))[0]
 
 
 def _compile(stmt: Executable, dialect: Dialect) -> _Compiled:
@@ -342,20 +413,120 @@ def _compile(stmt: Executable, dialect: Dialect) -> _Compiled:
     return _Compiled(compiled.string, names, defaults, binds, bool(columns), results)
 
 
-async def _driver_error(link: _Link, sql: str, args: list[Any], exc: Exception) -> Exception:
-    """The exception SQLAlchemy itself would have raised for ``exc``."""
-    dbapi = link.dialect.loaded_dbapi
+def _translate(dialect: Dialect, adapter: Any, sql: str, args: Any, exc: Exception) -> Exception:
+    """The exception SQLAlchemy itself would have raised for a driver's ``exc``."""
+    if isinstance(exc, DBAPIError) or not isinstance(exc, Exception):
+        return exc
+    dbapi = dialect.loaded_dbapi
     orig: Exception = exc
-    if not isinstance(exc, dbapi.Error):
+    if not isinstance(exc, dbapi.Error) and adapter is not None:
         try:
-            link.adapter._handle_exception(exc)  # the dialect's own driver → DBAPI translation
+            adapter._handle_exception(exc)  # the dialect's own driver → DBAPI translation
         except dbapi.Error as translated:
             orig = translated
         except Exception:  # not a database error: report the original as it is
             pass
-    invalidated = bool(link.dialect.is_disconnect(cast(Any, orig), link.adapter, None))
-    if invalidated:
-        await link.connection.invalidate(orig)
+    if not isinstance(orig, dbapi.Error):
+        return exc
+    invalidated = bool(dialect.is_disconnect(cast(Any, orig), adapter, None))
     return DBAPIError.instance(
-        sql, args, orig, dbapi.Error, connection_invalidated=invalidated, dialect=link.dialect
+        sql, args, orig, dbapi.Error, connection_invalidated=invalidated, dialect=dialect
     )
+
+
+class Direct:
+    """A write transaction on the bare driver connection; see ``Database.run_direct``."""
+
+    def __init__(self, dialect: Dialect, adapter: Any) -> None:
+        self.dialect = dialect
+        self.adapter = adapter
+
+    async def fetch(self, sql: str, args: list[Any]) -> list[Row]:
+        raise NotImplementedError
+
+
+Conn = AsyncSession | Direct
+
+
+class _SqliteDirect(Direct):
+    """Runs in the connection's own thread: every statement completes without suspending."""
+
+    def __init__(self, dialect: Dialect, conn: sqlite3.Connection) -> None:
+        super().__init__(dialect, None)
+        self.conn = conn
+
+    async def fetch(self, sql: str, args: list[Any]) -> list[Row]:
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(self.dialect, None, sql, args, exc) from exc
+
+    def run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
+        """BEGIN IMMEDIATE, ``work``, COMMIT — all here, in the driver's thread."""
+        self._sql("BEGIN IMMEDIATE")
+        try:
+            result = _complete(work(self))
+        except BaseException:
+            if self.conn.in_transaction:
+                self._sql("ROLLBACK")
+            raise
+        self._sql("COMMIT")
+        return result
+
+    def _sql(self, sql: str) -> None:
+        try:
+            self.conn.execute(sql)
+        except sqlite3.Error as exc:
+            raise _translate(self.dialect, None, sql, (), exc) from exc
+
+
+def _complete(awaitable: Awaitable[T]) -> T:
+    """The result of an awaitable that never suspends (it awaits only ``_SqliteDirect``)."""
+    coro = awaitable.__await__()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return cast(T, done.value)
+    close = getattr(coro, "close", None)
+    if close is not None:
+        close()
+    raise RuntimeError("a direct unit of work awaited something other than a Statement")
+
+
+@dataclass
+class _Attempt:
+    committing: bool = False  # COMMIT was sent: a lost connection may have committed
+
+
+class _AsyncpgDirect(Direct):
+    def __init__(self, dialect: Dialect, adapter: Any, driver: Any) -> None:
+        super().__init__(dialect, adapter)
+        self.driver = driver
+
+    async def run(self, work: Callable[[Conn], Awaitable[T]], state: _Attempt) -> T:
+        transaction = self.driver.transaction()
+        await self._step("BEGIN", transaction.start)
+        try:
+            result = await work(self)
+        except BaseException:
+            await self._step("ROLLBACK", transaction.rollback)
+            raise
+        state.committing = True
+        await self._step("COMMIT", transaction.commit)
+        return result
+
+    async def _step(self, sql: str, step: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await step()
+        except Exception as exc:
+            error = _translate(self.dialect, self.adapter, sql, (), exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    async def fetch(self, sql: str, args: list[Any]) -> list[Row]:
+        try:
+            rows: list[Row] = await self.driver.fetch(sql, *args)
+        except Exception as exc:
+            raise _translate(self.dialect, self.adapter, sql, args, exc) from exc
+        return rows

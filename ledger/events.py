@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Database, Statement, column_params
+from ledger.db import Conn, Database, Statement, column_params
 from ledger.models import EventOut, EventsPage
 from ledger.schema import Event, FeedState
 
@@ -31,7 +31,7 @@ _EMIT = Statement(insert(_events).values(column_params(_events, skip=("id", "seq
 
 
 async def emit(
-    session: AsyncSession,
+    session: Conn,
     type_: str,
     *,
     now: dt.datetime,

@@ -13,19 +13,17 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, bindparam, select, update
 
-from ledger.db import Statement, column_params, dialect_insert
+from ledger.db import Conn, Statement, column_params, dialect_insert
 from ledger.errors import IdempotencyConflict
 from ledger.schema import IdempotencyRecord
 
 _records = IdempotencyRecord.metadata.tables[IdempotencyRecord.__tablename__]
-_CLAIM = Statement(
-    lambda dialect: dialect_insert(dialect, _records)
-    .values(column_params(_records, skip=()))
-    .on_conflict_do_nothing()
-    .returning(_records.c.scope)
+_REPLAY = Statement(
+    select(_records.c.request_hash, _records.c.response).where(
+        _records.c.scope == bindparam("p_scope"), _records.c.key == bindparam("p_key")
+    )
 )
 _COMPLETE = Statement(
     update(_records)
@@ -44,34 +42,62 @@ class Claim:
     scope: str
     key: str
     replay: dict[str, Any] | None  # the stored answer when this key was seen before
+    also: tuple[Any, ...] = ()  # the claimer's extra columns, read by the claim itself
+
+
+class Claimer:
+    """Claims keys; ``also`` are scalar subqueries the claim statement returns alongside.
+
+    A keyed write usually reads a few things right after claiming its key (a price, a
+    merchant's terms); asking for them in the claim saves a round trip each. They are read only
+    when the key is new, in the same snapshot as the claim.
+    """
+
+    def __init__(self, *also: ColumnElement[Any]) -> None:
+        self._claim = Statement(
+            lambda dialect: dialect_insert(dialect, _records)
+            .values(column_params(_records, skip=()))
+            .on_conflict_do_nothing()
+            .returning(_records.c.scope, *also)
+        )
+
+    async def claim(
+        self,
+        session: Conn,
+        scope: str,
+        key: str,
+        fingerprint: str,
+        now: dt.datetime,
+        **params: Any,
+    ) -> Claim:
+        """Claim ``key`` in ``scope``, first thing in the transaction; ``params`` feed ``also``."""
+        claimed = await self._claim.rows(
+            session,
+            p_scope=scope,
+            p_key=key,
+            p_request_hash=fingerprint,
+            p_response={},
+            p_created_at=now,
+            **params,
+        )
+        if claimed:
+            return Claim(scope, key, None, tuple(claimed[0][1:]))
+        stored_hash, response = await _REPLAY.one(session, p_scope=scope, p_key=key)
+        if stored_hash != fingerprint:
+            raise IdempotencyConflict(
+                "this idempotency key was already used for a different request", key=key
+            )
+        return Claim(scope, key, dict(response))
+
+
+_PLAIN = Claimer()
 
 
 async def claim(
-    session: AsyncSession, scope: str, key: str, fingerprint: str, now: dt.datetime
+    session: Conn, scope: str, key: str, fingerprint: str, now: dt.datetime
 ) -> Claim:
-    claimed = await _CLAIM.rows(
-        session,
-        p_scope=scope,
-        p_key=key,
-        p_request_hash=fingerprint,
-        p_response={},
-        p_created_at=now,
-    )
-    if claimed:
-        return Claim(scope, key, None)
-    row = (
-        await session.execute(
-            select(IdempotencyRecord.request_hash, IdempotencyRecord.response).where(
-                IdempotencyRecord.scope == scope, IdempotencyRecord.key == key
-            )
-        )
-    ).one()
-    if row.request_hash != fingerprint:
-        raise IdempotencyConflict(
-            "this idempotency key was already used for a different request", key=key
-        )
-    return Claim(scope, key, dict(row.response))
+    return await _PLAIN.claim(session, scope, key, fingerprint, now)
 
 
-async def complete(session: AsyncSession, claimed: Claim, response: dict[str, Any]) -> None:
+async def complete(session: Conn, claimed: Claim, response: dict[str, Any]) -> None:
     await _COMPLETE.rows(session, p_scope=claimed.scope, p_key=claimed.key, p_response=response)

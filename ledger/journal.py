@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Statement, column_params
+from ledger.db import Conn, Statement, column_params
 from ledger.schema import JournalEntry, Shard
 
 GENESIS = "0" * 64
@@ -146,16 +146,18 @@ _APPEND = Statement(
     .values(column_params(_entries))
     .returning(_entries.c.id)
 )
-_TOTALS = Statement(
-    select(
-        func.coalesce(func.sum(_shards.c.pool_fen), 0),
-        func.coalesce(func.sum(_shards.c.issued_points), 0),
-    )
-)
+TOTAL_POOL = func.coalesce(func.sum(_shards.c.pool_fen), 0)
+TOTAL_POINTS = func.coalesce(func.sum(_shards.c.issued_points), 0)
+_TOTALS = Statement(select(TOTAL_POOL, TOTAL_POINTS))
+
+
+def totals_subqueries() -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """What ``totals`` reads, as two scalar subqueries to ride along another statement."""
+    return select(TOTAL_POOL).scalar_subquery(), select(TOTAL_POINTS).scalar_subquery()
 
 
 async def post(
-    session: AsyncSession,
+    session: Conn,
     *,
     shard: int,
     kind: str,
@@ -198,7 +200,7 @@ async def post(
     return int(entry_id)
 
 
-async def totals(session: AsyncSession) -> tuple[int, int]:
+async def totals(session: Conn) -> tuple[int, int]:
     """Pool (fen) and points in circulation, summed over all shards."""
     pool, points = await _TOTALS.one(session)
     return int(pool), int(points)

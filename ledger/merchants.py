@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select
+from sqlalchemy import ScalarSelect, and_, bindparam, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import geo
 from ledger.context import Ctx
-from ledger.db import Statement
 from ledger.errors import InvalidRequest, MerchantNotFound
 from ledger.models import MerchantIn, MerchantOut, NearbyMerchant, NearbyOut
 from ledger.schema import Merchant
@@ -83,22 +83,27 @@ class Terms:
 
 
 _merchants = Merchant.metadata.tables[Merchant.__tablename__]
-_TERMS = Statement(
-    select(
-        _merchants.c.id,
-        _merchants.c.name,
-        _merchants.c.concession_bp,
-        _merchants.c.voucher_cap_bp,
-    ).where(_merchants.c.id == bindparam("merchant_id"), _merchants.c.active.is_(True))
-)
+_TERMS_WHERE = (_merchants.c.id == bindparam("merchant_id"), _merchants.c.active.is_(True))
 
 
-async def terms(session: AsyncSession, merchant_id: int) -> Terms:
-    """Like ``load``, for the hot path: four columns, no ORM object."""
-    row = await _TERMS.first(session, merchant_id=merchant_id)
-    if row is None:
+def terms_subqueries() -> tuple[ScalarSelect[Any], ...]:
+    """An active merchant's terms as scalar subqueries of the parameter ``merchant_id``.
+
+    Like ``load`` for the hot path: three columns, no ORM object, and no statement of their
+    own — they ride along the statement that needs them (a purchase's idempotency claim).
+    """
+    return tuple(
+        select(column).where(*_TERMS_WHERE).scalar_subquery()
+        for column in (_merchants.c.name, _merchants.c.concession_bp, _merchants.c.voucher_cap_bp)
+    )
+
+
+def terms_from(merchant_id: int, values: Sequence[Any]) -> Terms:
+    """The terms read by ``terms_subqueries``; ``MerchantNotFound`` when they found nothing."""
+    name, concession_bp, voucher_cap_bp = values
+    if name is None:
         raise MerchantNotFound("no such merchant", merchant_id=merchant_id)
-    return Terms(int(row[0]), str(row[1]), int(row[2]), int(row[3]))
+    return Terms(merchant_id, str(name), int(concession_bp), int(voucher_cap_bp))
 
 
 async def get(ctx: Ctx, merchant_id: int) -> MerchantOut:

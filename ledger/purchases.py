@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, insert, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import events, idempotency, journal, merchants
 from ledger.context import Ctx
-from ledger.db import Statement, column_params, dialect_insert
+from ledger.db import Conn, Statement, column_params, dialect_insert
 from ledger.errors import MemberNotFound
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import PriceOut, PurchaseOut, PurchaseRequest
@@ -29,7 +28,7 @@ def price_out(price: Price) -> PriceOut:
     )
 
 
-async def current_price(session: AsyncSession) -> Price:
+async def current_price(session: Conn) -> Price:
     pool, points = await journal.totals(session)
     return Price(pool, points)
 
@@ -68,18 +67,20 @@ def _credit_merchant(dialect: str) -> Any:
 
 
 _CREDIT_MERCHANT = Statement(_credit_merchant)
+# A purchase's claim also reads the point price and the merchant's terms: one round trip.
+_CLAIM = idempotency.Claimer(*journal.totals_subqueries(), *merchants.terms_subqueries())
 _RECORD = Statement(insert(_purchases).values(column_params(_purchases)).returning(_purchases.c.id))
 
 
 async def credit_member_points(
-    session: AsyncSession, member_id: int, points: int, now: dt.datetime
+    session: Conn, member_id: int, points: int, now: dt.datetime
 ) -> None:
     if not await _CREDIT_MEMBER.rows(session, member_id=member_id, points=points, now=now):
         raise MemberNotFound("no such member", member_id=member_id)
 
 
 async def credit_merchant(
-    session: AsyncSession, merchant_id: int, shard: int, points: int, settlement_fen: int
+    session: Conn, merchant_id: int, shard: int, points: int, settlement_fen: int
 ) -> None:
     """Add to the merchant's slice for ``shard``; the caller holds that shard's lock."""
     await _CREDIT_MERCHANT.rows(
@@ -92,7 +93,7 @@ async def credit_merchant(
 
 
 async def book_purchase(
-    session: AsyncSession,
+    session: Conn,
     ctx: Ctx,
     *,
     merchant_id: int,
@@ -135,13 +136,16 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
         req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
     )
 
-    async def work(session: AsyncSession) -> PurchaseOut:
+    async def work(session: Conn) -> PurchaseOut:
         now = ctx.now()
-        claimed = await idempotency.claim(session, scope, req.idempotency_key, fingerprint, now)
+        claimed = await _CLAIM.claim(
+            session, scope, req.idempotency_key, fingerprint, now, merchant_id=req.merchant_id
+        )
         if claimed.replay is not None:
             return PurchaseOut.model_validate(claimed.replay)
-        merchant = await merchants.terms(session, req.merchant_id)
-        price = await current_price(session)
+        pool, points, *terms = claimed.also
+        merchant = merchants.terms_from(req.merchant_id, terms)
+        price = Price(int(pool), int(points))
         booked = await book_purchase(
             session,
             ctx,
@@ -190,4 +194,4 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
         await idempotency.complete(session, claimed, out.model_dump(mode="json"))
         return out
 
-    return await ctx.db.run_write(work)
+    return await ctx.db.run_direct(work)
