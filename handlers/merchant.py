@@ -280,13 +280,7 @@ async def take_code(message: Message, context: GPContext, code: str) -> None:
         await message.reply_text(problem_text(t, error))
         return
     key = _new_key()
-    data = {
-        "code": code,
-        "merchant_id": link.merchant_id,
-        "customer": probe.member_masked,
-        "expires_at": probe.code_expires_at.isoformat(),
-        "key": key,
-    }
+    data = {"code": code, "merchant_id": link.merchant_id, "key": key}
     chat_id = context.need_profile().chat_id
     await context.services.flows.start(chat_id, BILL, data, _flow_ttl(probe.code_expires_at))
     await message.reply_text(

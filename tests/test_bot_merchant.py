@@ -31,6 +31,7 @@ from ledger_client.models import Receipt
 from tests.bot_harness import Harness, running_bot
 from tests.conftest import DATABASES
 from tests.fake_telegram import Person, Sent
+from tests.ledger_support import cli
 
 SHOP_NAME = "锦城绿色生活超市"
 CUSTOMER = "Zoe Lin"
@@ -527,6 +528,29 @@ async def test_used_expired_and_unknown_invites(harness: Harness) -> None:
     assert "has expired" in expired.text
     assert len({used.text, unknown.text, expired.text}) == 3
     assert await h.ledger_as("admin").staff_lookup("telegram", str(second.id)) is None
+
+
+async def test_invite_from_the_ledger_cli_is_a_deep_link_and_a_qr(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """``greenpoints ledger staff-invite --merchant ID --bot-username … --qr …``, scanned."""
+    h = harness
+    png = tmp_path / "invite.png"
+    run = await cli(
+        h.services.settings.ledger_url, "staff-invite", "--merchant", str(h.shop_id),
+        "--bot-username", "@GreenPointsTestBot", "--qr", str(png),
+    )
+    assert run.code == 0, run.err
+    link = zxingcpp.read_barcodes(Image.open(png))[0].text
+    assert link in run.out.splitlines()
+    assert urlparse(link).path == "/GreenPointsTestBot"
+    cashier = h.person(3001, "Cashier", "en")
+    joined = await says(h, cashier, f"/start {start_payload(link)}")
+    assert f"You are now staff of {SHOP_NAME}." in joined.text
+    link_now = await h.ledger_as("admin").staff_lookup("telegram", str(cashier.id))
+    assert link_now is not None and link_now.merchant_id == h.shop_id
+    balance = await says(h, cashier, "/balance")  # staff are consumers too
+    assert "Points:" in balance.text
 
 
 async def test_photos_without_a_usable_code_get_help(harness: Harness) -> None:
