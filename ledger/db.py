@@ -168,9 +168,7 @@ class Database:
                 await asyncio.sleep(0.005 * (2**attempt))
         raise AssertionError("unreachable")
 
-    async def run_direct(
-        self, work: Callable[[Conn], Awaitable[T]], *, attempts: int = 5
-    ) -> T:
+    async def run_direct(self, work: Callable[[Conn], Awaitable[T]], *, attempts: int = 5) -> T:
         """``run_write`` for a unit of work made only of ``Statement`` calls, without a session.
 
         SQLite: the whole unit of work runs in the write connection's own thread, from
@@ -343,12 +341,20 @@ class Statement:
         self._build = build
         self._compiled: dict[str, tuple[Executable, _Compiled]] = {}
 
+    def build(self, dialect_name: str) -> Executable:
+        """The Core statement for one dialect."""
+        return self._build if isinstance(self._build, Executable) else self._build(dialect_name)
+
     def _for(self, dialect: Dialect) -> tuple[Executable, _Compiled]:
         hit = self._compiled.get(dialect.name)
         if hit is None:
-            stmt = self._build if isinstance(self._build, Executable) else self._build(dialect.name)
+            stmt = self.build(dialect.name)
             hit = self._compiled[dialect.name] = (stmt, _compile(stmt, dialect))
         return hit
+
+    def bind(self, **params: Any) -> Bound:
+        """This statement with its parameters, to run later in a ``batch``."""
+        return Bound(self, params)
 
     async def rows(self, conn: Conn, **params: Any) -> list[Row]:
         """Run in ``conn``'s transaction; the rows it returns (``RETURNING`` included)."""
@@ -390,6 +396,51 @@ class Statement:
 
     async def scalar(self, conn: Conn, **params: Any) -> Any:
         return (await self.one(conn, **params))[0]
+
+
+@dataclass(frozen=True)
+class Bound:
+    statement: Statement
+    params: dict[str, Any]
+
+    async def rows(self, conn: Conn) -> list[Row]:
+        return await self.statement.rows(conn, **self.params)
+
+
+_BATCHES: dict[tuple[Statement, ...], Statement] = {}
+
+
+async def batch(conn: Conn, *parts: Bound) -> list[Row]:
+    """Run independent statements as one: the last one's rows.
+
+    On PostgreSQL they go as one statement, all but the last as data-modifying CTEs: one round
+    trip instead of several. Elsewhere they run one after the other (on SQLite a round trip
+    costs nothing). So they must be independent: no two touch the same row, none reads what
+    another writes (CTEs all see the snapshot from before the statement), and a parameter name
+    they share has the same value in each.
+    """
+    dialect = conn.dialect if isinstance(conn, Direct) else conn.get_bind().dialect
+    if dialect.name != "postgresql" or len(parts) == 1:
+        rows: list[Row] = []
+        for part in parts:
+            rows = await part.statement.rows(conn, **part.params)
+        return rows
+    key = tuple(part.statement for part in parts)
+    combined = _BATCHES.get(key)
+    if combined is None:
+        combined = _BATCHES[key] = Statement(lambda name: _combine(name, key))
+    params: dict[str, Any] = {}
+    for part in parts:
+        for name, value in part.params.items():
+            if params.setdefault(name, value) is not value and params[name] != value:
+                raise ValueError(f"batched statements disagree on parameter {name!r}")
+    return await combined.rows(conn, **params)
+
+
+def _combine(dialect_name: str, statements: tuple[Statement, ...]) -> Executable:
+    *first, last = (s.build(dialect_name) for s in statements)
+    ctes = [cast(Any, stmt).cte(f"batch_{n}") for n, stmt in enumerate(first)]
+    return cast(Executable, cast(Any, last).add_cte(*ctes))
 
 
 def _compile(stmt: Executable, dialect: Dialect) -> _Compiled:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Conn, Database, Statement, column_params
+from ledger.db import Bound, Conn, Database, Statement, column_params
 from ledger.models import EventOut, EventsPage
 from ledger.schema import Event, FeedState
 
@@ -39,8 +39,20 @@ async def emit(
     merchant_id: int | None = None,
     payload: dict[str, Any] | None = None,
 ) -> None:
-    await _EMIT.rows(
-        session,
+    bound = emission(type_, now=now, member_id=member_id, merchant_id=merchant_id, payload=payload)
+    await bound.rows(session)
+
+
+def emission(
+    type_: str,
+    *,
+    now: dt.datetime,
+    member_id: int | None = None,
+    merchant_id: int | None = None,
+    payload: dict[str, Any] | None = None,
+) -> Bound:
+    """``emit``, bound to run later in a ``db.batch`` with other statements."""
+    return _EMIT.bind(
         p_type=type_,
         p_member_id=member_id,
         p_merchant_id=merchant_id,

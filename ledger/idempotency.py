@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, select, update
 
-from ledger.db import Conn, Statement, column_params, dialect_insert
+from ledger.db import Bound, Conn, Statement, column_params, dialect_insert
 from ledger.errors import IdempotencyConflict
 from ledger.schema import IdempotencyRecord
 
@@ -55,10 +55,12 @@ class Claimer:
 
     def __init__(self, *also: ColumnElement[Any]) -> None:
         self._claim = Statement(
-            lambda dialect: dialect_insert(dialect, _records)
-            .values(column_params(_records, skip=()))
-            .on_conflict_do_nothing()
-            .returning(_records.c.scope, *also)
+            lambda dialect: (
+                dialect_insert(dialect, _records)
+                .values(column_params(_records, skip=()))
+                .on_conflict_do_nothing()
+                .returning(_records.c.scope, *also)
+            )
         )
 
     async def claim(
@@ -93,11 +95,14 @@ class Claimer:
 _PLAIN = Claimer()
 
 
-async def claim(
-    session: Conn, scope: str, key: str, fingerprint: str, now: dt.datetime
-) -> Claim:
+async def claim(session: Conn, scope: str, key: str, fingerprint: str, now: dt.datetime) -> Claim:
     return await _PLAIN.claim(session, scope, key, fingerprint, now)
 
 
 async def complete(session: Conn, claimed: Claim, response: dict[str, Any]) -> None:
-    await _COMPLETE.rows(session, p_scope=claimed.scope, p_key=claimed.key, p_response=response)
+    await completion(claimed, response).rows(session)
+
+
+def completion(claimed: Claim, response: dict[str, Any]) -> Bound:
+    """``complete``, bound to run later in a ``db.batch`` with other statements."""
+    return _COMPLETE.bind(p_scope=claimed.scope, p_key=claimed.key, p_response=response)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Conn, Statement, column_params
+from ledger.db import Conn, Statement, batch, column_params
 from ledger.schema import JournalEntry, Shard
 
 GENESIS = "0" * 64
@@ -141,11 +141,7 @@ _MOVE_SHARD = Statement(
         + bindparam("d_concessions", type_=_shards.c.concessions_fen.type),
     )
 )
-_APPEND = Statement(
-    insert(_entries)
-    .values(column_params(_entries))
-    .returning(_entries.c.id)
-)
+_APPEND = Statement(insert(_entries).values(column_params(_entries)).returning(_entries.c.id))
 TOTAL_POOL = func.coalesce(func.sum(_shards.c.pool_fen), 0)
 TOTAL_POINTS = func.coalesce(func.sum(_shards.c.issued_points), 0)
 _TOTALS = Statement(select(TOTAL_POOL, TOTAL_POINTS))
@@ -176,8 +172,7 @@ async def post(
     content = content_hash(shard, seq, kind, ref, now, postings)
     digest = chain_hash(head_hash, content)
     delta = shard_delta(postings)
-    await _MOVE_SHARD.rows(
-        session,
+    move = _MOVE_SHARD.bind(
         k=shard,
         new_seq=seq,
         new_head=digest,
@@ -185,8 +180,7 @@ async def post(
         d_issued=delta.issued_points,
         d_concessions=delta.concessions_fen,
     )
-    entry_id = await _APPEND.scalar(
-        session,
+    append = _APPEND.bind(
         p_shard=shard,
         p_seq=seq,
         p_kind=kind,
@@ -197,6 +191,7 @@ async def post(
         p_prev_hash=head_hash,
         p_hash=digest,
     )
+    [(entry_id,)] = await batch(session, move, append)
     return int(entry_id)
 
 

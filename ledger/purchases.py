@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, insert, update
 
 from ledger import events, idempotency, journal, merchants
 from ledger.context import Ctx
-from ledger.db import Conn, Statement, column_params, dialect_insert
+from ledger.db import Bound, Conn, Statement, batch, column_params, dialect_insert
 from ledger.errors import MemberNotFound
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import PriceOut, PurchaseOut, PurchaseRequest
@@ -83,12 +83,13 @@ async def credit_merchant(
     session: Conn, merchant_id: int, shard: int, points: int, settlement_fen: int
 ) -> None:
     """Add to the merchant's slice for ``shard``; the caller holds that shard's lock."""
-    await _CREDIT_MERCHANT.rows(
-        session,
-        p_merchant_id=merchant_id,
-        p_shard=shard,
-        p_points=points,
-        p_settlement_fen=settlement_fen,
+    await merchant_credit(merchant_id, shard, points, settlement_fen).rows(session)
+
+
+def merchant_credit(merchant_id: int, shard: int, points: int, settlement_fen: int) -> Bound:
+    """``credit_merchant``, bound to run later in a ``db.batch`` with other statements."""
+    return _CREDIT_MERCHANT.bind(
+        p_merchant_id=merchant_id, p_shard=shard, p_points=points, p_settlement_fen=settlement_fen
     )
 
 
@@ -166,9 +167,17 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             postings=booked.postings,
             now=now,
         )
-        await credit_merchant(session, merchant.id, shard, booked.split.merchant_points, 0)
-        await events.emit(
-            session,
+        out = PurchaseOut(
+            purchase_id=booked.purchase_id,
+            merchant_id=merchant.id,
+            member_id=req.member_id,
+            amount_fen=req.amount_fen,
+            concession_fen=booked.split.concession_fen,
+            member_points=booked.split.member_points,
+            merchant_points=booked.split.merchant_points,
+            price=price_out(price),
+        )
+        event = events.emission(
             events.POINTS_EARNED,
             now=now,
             member_id=req.member_id,
@@ -181,17 +190,12 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
                 "green": bool(req.green_tags),
             },
         )
-        out = PurchaseOut(
-            purchase_id=booked.purchase_id,
-            merchant_id=merchant.id,
-            member_id=req.member_id,
-            amount_fen=req.amount_fen,
-            concession_fen=booked.split.concession_fen,
-            member_points=booked.split.member_points,
-            merchant_points=booked.split.merchant_points,
-            price=price_out(price),
+        await batch(
+            session,
+            merchant_credit(merchant.id, shard, booked.split.merchant_points, 0),
+            event,
+            idempotency.completion(claimed, out.model_dump(mode="json")),
         )
-        await idempotency.complete(session, claimed, out.model_dump(mode="json"))
         return out
 
     return await ctx.db.run_direct(work)
