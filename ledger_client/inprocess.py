@@ -7,12 +7,15 @@ default behaves exactly like a remote ledger, role checks included.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from ledger.api.operations import invoke
 from ledger.principal import Principal
 from ledger.service import LedgerService
 from ledger_client.base import LedgerClient
+
+log = logging.getLogger(__name__)
 
 
 class InProcessLedgerClient(LedgerClient):
@@ -38,6 +41,10 @@ class InProcessLedgerClient(LedgerClient):
         self, op: str, path: dict[str, int], query: dict[str, str], body: dict[str, Any] | None
     ) -> tuple[int, Any]:
         raw = json.dumps(body).encode() if body is not None else None
-        return await invoke(
-            self.service, self.principal, op, {k: str(v) for k, v in path.items()}, query, raw
-        )
+        try:
+            return await invoke(
+                self.service, self.principal, op, {k: str(v) for k, v in path.items()}, query, raw
+            )
+        except Exception:  # what the HTTP server answers with a 500, so callers see one error
+            log.exception("ledger operation %s failed", op)
+            return 500, {"error": {"code": "internal", "message": "internal error"}}

@@ -11,7 +11,7 @@ import pytest
 from ledger.api.openapi import document
 from ledger.api.operations import BY_NAME
 from ledger_client import errors
-from tests.conftest import Call, Clients, World
+from tests.conftest import Call, Clients, Served, World
 from tests.ledger_support import (
     BP,
     FixedClock,
@@ -285,3 +285,20 @@ async def test_members_and_staff(clients: Clients, world: World, clock: FixedClo
     stats = await admin.stats()
     assert (stats.members, stats.merchants) == (4, 2)
     assert_fit_document(clients.calls)
+
+
+async def test_a_crash_inside_looks_the_same_through_both(
+    clients: Clients, served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected failure inside the ledger reaches the caller as the client's InternalError,
+    whichever transport carried it, and the next call works."""
+
+    async def crash(*_args: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(served.service, "stats", crash)
+    with pytest.raises(errors.InternalError) as caught:
+        await clients.admin.stats()
+    assert caught.value.status == 500 and "disk" not in caught.value.message
+    monkeypatch.undo()
+    assert (await clients.admin.stats()).members == 3
