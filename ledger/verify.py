@@ -181,18 +181,14 @@ async def verify(ctx: Ctx, partitions: int = 1) -> Report:
                         VoucherLot.member_id
                     )
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         member_vouchers = dict(
             (
                 await session.execute(
                     select(Member.id, Member.vouchers_fen).where(Member.vouchers_fen != 0)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     for member_id in sorted(set(lot_sums) | set(member_vouchers)):
         if int(lot_sums.get(member_id, 0)) != member_vouchers.get(member_id, 0):
