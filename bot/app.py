@@ -18,6 +18,7 @@ from bot.errors import on_error
 from bot.menus import register_defaults
 from bot.middleware import prepare
 from bot.services import Services
+from bot.telegram_http import AiohttpRequest
 from handlers import admin, balance, fallback, merchant, nearby, redeem, settings, start
 
 log = logging.getLogger(__name__)
@@ -53,10 +54,14 @@ def build_application(
     )
     if api_url:
         builder = builder.base_url(f"{api_url}/bot").base_file_url(f"{api_url}/file/bot")
-    if request is not None:
-        builder = builder.request(request).get_updates_request(updates_request or request)
-    else:
-        builder = builder.connection_pool_size(64).pool_timeout(10.0)
+    if request is None:
+        # aiohttp rather than PTB's default httpx: httpx cost ~3 ms of CPU per Bot API call
+        # here (pool bookkeeping, a failed sniffio import each request), the largest share of
+        # a /balance update outside the ledger (bench/bot_throughput.py). getUpdates gets its
+        # own pool so a long poll never waits behind replies.
+        request = AiohttpRequest(connections=64)
+        updates_request = updates_request or AiohttpRequest(connections=2)
+    builder = builder.request(request).get_updates_request(updates_request or request)
 
     app: App = builder.build()
     app.bot_data[SERVICES_KEY] = services
