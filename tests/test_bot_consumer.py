@@ -7,6 +7,7 @@ also checked to differ from the English msgid, so a missing translation fails he
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -26,6 +27,7 @@ from handlers.start import help_text
 from ledger.principal import SYSTEM
 from ledger.schema import RedemptionCode as CodeRow
 from ledger_client.errors import CodeRevoked
+from ledger_client.http import HttpLedgerClient
 from tests.bot_harness import SHOP, Harness, running_bot
 from tests.conftest import DATABASES
 from tests.fake_telegram import Person, Sent
@@ -151,6 +153,13 @@ async def test_start_speaks_the_persons_language(
     assert profile is not None and profile.locale == locale
     member = await harness.ledger_as("admin").get_member(await member_of(harness, person))
     assert member.locale == locale
+    if locale == "zh_Hant":
+        # Telegram keys menus by two-letter code ("zh" is Simplified), so this chat gets its own.
+        scope = {"type": "chat", "chat_id": 1010}
+        await harness.fake.wait_for(lambda _sent: commands_call(harness, scope=scope) is not None)
+        menu = commands_call(harness, scope=scope)
+        assert menu is not None
+        assert menu[0]["description"] == translated("zh_Hant", "My points and vouchers")
 
 
 async def test_start_again_welcomes_back_the_same_member(harness: Harness) -> None:
@@ -605,3 +614,31 @@ async def test_ledger_down_means_try_again_shortly_and_nothing_changes(
 
     helped = await ask(harness, wes, "/help")  # needs no ledger, so it still works
     assert helped.text == help_text(EN)
+
+
+async def test_a_slow_ledger_is_reported_as_busy(harness: Harness) -> None:
+    """A ledger that accepts the connection and never answers: the client's timeout ends it."""
+    release = asyncio.Event()
+
+    async def never_answer(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    server = await asyncio.start_server(never_answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    slow = HttpLedgerClient(f"http://127.0.0.1:{port}", "key", total_timeout=0.3, backoff=0.01)
+    inprocess = harness.services.ledger
+    harness.services.ledger = slow
+    try:
+        yan = harness.person(1102, "Yan", "en")
+        for command in ("/start", "/balance", "/qr"):
+            assert (await ask(harness, yan, command)).text == BUSY, command
+    finally:
+        harness.services.ledger = inprocess
+        release.set()
+        server.close()
+        await slow.close()
+        await server.wait_closed()
+    assert (await harness.ledger.stats(SYSTEM)).members == 0
+    welcome = await ask(harness, yan, "/start")  # the ledger is back: all is well again
+    assert welcome.text.startswith("Welcome to Green Points, Yan!")
