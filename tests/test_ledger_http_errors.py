@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from ledger.api.openapi import document
-from ledger.models import MerchantIn
+from ledger.models import MerchantIn, RedeemInviteRequest
 from ledger.principal import SYSTEM
 from tests.conftest import Served, World
 from tests.ledger_support import (
@@ -413,3 +413,35 @@ async def test_health_and_openapi_document(
     balance = response_schema(doc, "get", "/v1/members/{member_id}/balance", 200)
     assert schema_errors({"member_id": "1"}, balance, doc)
     assert schema_errors({"error": {"code": 1}}, {"$ref": "#/components/schemas/ErrorOut"}, doc)
+
+
+async def test_guessing_codes_is_throttled(
+    served: Served, world: World, clock: FixedClock, http_session: aiohttp.ClientSession
+) -> None:
+    """Unknown codes from one till slow it down (429 throttled, with retry_after), whatever it
+    sends next; other tills are unaffected; once the wait is over the till works again."""
+    shop = world.merchant_id
+    real = await world.service.issue_code(SYSTEM, world.member_ids[0])
+    url = served.url + "/v1/redemptions/preview"
+    key = served.keys["merchant"]
+
+    async def preview(code: str, as_key: str = key, **extra: Any) -> Any:
+        body = {"code": code, "merchant_id": shop, "bill_fen": 1000, **extra}
+        return await http(http_session, "POST", url, key=as_key, json_body=body)
+
+    for n in range(6):
+        assert is_error(await preview(f"{n:020d}"), 404, "code_not_found") is None
+    throttled = await preview(real.numeric_code)
+    assert is_error(throttled, 429, "throttled") is None
+    assert throttled.body["error"]["details"]["retry_after"] == 2
+    # The staff member behind the bot is another till.
+    invite = await world.service.create_staff_invite(SYSTEM, shop)
+    await world.service.redeem_staff_invite(
+        SYSTEM, RedeemInviteRequest(code=invite.code, channel="telegram", external_id="9")
+    )
+    other = await preview(
+        real.numeric_code, served.keys["bot"], staff={"channel": "telegram", "external_id": "9"}
+    )
+    assert other.status == 200
+    clock.advance(seconds=3)
+    assert (await preview(real.numeric_code)).status == 200

@@ -164,7 +164,14 @@ async def spoil(urls: list[str], member_id: int) -> list[Spoiled]:
 async def test_verify_names_the_first_bad_entry(
     world: World, database_url: str, copies: list[str]
 ) -> None:
-    clean = await cli(database_url, "verify")
+    spoiled = await spoil(copies, world.member_ids[0])
+    # The console script on SQLite for each way the issue names; on PostgreSQL once (the
+    # exit code path is the same), verify() in-process for every way on both.
+    sqlite = database_url.startswith("sqlite")
+    by_cli = [s for s in spoiled if s.by_cli and (sqlite or s is spoiled[0])]
+    clean, *runs = await asyncio.gather(
+        cli(database_url, "verify"), *(cli(s.url, "verify") for s in by_cli)
+    )
     assert clean.code == 0, clean.err
     assert clean.out.startswith("ok: ") and "journal entries" in clean.out
     db = Database(database_url)
@@ -173,13 +180,6 @@ async def test_verify_names_the_first_bad_entry(
         assert (await verify.verify(Ctx(db))).ok
     finally:
         await db.dispose()
-
-    spoiled = await spoil(copies, world.member_ids[0])
-    # The console script on SQLite for each way the issue names; on PostgreSQL once (the
-    # exit code path is the same), verify() in-process for every way on both.
-    sqlite = database_url.startswith("sqlite")
-    by_cli = [s for s in spoiled if s.by_cli and (sqlite or s is spoiled[0])]
-    runs = await asyncio.gather(*(cli(s.url, "verify") for s in by_cli))
     for s, run in zip(by_cli, runs, strict=True):
         assert run.code == 1, (s.names, run.out, run.err)
         first = run.err.splitlines()[0]
