@@ -23,6 +23,13 @@ import aiohttp
 from sqlalchemy import select
 
 from ledger.context import utcnow
+from ledger.models import (
+    PurchaseOut,
+    PurchaseRequest,
+    RedeemRequest,
+    RedemptionOut,
+)
+from ledger.principal import SYSTEM
 from ledger.schema import Base
 from ledger.service import LedgerService
 
@@ -276,3 +283,26 @@ async def cli(url: str, *args: str) -> Run:
     out, err = await asyncio.wait_for(proc.communicate(), timeout=120)
     assert proc.returncode is not None
     return Run(proc.returncode, out.decode(), err.decode())
+
+
+# --- operations as the system, for setting a scene --------------------------------------------
+
+
+async def buy(
+    service: LedgerService, merchant_id: int, member_id: int, amount: int, key: str
+) -> PurchaseOut:
+    request = PurchaseRequest(
+        merchant_id=merchant_id, member_id=member_id, amount_fen=amount, idempotency_key=key
+    )
+    return await service.record_purchase(SYSTEM, request)
+
+
+async def pay_with_code(
+    service: LedgerService, merchant_id: int, member_id: int, bill: int, key: str
+) -> RedemptionOut:
+    """The member shows a fresh code and the till redeems it against ``bill``."""
+    code = await service.issue_code(SYSTEM, member_id)
+    request = RedeemRequest(
+        code=code.numeric_code, merchant_id=merchant_id, bill_fen=bill, idempotency_key=key
+    )
+    return await service.redeem(SYSTEM, request)

@@ -10,26 +10,17 @@ from collections import Counter
 from sqlalchemy import select
 
 from ledger import verify
-from ledger.models import EventOut, PurchaseRequest, RedeemRequest
+from ledger.models import EventOut
 from ledger.principal import SYSTEM
 from ledger.schema import VoucherLot
 from ledger.service import LedgerService
 from tests.conftest import World
-from tests.ledger_support import BP, FixedClock, diff, snapshot
+from tests.ledger_support import BP, FixedClock, buy, diff, pay_with_code, snapshot
 
 
 async def feed(service: LedgerService, kind: str) -> list[EventOut]:
     page = await service.events(SYSTEM, 0, 1000)
     return [e for e in page.events if e.type == kind]
-
-
-async def buy(service: LedgerService, world: World, member: int, amount: int, key: str) -> None:
-    await service.record_purchase(
-        SYSTEM,
-        PurchaseRequest(
-            merchant_id=world.merchant_id, member_id=member, amount_fen=amount, idempotency_key=key
-        ),
-    )
 
 
 async def assert_verified(service: LedgerService) -> None:
@@ -40,8 +31,8 @@ async def assert_verified(service: LedgerService) -> None:
 async def test_a_day_releases_once(world: World, clock: FixedClock) -> None:
     s = world.service
     m0, m1, m2 = world.member_ids
-    await buy(s, world, m0, 2_000_000, "release-p1")
-    await buy(s, world, m1, 30_000, "release-p2")
+    await buy(s, world.merchant_id, m0, 2_000_000, "release-p1")
+    await buy(s, world.merchant_id, m1, 30_000, "release-p2")
     day = clock.now.date()
     before = await s.stats(SYSTEM)
     held = {m: (await s.balance(SYSTEM, m, 0)).points for m in (m0, m1, m2)}
@@ -84,8 +75,8 @@ async def test_a_day_releases_once(world: World, clock: FixedClock) -> None:
 async def test_expiry_and_expiring_notice(world: World, clock: FixedClock) -> None:
     s = world.service
     m0, m1, _m2 = world.member_ids
-    await buy(s, world, m0, 5_000_000, "expiry-p1")
-    await buy(s, world, m1, 800_000, "expiry-p2")
+    await buy(s, world.merchant_id, m0, 5_000_000, "expiry-p1")
+    await buy(s, world.merchant_id, m1, 800_000, "expiry-p2")
     day = clock.now.date()
     granted_at = clock.now
     await s.release(SYSTEM, day)
@@ -94,16 +85,7 @@ async def test_expiry_and_expiring_notice(world: World, clock: FixedClock) -> No
     expires = granted_at + dt.timedelta(days=90)
     assert (await s.balance(SYSTEM, m0, 0)).nearest_expiry == expires
     # m0 spends part of the lot; only what is left can expire.
-    code = await s.issue_code(SYSTEM, m0)
-    receipt = await s.redeem(
-        SYSTEM,
-        RedeemRequest(
-            code=code.numeric_code,
-            merchant_id=world.merchant_id,
-            bill_fen=5000,
-            idempotency_key="expiry-r1",
-        ),
-    )
+    receipt = await pay_with_code(s, world.merchant_id, m0, 5000, "expiry-r1")
     spent = receipt.vouchers_applied_fen
     assert spent == 1000
 

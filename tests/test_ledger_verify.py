@@ -19,39 +19,20 @@ from sqlalchemy import select, text, update
 from ledger import journal, verify
 from ledger.context import Ctx
 from ledger.db import Database
-from ledger.models import PurchaseRequest, RedeemRequest
 from ledger.principal import SYSTEM
 from ledger.schema import JournalEntry
 from tests.conftest import World
 from tests.databases import postgres_admin_url
-from tests.ledger_support import cli
+from tests.ledger_support import buy, cli, pay_with_code
 
 
 async def populate(world: World) -> None:
     s = world.service
     for n in range(20):
-        member = world.member_ids[n % 3]
         shop = (world.merchant_id, world.other_merchant_id)[n % 2]
-        await s.record_purchase(
-            SYSTEM,
-            PurchaseRequest(
-                merchant_id=shop,
-                member_id=member,
-                amount_fen=50_000 + 137 * n,
-                idempotency_key=f"verify-{n:04d}",
-            ),
-        )
+        await buy(s, shop, world.member_ids[n % 3], 50_000 + 137 * n, f"verify-{n:04d}")
     await s.release(SYSTEM)
-    code = await s.issue_code(SYSTEM, world.member_ids[0])
-    await s.redeem(
-        SYSTEM,
-        RedeemRequest(
-            code=code.numeric_code,
-            merchant_id=world.merchant_id,
-            bill_fen=20_000,
-            idempotency_key="verify-redeem",
-        ),
-    )
+    await pay_with_code(s, world.merchant_id, world.member_ids[0], 20_000, "verify-redeem")
 
 
 @pytest.fixture
