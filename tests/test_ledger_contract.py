@@ -11,6 +11,7 @@ import pytest
 from ledger.api.openapi import document
 from ledger.api.operations import BY_NAME
 from ledger_client import errors
+from ledger_client.base import ROUTES
 from tests.conftest import Call, Clients, Served, World
 from tests.ledger_support import (
     BP,
@@ -273,6 +274,14 @@ async def test_members_and_staff(clients: Clients, world: World, clock: FixedClo
     preview = await bot.preview_redemption(code.numeric_code, shop, 2500, staff=staff)
     assert (preview.vouchers_applied_fen, preview.pay_fen) == (0, 2500)
     assert preview.member_masked == "会**"
+    nameless = await bot.resolve_member("telegram", "no-name")
+    shown = await bot.preview_redemption(
+        (await bot.issue_code(nameless.id)).link_code, shop, 100, staff=staff
+    )
+    assert shown.member_masked == masked(None, nameless.id) == f"**{nameless.id:04d}"
+    annie = (await bot.issue_code(new.id)).numeric_code
+    ann = await bot.preview_redemption(annie, shop, 100, staff)
+    assert ann.member_masked == "A**"  # "Annie": the first letter, nothing more
     receipt = await bot.redeem(code.numeric_code, shop, 2500, "staff-r1", staff=staff)
     assert (receipt.pay_fen, receipt.points_earned) == (2500, preview.points_to_earn)
     for view in (await bot.today(shop, staff=staff), await merchant.today(shop)):
@@ -283,7 +292,7 @@ async def test_members_and_staff(clients: Clients, world: World, clock: FixedClo
     with pytest.raises(errors.NotStaff):
         await bot.today(world.other_merchant_id, staff=staff)
     stats = await admin.stats()
-    assert (stats.members, stats.merchants) == (4, 2)
+    assert (stats.members, stats.merchants) == (5, 2)
     assert_fit_document(clients.calls)
 
 
@@ -302,3 +311,13 @@ async def test_a_crash_inside_looks_the_same_through_both(
     assert caught.value.status == 500 and "disk" not in caught.value.message
     monkeypatch.undo()
     assert (await clients.admin.stats()).members == 3
+
+
+def test_client_and_server_share_one_operation_table() -> None:
+    """Every operation the server serves, the client can call, by the same method and path."""
+    served = {op.name: (op.method, op.path) for op in BY_NAME.values()}
+    assert {name: (method, path) for name, (method, path, _retry) in ROUTES.items()} == served
+    # Only calls that cannot take effect twice are retried by the HTTP client.
+    retried = {name for name, (_m, _p, retry) in ROUTES.items() if retry}
+    keyed = {"purchases.record", "redemptions.redeem"}
+    assert retried >= keyed and not retried & {"codes.issue", "staff.invite", "merchants.create"}
