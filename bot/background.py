@@ -38,14 +38,16 @@ class Background:
 def sender_bot(app: App) -> tuple[Bot, BaseRequest | None]:
     """A plain PTB ``Bot`` for the sender, talking to the same Bot API as the application.
 
-    Over the network it gets its own aiohttp-based request (PTB's httpx one is too slow for
-    1,000/s, see ``bot.telegram_http``); an in-process Bot API (the console) is shared as is.
-    Returns the request the caller must initialize and shut down, if a new one was made.
+    Over the network it gets a connection pool of its own (aiohttp, see ``bot.telegram_http``),
+    so a long drain never makes people's replies wait for a connection, and the application's
+    ``AIORateLimiter`` is not in its way (see ``bot.sender``); an in-process Bot API (the
+    console) is shared as is. Returns the request the caller must initialize and shut down, if
+    a new one was made.
     """
     bot = app.bot
     base_url = bot.base_url.removesuffix(bot.token)
     base_file_url = bot.base_file_url.removesuffix(bot.token)
-    if isinstance(bot.request, HTTPXRequest):
+    if isinstance(bot.request, HTTPXRequest | AiohttpRequest):
         own = AiohttpRequest(connections=64)
         plain = Bot(bot.token, base_url=base_url, base_file_url=base_file_url, request=own,
                     get_updates_request=own)
