@@ -175,6 +175,7 @@ class EventReader:
                 t = self.tuning
                 delay = min(t.backoff_cap, t.backoff_base * 2 ** (self.failures - 1))
                 self.delays.append(delay)
+                del self.delays[:-100]  # a long outage keeps only the latest
                 if isinstance(exc, Unavailable):
                     log.warning("event feed: ledger unavailable (%s); next try in %.1f s",
                                 exc, delay)

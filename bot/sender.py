@@ -225,6 +225,8 @@ class OutboxSender:
                     self._tried_lock.set()
                     await self._recover()
                     await self._drain()
+                except Exception:
+                    log.exception("outbox: the sender failed; starting over shortly")
                 finally:
                     self.active = False
                     await self._notify()
@@ -242,6 +244,14 @@ class OutboxSender:
 
     async def _recover(self) -> None:
         # Holding the lock proves every earlier sender is gone: all ``sending`` rows are orphans.
+        # That includes this process's own, if it lost the lock and could not record them; what
+        # it still holds in memory about them is stale now.
+        self._outcomes.clear()
+        self._newly_blocked.clear()
+        self._blocked_now.clear()
+        self._runnable.clear()
+        self._lanes.drain()
+        self._pause_until = 0.0
         async with self.db.session() as session:
             n = await outbox.recover(session, utcnow() + dt.timedelta(seconds=1))
         self.stats.recovered += n
@@ -249,7 +259,8 @@ class OutboxSender:
             log.warning("outbox: %d rows were in flight when the last sender stopped; resending", n)
 
     async def _drain(self) -> None:
-        flusher = asyncio.create_task(self._flush_loop())
+        done = asyncio.Event()
+        flusher = asyncio.create_task(self._flush_loop(done))
         next_lock_check = time.monotonic() + self.tuning.lock_check
         try:
             while not self._stopping:
@@ -269,9 +280,13 @@ class OutboxSender:
                     await self._check_idle()
                 await self._wait(self._next_wake(time.monotonic()))
         finally:
-            await self._wind_down()
-            flusher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await self._wind_down()
+            finally:
+                # Never cancel a flush half-way: its outcomes would be lost and their rows sent
+                # again. The flusher finishes what it is doing and then stops.
+                done.set()
+                self._flush_now.set()
                 await flusher
 
     def _should_claim(self, now: float) -> bool:
@@ -479,10 +494,10 @@ class OutboxSender:
 
     # --- recording --------------------------------------------------------------------------
 
-    async def _flush_loop(self) -> None:
+    async def _flush_loop(self, done: asyncio.Event) -> None:
         """Record outcomes every ``flush_every`` seconds, or as soon as ``flush_rows`` wait:
         what is sent but not yet recorded is what a crash would send twice."""
-        while True:
+        while not done.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._flush_now.wait(), self.tuning.flush_every)
             self._flush_now.clear()
@@ -497,17 +512,24 @@ class OutboxSender:
             blocked, self._newly_blocked = self._newly_blocked, []
             self._flushing = True
             try:
-                async with self.db.session() as session:
-                    await outbox.record(session, outcomes, utcnow())
-                    if self.on_outcomes is not None:
-                        await self.on_outcomes(session, outcomes)
-                if blocked:
-                    await self.chats.mark_blocked(blocked)
+                if outcomes:
+                    async with self.db.session() as session:
+                        await outbox.record(session, outcomes, utcnow())
+                        if self.on_outcomes is not None:
+                            await self.on_outcomes(session, outcomes)
             except Exception:
                 log.exception("outbox: could not record %d outcomes; will retry", len(outcomes))
                 self._outcomes[:0] = outcomes
                 self._newly_blocked[:0] = blocked
+                self._flushing = False
                 return
+            try:
+                if blocked:
+                    await self.chats.mark_blocked(blocked)
+            except Exception:
+                log.exception("outbox: could not mark %d chats blocked; will retry", len(blocked))
+                self._newly_blocked[:0] = blocked
+                blocked = []
             finally:
                 self._flushing = False
             # From here on the database says these chats are blocked; a later /start clears it.
@@ -528,7 +550,9 @@ class OutboxSender:
     async def _wind_down(self) -> None:
         """Stop cleanly: let sends in flight finish, give unsent rows back, record everything."""
         if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=30)
+            _done, stuck = await asyncio.wait(set(self._in_flight), timeout=30)
+            for task in stuck:  # their rows stay ``sending``: the next start sends them again
+                task.cancel()
         unsent = [row for _p, _i, row in self._runnable] + self._lanes.drain()
         self._runnable.clear()
         for row in unsent:

@@ -227,6 +227,18 @@ async def test_rows_left_sending_by_a_dead_sender_go_out_again(rig: Rig) -> None
     assert {r.state for r in await rig.rows()} == {"sent"}
 
 
+async def test_a_clean_stop_gives_unsent_rows_back_and_repeats_nothing(rig: Rig) -> None:
+    await rig.put(*[text(1250 + n, f"n{n}") for n in range(40)])
+    async with running(rig.sender(rate_overall=20)):
+        await rig.fake.wait_for(lambda sent: len(sent) >= 10)
+    states = {r.state for r in await rig.rows()}
+    assert states == {"sent", "pending"}  # nothing left ``sending``
+    async with running(rig.sender()) as sender:
+        await sender.settled()
+        assert sender.stats.recovered == 0
+    assert sorted(s.text for s in rig.fake.sent) == sorted(f"n{n}" for n in range(40))
+
+
 async def test_only_the_lock_holder_sends_and_a_standby_takes_over(rig: Rig) -> None:
     first, second = rig.sender(), rig.sender()
     async with running(first):
