@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Column, Table, bindparam, event
+from sqlalchemy import Column, Float, Table, bindparam, event
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql.expression import Executable, ReturnsRows
+from sqlalchemy.types import TypeEngine
 
 from ledger.errors import Unavailable
 
@@ -65,6 +66,9 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Pages straight from the OS page cache, shared by every connection, instead of a read()
+    # per page into each connection's own small cache: random lookups cost a memory access.
+    cur.execute("PRAGMA mmap_size=1073741824")
     cur.close()
 
 
@@ -168,7 +172,9 @@ class Database:
                 await asyncio.sleep(0.005 * (2**attempt))
         raise AssertionError("unreachable")
 
-    async def run_direct(self, work: Callable[[Conn], Awaitable[T]], *, attempts: int = 5) -> T:
+    async def run_direct(
+        self, work: Callable[[Conn], Awaitable[T]], *, attempts: int = 5, readonly: bool = False
+    ) -> T:
         """``run_write`` for a unit of work made only of ``Statement`` calls, without a session.
 
         SQLite: the whole unit of work runs in the write connection's own thread, from
@@ -177,12 +183,13 @@ class Database:
         asyncpg transaction, each Statement sent as it comes. Errors come out as SQLAlchemy's
         would and an unreachable database as ``Unavailable``. The work runs again when it was
         chosen as a deadlock victim, or lost its connection before ``COMMIT`` was sent (so it
-        cannot have committed).
+        cannot have committed). ``readonly``: a read-only unit of work on the read engine (on
+        PostgreSQL one repeatable-read snapshot for all its statements).
         """
         for attempt in range(attempts):
             state = _Attempt()
             try:
-                return await self._direct_once(work, state)
+                return await self._direct_once(work, state, readonly)
             except DBAPIError as exc:
                 again = _is_retryable(exc) or (exc.connection_invalidated and not state.committing)
                 if again and attempt < attempts - 1:
@@ -196,16 +203,21 @@ class Database:
                 raise Unavailable("the ledger database is unavailable") from exc
         raise AssertionError("unreachable")
 
-    async def _direct_once(self, work: Callable[[Conn], Awaitable[T]], state: _Attempt) -> T:
-        async with self.write_engine.connect() as conn:
+    async def _direct_once(
+        self, work: Callable[[Conn], Awaitable[T]], state: _Attempt, readonly: bool
+    ) -> T:
+        engine = self.read_engine if readonly else self.write_engine
+        async with engine.connect() as conn:
             raw = await conn.get_raw_connection()
             adapter, driver = raw.dbapi_connection, cast(Any, raw.driver_connection)
             try:
                 if self.is_sqlite:
-                    direct = _SqliteDirect(conn.dialect, driver._conn)
+                    begin = "BEGIN" if readonly else "BEGIN IMMEDIATE"
+                    direct = _SqliteDirect(conn.dialect, driver._conn, begin)
                     # aiosqlite's own queue to its thread, as SQLAlchemy's adapter uses it.
                     return cast(T, await driver._execute(direct.run, work))
-                return await _AsyncpgDirect(conn.dialect, adapter, driver).run(work, state)
+                pg = _AsyncpgDirect(conn.dialect, adapter, driver)
+                return await pg.run(work, state, readonly)
             except BaseException as exc:
                 lost = isinstance(exc, DBAPIError) and exc.connection_invalidated
                 if lost or (not self.is_sqlite and driver.is_in_transaction()):
@@ -456,12 +468,16 @@ def _compile(stmt: Executable, dialect: Dialect) -> _Compiled:
         if convert is not None:
             binds[name] = convert
     columns = list(stmt.exported_columns) if isinstance(stmt, ReturnsRows) else []
-    processors = tuple(
-        c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
-    )
+    processors = tuple(_result_processor(c.type, dialect) for c in columns)
     results = processors if any(p is not None for p in processors) else None
     names = tuple(compiled.positiontup or ())
     return _Compiled(compiled.string, names, defaults, binds, bool(columns), results)
+
+
+def _result_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor | None:
+    if isinstance(type_, Float) and not type_.asdecimal:
+        return None  # every driver hands floats back as floats (asyncpg's wants the column oid)
+    return type_.dialect_impl(dialect).result_processor(dialect, None)
 
 
 def _translate(dialect: Dialect, adapter: Any, sql: str, args: Any, exc: Exception) -> Exception:
@@ -502,9 +518,10 @@ Conn = AsyncSession | Direct
 class _SqliteDirect(Direct):
     """Runs in the connection's own thread: every statement completes without suspending."""
 
-    def __init__(self, dialect: Dialect, conn: sqlite3.Connection) -> None:
+    def __init__(self, dialect: Dialect, conn: sqlite3.Connection, begin: str) -> None:
         super().__init__(dialect, None)
         self.conn = conn
+        self.begin = begin
 
     async def fetch(self, sql: str, args: list[Any]) -> list[Row]:
         try:
@@ -513,8 +530,8 @@ class _SqliteDirect(Direct):
             raise _translate(self.dialect, None, sql, args, exc) from exc
 
     def run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
-        """BEGIN IMMEDIATE, ``work``, COMMIT — all here, in the driver's thread."""
-        self._sql("BEGIN IMMEDIATE")
+        """BEGIN [IMMEDIATE], ``work``, COMMIT — all here, in the driver's thread."""
+        self._sql(self.begin)
         try:
             result = _complete(work(self))
         except BaseException:
@@ -554,8 +571,11 @@ class _AsyncpgDirect(Direct):
         super().__init__(dialect, adapter)
         self.driver = driver
 
-    async def run(self, work: Callable[[Conn], Awaitable[T]], state: _Attempt) -> T:
-        transaction = self.driver.transaction()
+    async def run(self, work: Callable[[Conn], Awaitable[T]], state: _Attempt, readonly: bool) -> T:
+        if readonly:
+            transaction = self.driver.transaction(isolation="repeatable_read", readonly=True)
+        else:
+            transaction = self.driver.transaction()
         await self._step("BEGIN", transaction.start)
         try:
             result = await work(self)

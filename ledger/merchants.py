@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ScalarSelect, and_, bindparam, insert, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    ScalarSelect,
+    String,
+    bindparam,
+    column,
+    func,
+    insert,
+    or_,
+    select,
+    values,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import geo
 from ledger.context import Ctx
+from ledger.db import Conn, Row, Statement
 from ledger.errors import InvalidRequest, MerchantNotFound
 from ledger.models import MerchantIn, MerchantOut, NearbyMerchant, NearbyOut
 from ledger.schema import Merchant
@@ -128,49 +142,139 @@ async def nearby(
         raise InvalidRequest("radius out of range", max=ctx.rules.nearby_max_radius_m)
     if not (1 <= limit <= 50 and 0 <= offset <= 10_000):
         raise InvalidRequest("limit must be 1-50 and offset 0-10000")
-    ranges = geo.cell_ranges(lat, lon, radius)
-    cols = (
-        Merchant.id,
-        Merchant.name,
-        Merchant.category,
-        Merchant.address,
-        Merchant.lat_e6,
-        Merchant.lon_e6,
-        Merchant.hours,
-        Merchant.concession_bp,
-        Merchant.voucher_cap_bp,
-        Merchant.external_ref,
-    )
-    query = select(*cols).where(
-        or_(*(and_(Merchant.cell >= lo, Merchant.cell <= hi) for lo, hi in ranges)),
-        Merchant.active.is_(True),
-    )
-    async with ctx.db.read() as session:
-        rows = (await session.execute(query)).all()
-    found: list[tuple[float, int, Any]] = []
-    categories: dict[str, int] = {}
-    for row in rows:
-        d = geo.haversine_m(lat, lon, row.lat_e6 / E6, row.lon_e6 / E6)
-        if d > radius:
-            continue
-        categories[row.category] = categories.get(row.category, 0) + 1
-        if category is None or row.category == category:
-            found.append((d, row.id, row))
-    found.sort(key=lambda t: (t[0], t[1]))
-    page = [
-        NearbyMerchant(
-            id=r.id,
-            name=r.name,
-            category=r.category,
-            address=r.address,
-            lat=r.lat_e6 / E6,
-            lon=r.lon_e6 / E6,
-            hours=r.hours,
-            concession_bp=r.concession_bp,
-            voucher_cap_bp=r.voucher_cap_bp,
-            external_ref=r.external_ref,
-            distance_m=round(d),
+    search, where = _area(lat, lon, radius)
+    # Only the rim can hold the band: what lies deeper is surely inside, and counted as such.
+    rim, rim_where = _area(lat, lon, radius, rim=2 * geo.disc(lat, lon, radius).margin_m)
+
+    def distance(lat_e6: int, lon_e6: int) -> float:
+        return geo.haversine_m(lat, lon, lat_e6 / E6, lon_e6 / E6)
+
+    async def read(conn: Conn) -> NearbyOut:
+        categories = {str(c): int(n) for c, n in await search.counts.rows(conn, **where)}
+        for c, lat_e6, lon_e6 in await rim.band.rows(conn, **rim_where):
+            if distance(lat_e6, lon_e6) <= radius:
+                categories[c] = categories.get(c, 0) + 1
+        total = categories.get(category, 0) if category else sum(categories.values())
+        wanted = min(offset + limit, total)
+        # The page is the nearest few: look for them in a smaller circle that should hold
+        # about four times as many, widening it until it holds enough (or is the whole circle).
+        reach = max(50.0, radius * math.sqrt(4 * wanted / total)) if wanted else radius
+        found: list[tuple[float, Row]] = []
+        while wanted:
+            reach = min(reach, radius)
+            near, near_where = _area(lat, lon, reach)
+            rows = await near.near.rows(conn, **near_where, category=category)
+            found = [(d, r) for r in rows if (d := distance(r[4], r[5])) <= reach]
+            if len(found) >= wanted or reach >= radius:
+                break  # anything not found lies beyond ``reach``: farther than the page
+            reach *= 2
+        found.sort(key=lambda t: (t[0], t[1][0]))
+        page = [
+            NearbyMerchant(
+                id=r[0],
+                name=r[1],
+                category=r[2],
+                address=r[3],
+                lat=r[4] / E6,
+                lon=r[5] / E6,
+                hours=r[6],
+                concession_bp=r[7],
+                voucher_cap_bp=r[8],
+                external_ref=r[9],
+                distance_m=round(d),
+            )
+            for d, r in found[offset : offset + limit]
+        ]
+        return NearbyOut(merchants=page, total=total, radius_m=radius, categories=categories)
+
+    return await ctx.db.run_direct(read, readonly=True)
+
+
+@dataclass(frozen=True)
+class _Search:
+    counts: Statement  # category, how many surely inside
+    band: Statement  # category and place of each that only the true distance can place
+    near: Statement  # in full, every one that may be inside (of ``category``, if given)
+
+
+_SEARCHES: dict[int, _Search] = {}
+
+
+def _area(
+    lat: float, lon: float, radius: float, rim: float | None = None
+) -> tuple[_Search, dict[str, Any]]:
+    """The statements and parameters that search the circle of ``radius`` around a place (only
+    its outer ``rim`` metres, if given)."""
+    if rim is None:
+        ranges = geo.cell_ranges(lat, lon, radius)
+    else:
+        ranges = geo.rim_ranges(lat, lon, radius, rim)
+    circle = geo.disc(lat, lon, radius)
+    where: dict[str, Any] = {
+        "lat0": circle.lat_e6,
+        "lon0": circle.lon_e6,
+        "kx": circle.kx,
+        "inner2": circle.inner2,
+        "outer2": circle.outer2,
+    }
+    for n, (lo, hi) in enumerate(ranges):
+        where[f"lo{n}"], where[f"hi{n}"] = lo, hi
+    return _search(len(ranges)), where
+
+
+def _search(ranges: int) -> _Search:
+    """The three statements of a search over ``ranges`` key ranges (one per row of cells)."""
+    found = _SEARCHES.get(ranges)
+    if found is not None:
+        return found
+    m = _merchants
+    cells = (
+        values(column("lo", BigInteger), column("hi", BigInteger), name="cells")
+        .data(
+            [
+                (bindparam(f"lo{n}", type_=BigInteger), bindparam(f"hi{n}", type_=BigInteger))
+                for n in range(ranges)
+            ]
         )
-        for d, _id, r in found[offset : offset + limit]
-    ]
-    return NearbyOut(merchants=page, total=len(found), radius_m=radius, categories=categories)
+        .cte("cells")
+    )
+    source = cells.join(m, m.c.cell.between(cells.c.lo, cells.c.hi))
+    dy = m.c.lat_e6 - bindparam("lat0", type_=Float)
+    dx = m.c.lon_e6 - bindparam("lon0", type_=Float)
+    d2 = dy * dy + dx * dx * bindparam("kx", type_=Float)
+    inner2, outer2 = bindparam("inner2", type_=Float), bindparam("outer2", type_=Float)
+    live = m.c.active.is_(True)
+    wanted = bindparam("category", type_=String)
+    found = _SEARCHES[ranges] = _Search(
+        counts=Statement(
+            select(m.c.category, func.count())
+            .select_from(source)
+            .where(live, d2 <= inner2)
+            .group_by(m.c.category)
+        ),
+        band=Statement(
+            select(m.c.category, m.c.lat_e6, m.c.lon_e6)
+            .select_from(source)
+            .where(live, d2 > inner2, d2 <= outer2)
+        ),
+        near=Statement(
+            select(*_SHOWN)
+            .select_from(source)
+            .where(live, d2 <= outer2, or_(wanted.is_(None), m.c.category == wanted))
+        ),
+    )
+    return found
+
+
+_SHOWN = (
+    _merchants.c.id,
+    _merchants.c.name,
+    _merchants.c.category,
+    _merchants.c.address,
+    _merchants.c.lat_e6,
+    _merchants.c.lon_e6,
+    _merchants.c.hours,
+    _merchants.c.concession_bp,
+    _merchants.c.voucher_cap_bp,
+    _merchants.c.external_ref,
+)

@@ -133,7 +133,11 @@ def upgrade() -> None:
         sa.UniqueConstraint("external_ref", name=op.f("uq_merchants_external_ref")),
     )
     with op.batch_alter_table("merchants", schema=None) as batch_op:
-        batch_op.create_index("ix_merchants_cell_category", ["cell", "category"], unique=False)
+        batch_op.create_index(
+            "ix_merchants_cell",
+            ["cell", "lat_e6", "lon_e6", "active", "category", "id"],
+            unique=False,
+        )
 
     op.create_table(
         "releases",
@@ -437,7 +441,7 @@ def downgrade() -> None:
     op.drop_table("shards")
     op.drop_table("releases")
     with op.batch_alter_table("merchants", schema=None) as batch_op:
-        batch_op.drop_index("ix_merchants_cell_category")
+        batch_op.drop_index("ix_merchants_cell")
 
     op.drop_table("merchants")
     with op.batch_alter_table("members", schema=None) as batch_op:
