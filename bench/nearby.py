@@ -141,7 +141,7 @@ async def load(url: str, count: int) -> None:
             await conn.copy_records_to_table(
                 "merchants", records=rows(count, created), columns=COLUMNS
             )
-            await conn.execute("ANALYZE merchants")
+            await conn.execute("VACUUM ANALYZE merchants")
         finally:
             await conn.close()
 

@@ -9,18 +9,22 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Float,
     ScalarSelect,
     String,
+    Subquery,
     bindparam,
     column,
     func,
     insert,
     or_,
     select,
+    union_all,
     values,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import Executable
 
 from ledger import geo
 from ledger.context import Ctx
@@ -228,42 +232,59 @@ def _search(ranges: int) -> _Search:
     if found is not None:
         return found
     m = _merchants
-    cells = (
-        values(column("lo", BigInteger), column("hi", BigInteger), name="cells")
-        .data(
-            [
-                (bindparam(f"lo{n}", type_=BigInteger), bindparam(f"hi{n}", type_=BigInteger))
-                for n in range(ranges)
-            ]
-        )
-        .cte("cells")
-    )
-    source = cells.join(m, m.c.cell.between(cells.c.lo, cells.c.hi))
     dy = m.c.lat_e6 - bindparam("lat0", type_=Float)
     dx = m.c.lon_e6 - bindparam("lon0", type_=Float)
     d2 = dy * dy + dx * dx * bindparam("kx", type_=Float)
     inner2, outer2 = bindparam("inner2", type_=Float), bindparam("outer2", type_=Float)
     live = m.c.active.is_(True)
     wanted = bindparam("category", type_=String)
-    found = _SEARCHES[ranges] = _Search(
-        counts=Statement(
-            select(m.c.category, func.count())
-            .select_from(source)
-            .where(live, d2 <= inner2)
-            .group_by(m.c.category)
-        ),
-        band=Statement(
-            select(m.c.category, m.c.lat_e6, m.c.lon_e6)
-            .select_from(source)
-            .where(live, d2 > inner2, d2 <= outer2)
-        ),
-        near=Statement(
-            select(*_SHOWN)
-            .select_from(source)
-            .where(live, d2 <= outer2, or_(wanted.is_(None), m.c.category == wanted))
-        ),
-    )
+
+    def counts(dialect: str) -> Executable:
+        inside = _in_ranges(dialect, ranges, (m.c.category,), live, d2 <= inner2)
+        return select(inside.c.category, func.count()).group_by(inside.c.category)
+
+    def band(dialect: str) -> Executable:
+        return select(
+            _in_ranges(
+                dialect,
+                ranges,
+                (m.c.category, m.c.lat_e6, m.c.lon_e6),
+                live,
+                d2 > inner2,
+                d2 <= outer2,
+            )
+        )
+
+    def near(dialect: str) -> Executable:
+        category = or_(wanted.is_(None), m.c.category == wanted)
+        return select(_in_ranges(dialect, ranges, _SHOWN, live, d2 <= outer2, category))
+
+    found = _SEARCHES[ranges] = _Search(Statement(counts), Statement(band), Statement(near))
     return found
+
+
+def _in_ranges(
+    dialect: str, ranges: int, columns: Sequence[Any], *where: ColumnElement[bool]
+) -> Subquery:
+    """``columns`` of the merchants in key ranges ``lo<n>``..``hi<n>`` that match ``where``.
+
+    SQLite seeks the index once per row of a table of ranges; PostgreSQL's planner cannot see how
+    few rows such a join finds and scans the table, so there it is one index scan per range,
+    glued by UNION ALL.
+    """
+    m = _merchants
+    bounds = [
+        (bindparam(f"lo{n}", type_=BigInteger), bindparam(f"hi{n}", type_=BigInteger))
+        for n in range(ranges)
+    ]
+    if dialect == "postgresql":
+        return union_all(
+            *(select(*columns).where(m.c.cell.between(lo, hi), *where) for lo, hi in bounds)
+        ).subquery("found")
+    cells = values(column("lo", BigInteger), column("hi", BigInteger), name="cells")
+    table = cells.data(bounds).cte("cells")
+    source = table.join(m, m.c.cell.between(table.c.lo, table.c.hi))
+    return select(*columns).select_from(source).where(*where).subquery("found")
 
 
 _SHOWN = (
