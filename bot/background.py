@@ -15,6 +15,8 @@ from telegram import Bot
 from telegram.request import BaseRequest, HTTPXRequest
 
 from bot.app import Hook
+from bot.broadcast_runner import runner, start_runner, stop_runner
+from bot.broadcasts import Broadcasts, record_outcomes
 from bot.context import App
 from bot.event_reader import EventReader, ReaderTuning
 from bot.sender import OutboxSender, SenderTuning
@@ -76,6 +78,8 @@ def hooks(
             rate_overall=settings.rate_overall,
             rate_per_chat=settings.rate_per_chat,
             tuning=sender_tuning,
+            resolvers={"broadcast": Broadcasts(services.db).resolve},
+            on_outcomes=record_outcomes,
         )
         reader = EventReader(services, tuning=reader_tuning, on_enqueued=sender.wake)
         try:
@@ -88,8 +92,10 @@ def hooks(
             asyncio.create_task(reader.run(), name="event-reader"),
         ]
         app.bot_data[BACKGROUND_KEY] = Background(reader, sender, tasks, own_request)
+        await start_runner(app)
 
     async def stop(app: App) -> None:
+        await stop_runner(app)
         background = app.bot_data.pop(BACKGROUND_KEY, None)
         if not isinstance(background, Background):
             return
@@ -133,4 +139,7 @@ async def settle(app: App) -> None:
         await background.reader.catch_up()
     except LedgerClientError as exc:
         log.warning("event feed: could not catch up (%s)", exc)
+    broadcasts = runner(app)
+    await broadcasts.enqueued()
     await background.sender.settled()
+    await broadcasts.report()

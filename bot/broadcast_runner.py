@@ -31,13 +31,16 @@ def progress_text(t: Translator, p: Progress) -> str:
         failed=formatting.number(t, p.failed),
     )
     if p.state == "done":
-        return "\n".join([t._("✅ Announcement #{id} finished.").format(id=p.id), counts])
+        lines = [t._("✅ Announcement #{id} finished.").format(id=p.id), counts]
+        if p.skipped:
+            lines.append(t._("Not sent: {count}").format(count=formatting.number(t, p.skipped)))
+        return "\n".join(lines)
     if p.state == "cancelled":
         return "\n".join(
             [
                 t._("⛔ Announcement #{id} cancelled.").format(id=p.id),
                 counts,
-                t._("Not sent: {count}").format(count=formatting.number(t, p.cancelled)),
+                t._("Not sent: {count}").format(count=formatting.number(t, p.skipped)),
             ]
         )
     rate = p.rate(now)
@@ -75,6 +78,12 @@ class BroadcastRunner:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def enqueued(self) -> None:
+        """Wait for every audience being enqueued right now to be fully in the outbox."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if tasks:
+            await asyncio.gather(*tasks)
 
     def launch(self, broadcast_id: int) -> None:
         """Enqueue this broadcast's audience in the background (idempotent)."""

@@ -10,6 +10,7 @@ audience (the bot never speaks first to them).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,15 +18,15 @@ from sqlalchemy import JSON, String, and_, cast, func, insert, literal, select, 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.storage import outbox
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
-from bot.storage.outbox import BULK
+from bot.storage.outbox import BULK, Claimed, Outcome
 from bot.storage.schema import Broadcast, Chat, OutboxMessage
 
 BATCH = 5000
 EVERYONE = "all"
 ACTIVE = ("enqueuing", "sending")
-FINISHED = ("done", "cancelled")
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class Progress:
     sent: int
     blocked: int
     failed: int
-    cancelled: int
+    skipped: int
     enqueued_all: bool
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
@@ -47,7 +48,8 @@ class Progress:
 
     @property
     def settled(self) -> int:
-        return self.sent + self.blocked + self.failed + self.cancelled
+        """Recipients with an outcome; equals ``total`` once the broadcast is over."""
+        return self.sent + self.blocked + self.failed + self.skipped
 
     def rate(self, now: dt.datetime) -> float:
         """Messages a second since the start, over what was actually sent."""
@@ -200,30 +202,18 @@ class Broadcasts:
                 return False
             row.state = "cancelled"
             row.finished_at = utcnow()
-            await session.execute(
+            result = await session.execute(
                 update(OutboxMessage)
                 .where(OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.state == "pending")
-                .values(state="cancelled")
+                .values(state=outbox.SKIPPED, last_error="broadcast cancelled")
             )
+            row.skipped += int(getattr(result, "rowcount", 0) or 0)
         return True
 
     async def progress(self, broadcast_id: int) -> Progress | None:
         async with self.db.session() as session:
             row = await session.get(Broadcast, broadcast_id)
-            if row is None:
-                return None
-            cancelled = 0
-            if row.state == "cancelled":
-                cancelled = int(
-                    await session.scalar(
-                        select(func.count(OutboxMessage.id)).where(
-                            OutboxMessage.broadcast_id == broadcast_id,
-                            OutboxMessage.state == "cancelled",
-                        )
-                    )
-                    or 0
-                )
-        return _progress(row, cancelled)
+        return _progress(row) if row is not None else None
 
     async def finish_if_done(self, broadcast_id: int) -> Progress | None:
         """Mark a fully enqueued broadcast done once every recipient has an outcome."""
@@ -231,17 +221,18 @@ class Broadcasts:
             row = await session.get(Broadcast, broadcast_id, with_for_update=True)
             if row is None:
                 return None
-            if row.state == "sending" and row.sent + row.blocked + row.failed >= row.total:
+            settled = row.sent + row.blocked + row.failed + row.skipped
+            if row.state == "sending" and settled >= row.total:
                 row.state = "done"
                 row.finished_at = utcnow()
-            return _progress(row, 0)
+            return _progress(row)
 
     async def recent(self, limit: int = 10) -> list[Progress]:
         async with self.db.session() as session:
             rows = (
                 await session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit))
             ).all()
-        return [_progress(r, 0) for r in rows]
+        return [_progress(r) for r in rows]
 
     async def active(self) -> list[int]:
         async with self.db.session() as session:
@@ -255,13 +246,28 @@ class Broadcasts:
                 ).all()
             )
 
-    async def content(self, broadcast_id: int) -> tuple[str, dict[str, Any]] | None:
-        """The Bot API method and parameters every recipient of this broadcast gets."""
+    async def contents(
+        self, broadcast_ids: set[int]
+    ) -> dict[int, tuple[str, dict[str, Any]] | None]:
+        """What each broadcast's recipients get; None for a cancelled (or unknown) one."""
         async with self.db.session() as session:
-            row = await session.get(Broadcast, broadcast_id)
-        if row is None:
-            return None
-        return message_for(row.text, row.photo)
+            rows = (
+                await session.scalars(select(Broadcast).where(Broadcast.id.in_(broadcast_ids)))
+            ).all()
+        found = {r.id: r for r in rows}
+        return {
+            b: message_for(found[b].text, found[b].photo)
+            if b in found and found[b].state != "cancelled"
+            else None
+            for b in broadcast_ids
+        }
+
+    async def resolve(
+        self, rows: Sequence[Claimed]
+    ) -> dict[int, tuple[str, dict[str, Any]] | None]:
+        """The sender's content hook for broadcast rows (their payload lives here, not per row)."""
+        contents = await self.contents({r.broadcast_id for r in rows if r.broadcast_id})
+        return {r.id: contents.get(r.broadcast_id) if r.broadcast_id else None for r in rows}
 
 
 def message_for(text: str, photo: str | None) -> tuple[str, dict[str, Any]]:
@@ -270,7 +276,7 @@ def message_for(text: str, photo: str | None) -> tuple[str, dict[str, Any]]:
     return "sendMessage", {"text": text}
 
 
-def _progress(row: Broadcast, cancelled: int) -> Progress:
+def _progress(row: Broadcast) -> Progress:
     return Progress(
         id=row.id,
         state=row.state,
@@ -279,7 +285,7 @@ def _progress(row: Broadcast, cancelled: int) -> Progress:
         sent=row.sent,
         blocked=row.blocked,
         failed=row.failed,
-        cancelled=cancelled,
+        skipped=row.skipped,
         enqueued_all=row.state != "enqueuing",
         started_at=row.started_at,
         finished_at=row.finished_at,
@@ -289,17 +295,27 @@ def _progress(row: Broadcast, cancelled: int) -> Progress:
     )
 
 
-async def record_outcomes(
-    session: AsyncSession, per_broadcast: dict[int, tuple[int, int, int]]
-) -> None:
-    """Add (sent, blocked, failed) counts for broadcasts, in the sender's transaction."""
-    for broadcast_id, (sent, blocked, failed) in per_broadcast.items():
+_COUNTERS = {
+    outbox.SENT: "sent",
+    outbox.BLOCKED: "blocked",
+    outbox.FAILED: "failed",
+    outbox.SKIPPED: "skipped",
+}
+
+
+async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) -> None:
+    """The sender's outcome hook: count final outcomes per broadcast, in the same transaction
+    that records them on the rows, so the counters can never drift from the rows."""
+    per: dict[int, dict[str, int]] = {}
+    for o in outcomes:
+        column = _COUNTERS.get(o.state)
+        if column is None or o.row.broadcast_id is None:
+            continue  # a retry later, or not a broadcast
+        tally = per.setdefault(o.row.broadcast_id, {})
+        tally[column] = tally.get(column, 0) + 1
+    for broadcast_id, tally in per.items():
         await session.execute(
             update(Broadcast)
             .where(Broadcast.id == broadcast_id)
-            .values(
-                sent=Broadcast.sent + sent,
-                blocked=Broadcast.blocked + blocked,
-                failed=Broadcast.failed + failed,
-            )
+            .values({column: getattr(Broadcast, column) + n for column, n in tally.items()})
         )

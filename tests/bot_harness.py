@@ -35,7 +35,7 @@ from ledger_client.base import LedgerClient
 from ledger_client.http import HttpLedgerClient
 from ledger_client.inprocess import InProcessLedgerClient
 from tests.databases import fresh_database
-from tests.fake_telegram import FakeTelegram, Person
+from tests.fake_telegram import FakeTelegram, Person, Sent
 
 TOKEN = "123456:TEST-TOKEN"
 SHOP = {"lat": 30.2341, "lon": 119.7239}
@@ -80,6 +80,30 @@ class Harness:
     def person(self, user_id: int, name: str = "测试用户", language_code: str | None = "zh-hans"
                ) -> Person:
         return Person(self.fake, user_id, name, language_code)
+
+    async def ask(self, person: Person, text: str) -> Sent:
+        """Say ``text`` and return the bot's first message back."""
+        before = len(self.fake.sent)
+        person.says(text)
+        return await self.fake.next_to(person.id, before)
+
+    async def tap(self, person: Person, data: str, on: Sent) -> Sent:
+        """Tap a button and return the first message sent or edited in reply."""
+        before = len(self.fake.sent)
+        person.taps(data, on)
+        return await self.fake.next_to(person.id, before)
+
+    async def tap_answer(
+        self, person: Person, data: str, on: Sent, *, silent: bool = False
+    ) -> dict[str, Any]:
+        """Tap a button and return the toast it got (answerCallbackQuery); with ``silent``,
+        also check that the tap sent or edited no message."""
+        before, answered = len(self.fake.sent), len(person.answered_callbacks())
+        await self.handled(person.taps(data, on))
+        assert len(person.answered_callbacks()) == answered + 1
+        if silent:
+            assert [s for s in self.fake.sent[before:] if s.chat_id == person.id] == []
+        return person.answered_callbacks()[answered]
 
     def ledger_as(self, role: str, merchant_id: int | None = None) -> InProcessLedgerClient:
         return InProcessLedgerClient(self.ledger, Principal(role, merchant_id))  # type: ignore[arg-type]

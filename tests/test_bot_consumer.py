@@ -30,7 +30,7 @@ from ledger_client.errors import CodeRevoked
 from ledger_client.http import HttpLedgerClient
 from tests.bot_harness import SHOP, Harness, running_bot
 from tests.conftest import DATABASES
-from tests.fake_telegram import Person, Sent
+from tests.fake_telegram import Person
 
 EN = translator("en")
 EXPIRED = "This button has expired."
@@ -53,27 +53,10 @@ async def http_harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 # --- helpers ----------------------------------------------------------------------------------
 
 
-async def ask(harness: Harness, person: Person, text: str) -> Sent:
-    """Say ``text`` and return the bot's first message back."""
-    before = len(harness.fake.sent)
-    person.says(text)
-    return await harness.fake.next_to(person.id, before)
 
 
-async def tap(harness: Harness, person: Person, data: str, on: Sent) -> Sent:
-    """Tap a button and return the first message sent or edited in reply."""
-    before = len(harness.fake.sent)
-    person.taps(data, on)
-    return await harness.fake.next_to(person.id, before)
 
 
-async def tap_answer(harness: Harness, person: Person, data: str, on: Sent) -> dict[str, Any]:
-    """Tap a button the bot should only answer (a toast), and return that answer."""
-    before = len(harness.fake.sent)
-    update_id = person.taps(data, on)
-    await harness.handled(update_id)
-    assert [s for s in harness.fake.sent[before:] if s.chat_id == person.id] == []
-    return person.answered_callbacks()[-1]
 
 
 async def member_of(harness: Harness, person: Person) -> int:
@@ -83,7 +66,7 @@ async def member_of(harness: Harness, person: Person) -> int:
 
 
 async def started(harness: Harness, person: Person) -> int:
-    await ask(harness, person, "/start")
+    await harness.ask(person, "/start")
     return await member_of(harness, person)
 
 
@@ -144,7 +127,7 @@ async def test_start_speaks_the_persons_language(
     harness: Harness, language_code: str | None, locale: str, word: str
 ) -> None:
     person = harness.person(1010, "小绿", language_code)
-    reply = await ask(harness, person, "/start")
+    reply = await harness.ask(person, "/start")
     greeting = translated(locale, "Welcome to Green Points, {name}!").format(name="小绿")
     assert reply.text.startswith(greeting)
     assert help_text(translator(locale)) in reply.text
@@ -164,10 +147,10 @@ async def test_start_speaks_the_persons_language(
 
 async def test_start_again_welcomes_back_the_same_member(harness: Harness) -> None:
     dan = harness.person(1011, "Dan", "en")
-    first = await ask(harness, dan, "/start")
+    first = await harness.ask(dan, "/start")
     member_id = await member_of(harness, dan)
     members = (await harness.ledger.stats(SYSTEM)).members
-    again = await ask(harness, dan, "/start")
+    again = await harness.ask(dan, "/start")
     assert first.text.startswith("Welcome to Green Points, Dan!")
     assert again.text.startswith("Welcome back, Dan!")
     assert await member_of(harness, dan) == member_id
@@ -177,7 +160,7 @@ async def test_start_again_welcomes_back_the_same_member(harness: Harness) -> No
 @pytest.mark.parametrize("payload", ["hello", "zzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzzz", "a-b_c"])
 async def test_start_with_an_unknown_payload_is_friendly(harness: Harness, payload: str) -> None:
     erin = harness.person(1012, "Erin", "en")
-    reply = await ask(harness, erin, f"/start {payload}")
+    reply = await harness.ask(erin, f"/start {payload}")
     assert reply.text.startswith("That link is not one I know, so here is the start instead.")
     assert "Welcome to Green Points, Erin!" in reply.text
     await member_of(harness, erin)
@@ -185,7 +168,7 @@ async def test_start_with_an_unknown_payload_is_friendly(harness: Harness, paylo
 
 async def test_help_lists_the_commands(harness: Harness) -> None:
     fay = harness.person(1013, "Fay", "zh-TW")
-    reply = await ask(harness, fay, "/help")
+    reply = await harness.ask(fay, "/help")
     assert reply.text == help_text(translator("zh_Hant"))
     for command in ("/balance", "/nearby", "/qr", "/language", "/settings"):
         assert command in reply.text
@@ -204,7 +187,7 @@ async def test_balance_shows_points_value_vouchers_and_pages_history(harness: Ha
     expected = await harness.services.ledger.balance(member_id, limit=5)
     assert expected.vouchers_fen > 0 and expected.nearest_expiry is not None
 
-    reply = await ask(harness, gus, "/balance")
+    reply = await harness.ask(gus, "/balance")
     text = reply.text
     assert f"Points: {expected.points:,}" in text
     assert formatting.money(EN, expected.points_value_fen) in text
@@ -222,7 +205,7 @@ async def test_balance_shows_points_value_vouchers_and_pages_history(harness: Ha
     assert expected.activity_next_before is not None
     more = ("More history", f"bal|{expected.activity_next_before}")
     assert reply.buttons == [more]
-    page = await tap(harness, gus, more[1], reply)
+    page = await harness.tap(gus, more[1], reply)
     older = [line for line in page.text.splitlines() if line.startswith("• ")]
     assert len(older) == 3  # 7 purchases and 1 grant: 5 shown, 3 more
     assert all("锦城绿色生活超市" in line for line in older)
@@ -233,7 +216,7 @@ async def test_balance_shows_points_value_vouchers_and_pages_history(harness: Ha
 
 async def test_balance_of_a_new_member_has_no_vouchers_yet(harness: Harness) -> None:
     hal = harness.person(1021, "Hal", "zh-hans")
-    reply = await ask(harness, hal, "/balance")
+    reply = await harness.ask(hal, "/balance")
     assert translated("zh_Hans", "Points: {points}").format(points="0") in reply.text
     assert reply.text.count("¥") >= 2 and "CN¥" not in reply.text
     assert reply.buttons == []
@@ -245,7 +228,7 @@ async def test_balance_of_a_new_member_has_no_vouchers_yet(harness: Harness) -> 
 
 async def test_nearby_asks_for_the_location_with_a_button(harness: Harness) -> None:
     ivy = harness.person(1030, "Ivy", "en")
-    reply = await ask(harness, ivy, "/nearby")
+    reply = await harness.ask(ivy, "/nearby")
     keyboard = reply.markup["keyboard"]
     assert keyboard[0][0]["request_location"] is True
     assert keyboard[0][0]["text"] == "📍 Send my location"
@@ -271,14 +254,14 @@ async def test_nearby_category_filter_and_map(harness: Harness) -> None:
     listing = await harness.fake.next_to(1031, before)
     assert ("Café", "nr|cafe|1500|0") in listing.buttons
 
-    cafes = await tap(harness, jo, "nr|cafe|1500|0", listing)
+    cafes = await harness.tap(jo, "nr|cafe|1500|0", listing)
     assert cafes.method == "editMessageText"
     assert "1. 测试cafe0 · Café" in cafes.text
     assert "锦城绿色生活超市" not in cafes.text and "测试bakery" not in cafes.text
     assert ("All", "nr|*|1500|0") in cafes.buttons
     assert ("✓ Café", "nr|cafe|1500|0") in cafes.buttons
 
-    venue = await tap(harness, jo, f"nm|{harness.shop_id}", listing)
+    venue = await harness.tap(jo, f"nm|{harness.shop_id}", listing)
     assert venue.method == "sendVenue"
     assert float(venue.params["latitude"]) == pytest.approx(SHOP["lat"])
     assert float(venue.params["longitude"]) == pytest.approx(SHOP["lon"])
@@ -304,7 +287,7 @@ async def test_nearby_pages_through_more_than_ten(harness: Harness) -> None:
     assert "Showing 1–10 of 15." in first.text
     assert ("Farther ▶", "nr|*|1500|10") in first.buttons
 
-    second = await tap(harness, kim, "nr|*|1500|10", first)
+    second = await harness.tap(kim, "nr|*|1500|10", first)
     numbered = [line for line in second.text.splitlines() if re.match(r"\d+\. ", line)]
     assert [line.split(".")[0] for line in numbered] == ["11", "12", "13", "14", "15"]
     assert "Showing 11–15 of 15." in second.text
@@ -321,7 +304,7 @@ async def test_nearby_offers_a_wider_radius_when_nothing_is_near(harness: Harnes
     empty = await harness.fake.next_to(1033, before)
     assert empty.text == "No alliance merchants within 1.5 km yet."
     assert empty.buttons == [("Widen to 3 km", "nr|*|3000|0"), ("Widen to 5 km", "nr|*|5000|0")]
-    wider = await tap(harness, lu, "nr|*|3000|0", empty)
+    wider = await harness.tap(lu, "nr|*|3000|0", empty)
     assert wider.text.splitlines()[0] == "Alliance merchants within 3 km, nearest first:"
     assert "1. 锦城绿色生活超市 · Grocery · 2.2 km · 28 min walk" in wider.text
 
@@ -364,7 +347,7 @@ async def test_qr_caption_and_a_fresh_code_revokes_the_old(harness: Harness) -> 
     assert vouchers > 0
     shop = harness.ledger_as("merchant", harness.shop_id)
 
-    photo = await ask(harness, mo, "/qr")
+    photo = await harness.ask(mo, "/qr")
     old_link = start_payload(decode(photo.files["photo"]))
     preview = await shop.preview_redemption(old_link, harness.shop_id, 100_000)
     old_digits = caption_digits(photo.text)
@@ -373,7 +356,7 @@ async def test_qr_caption_and_a_fresh_code_revokes_the_old(harness: Harness) -> 
     assert f"up to {formatting.money(EN, vouchers)} of vouchers" in photo.text
     assert photo.buttons == [("🔄 New code", "qr|new")]
 
-    edited = await tap(harness, mo, "qr|new", photo)
+    edited = await harness.tap(mo, "qr|new", photo)
     assert edited.method == "editMessageMedia"
     media = edited.media
     assert media["type"] == "photo"
@@ -396,7 +379,7 @@ async def test_qr_caption_and_a_fresh_code_revokes_the_old(harness: Harness) -> 
 
 async def test_qr_without_vouchers_still_earns(harness: Harness) -> None:
     ned = harness.person(1041, "Ned", "zh-hans")
-    photo = await ask(harness, ned, "/qr")
+    photo = await harness.ask(ned, "/qr")
     assert photo.method == "sendPhoto"
     msgid = "You have no vouchers yet; the code still earns you points."
     assert translated("zh_Hans", msgid) in photo.text
@@ -435,12 +418,12 @@ async def test_command_menu_is_registered_in_every_language(harness: Harness) ->
 async def test_language_switch_changes_replies_and_the_chat_menu(harness: Harness) -> None:
     oz = harness.person(1050, "Oz", "zh-hans")
     member_id = await started(harness, oz)
-    menu = await ask(harness, oz, "/language")
+    menu = await harness.ask(oz, "/language")
     assert menu.text == translated("zh_Hans", "Choose your language:")
     assert menu.buttons == [
         ("✓ 简体中文", "lang|zh_Hans"), ("繁體中文", "lang|zh_Hant"), ("English", "lang|en")
     ]
-    switched = await tap(harness, oz, "lang|zh_Hant", menu)
+    switched = await harness.tap(oz, "lang|zh_Hant", menu)
     assert switched.method == "editMessageText"
     assert switched.text == translated("zh_Hant", "I will speak {language} from now on.").format(
         language="繁體中文"
@@ -452,29 +435,29 @@ async def test_language_switch_changes_replies_and_the_chat_menu(harness: Harnes
     assert chat_menu is not None
     assert chat_menu[0]["description"] == translated("zh_Hant", "My points and vouchers")
 
-    helped = await ask(harness, oz, "/help")
+    helped = await harness.ask(oz, "/help")
     assert helped.text == help_text(translator("zh_Hant"))
     profile = await harness.services.chats.get(1050)
     assert profile is not None and profile.locale == "zh_Hant" and profile.locale_chosen
     assert (await harness.ledger_as("admin").get_member(member_id)).locale == "zh_Hant"
 
-    english = await tap(harness, oz, "lang|en", menu)
+    english = await harness.tap(oz, "lang|en", menu)
     assert english.text == "I will speak English from now on."
-    balance = await ask(harness, oz, "/balance")
+    balance = await harness.ask(oz, "/balance")
     assert balance.text.startswith("💚 Your green consumption points")
 
 
 async def test_settings_toggle_notices(harness: Harness) -> None:
     pia = harness.person(1060, "Pia", "en")
-    shown = await ask(harness, pia, "/settings")
+    shown = await harness.ask(pia, "/settings")
     assert shown.text.startswith("Notices are on.")
     assert shown.buttons == [("Turn notices off", "ntc|0")]
-    off = await tap(harness, pia, "ntc|0", shown)
+    off = await harness.tap(pia, "ntc|0", shown)
     assert off.text.startswith("Notices are off.")
     assert off.buttons == [("Turn notices on", "ntc|1")]
     profile = await harness.services.chats.get(1060)
     assert profile is not None and not profile.notices
-    on = await tap(harness, pia, "ntc|1", off)
+    on = await harness.tap(pia, "ntc|1", off)
     assert on.text.startswith("Notices are on.")
     profile = await harness.services.chats.get(1060)
     assert profile is not None and profile.notices
@@ -487,8 +470,8 @@ async def test_anything_else_gets_a_short_helpful_reply(harness: Harness) -> Non
     quinn = harness.person(1070, "Quinn", "en")
     chat = "I'm a points bot, so I can't chat much."
     replies = {
-        "text": await ask(harness, quinn, "hello there"),
-        "command": await ask(harness, quinn, "/frobnicate"),
+        "text": await harness.ask(quinn, "hello there"),
+        "command": await harness.ask(quinn, "/frobnicate"),
     }
     before = len(harness.fake.sent)
     quinn.sends_sticker()
@@ -526,8 +509,8 @@ async def test_forged_or_stale_buttons_are_answered_as_expired(
     harness: Harness, data: str
 ) -> None:
     rex = harness.person(1080, "Rex", "en")
-    shown = await ask(harness, rex, "/settings")
-    answer = await tap_answer(harness, rex, data, shown)
+    shown = await harness.ask(rex, "/settings")
+    answer = await harness.tap_answer(rex, data, shown, silent=True)
     assert answer["text"] == EXPIRED
     profile = await harness.services.chats.get(1080)
     assert profile is not None and profile.notices and profile.locale == "en"
@@ -535,15 +518,15 @@ async def test_forged_or_stale_buttons_are_answered_as_expired(
 
 async def test_list_button_without_a_location_asks_for_one(harness: Harness) -> None:
     sue = harness.person(1081, "Sue", "en")
-    shown = await ask(harness, sue, "/help")
-    answer = await tap_answer(harness, sue, "nr|cafe|1500|0", shown)
+    shown = await harness.ask(sue, "/help")
+    answer = await harness.tap_answer(sue, "nr|cafe|1500|0", shown, silent=True)
     assert answer["text"] == "Please send your location again."
 
 
 async def test_a_merchant_that_left_is_explained(harness: Harness) -> None:
     tom = harness.person(1082, "Tom", "en")
-    shown = await ask(harness, tom, "/help")
-    answer = await tap_answer(harness, tom, "nm|987654", shown)
+    shown = await harness.ask(tom, "/help")
+    answer = await harness.tap_answer(tom, "nm|987654", shown, silent=True)
     assert answer["text"] == "That merchant has left the alliance."
 
 
@@ -563,7 +546,7 @@ async def test_groups_get_a_pointer_or_silence(harness: Harness) -> None:
 
 async def test_edited_messages_are_ignored(harness: Harness) -> None:
     val = harness.person(1091, "Val", "en")
-    await ask(harness, val, "/help")
+    await harness.ask(val, "/help")
     count = len(harness.fake.to(1091))
     await harness.handled(val.edits(1, "/balance"))
     assert len(harness.fake.to(1091)) == count
@@ -586,19 +569,19 @@ async def test_ledger_down_means_try_again_shortly_and_nothing_changes(
     harness = http_harness
     wes = harness.person(1100, "Wes", "en")
     member_id = await started(harness, wes)  # over HTTP, while the ledger is up
-    menu = await ask(harness, wes, "/language")
+    menu = await harness.ask(wes, "/language")
     members = (await harness.ledger.stats(SYSTEM)).members
     await harness.stop_ledger()
 
     for command in ("/balance", "/qr", "/start"):
-        reply = await ask(harness, wes, command)
+        reply = await harness.ask(wes, command)
         assert reply.text == BUSY, command
     before = len(harness.fake.sent)
     wes.shares_location(SHOP["lat"], SHOP["lon"])
     assert (await harness.fake.next_to(1100, before)).text == BUSY
     assert await codes_of(harness, member_id) == 0
 
-    answer = await tap_answer(harness, wes, "lang|zh_Hant", menu)
+    answer = await harness.tap_answer(wes, "lang|zh_Hant", menu, silent=True)
     assert answer["text"] == BUSY and answer.get("show_alert") in (True, "true")
     profile = await harness.services.chats.get(1100)
     assert profile is not None and profile.locale == "en" and not profile.locale_chosen
@@ -606,13 +589,13 @@ async def test_ledger_down_means_try_again_shortly_and_nothing_changes(
     assert (await harness.ledger_as("admin").get_member(member_id)).locale == "en"
 
     xia = harness.person(1101, "夏", "zh-TW")
-    reply = await ask(harness, xia, "/start")
+    reply = await harness.ask(xia, "/start")
     assert reply.text == translated("zh_Hant", BUSY)
     newcomer = await harness.services.chats.get(1101)
     assert newcomer is None or newcomer.member_id is None
     assert (await harness.ledger.stats(SYSTEM)).members == members
 
-    helped = await ask(harness, wes, "/help")  # needs no ledger, so it still works
+    helped = await harness.ask(wes, "/help")  # needs no ledger, so it still works
     assert helped.text == help_text(EN)
 
 
@@ -632,7 +615,7 @@ async def test_a_slow_ledger_is_reported_as_busy(harness: Harness) -> None:
     try:
         yan = harness.person(1102, "Yan", "en")
         for command in ("/start", "/balance", "/qr"):
-            assert (await ask(harness, yan, command)).text == BUSY, command
+            assert (await harness.ask(yan, command)).text == BUSY, command
     finally:
         harness.services.ledger = inprocess
         release.set()
@@ -640,5 +623,5 @@ async def test_a_slow_ledger_is_reported_as_busy(harness: Harness) -> None:
         await slow.close()
         await server.wait_closed()
     assert (await harness.ledger.stats(SYSTEM)).members == 0
-    welcome = await ask(harness, yan, "/start")  # the ledger is back: all is well again
+    welcome = await harness.ask(yan, "/start")  # the ledger is back: all is well again
     assert welcome.text.startswith("Welcome to Green Points, Yan!")

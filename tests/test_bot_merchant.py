@@ -56,25 +56,10 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
 # --- helpers ----------------------------------------------------------------------------------
 
 
-async def says(h: Harness, person: Person, text: str) -> Sent:
-    """What the bot answers ``person`` first after they say ``text``."""
-    before = len(h.fake.sent)
-    person.says(text)
-    return await h.fake.next_to(person.id, before)
 
 
-async def taps(h: Harness, person: Person, data: str, on: Sent) -> Sent:
-    before = len(h.fake.sent)
-    person.taps(data, on)
-    return await h.fake.next_to(person.id, before)
 
 
-async def tap_answer(h: Harness, person: Person, data: str, on: Sent) -> dict[str, Any]:
-    """The toast a tap got (answerCallbackQuery), for taps that change no message."""
-    answered = len(person.answered_callbacks())
-    await h.handled(person.taps(data, on))
-    assert len(person.answered_callbacks()) == answered + 1
-    return person.answered_callbacks()[answered]
 
 
 def button(sent: Sent, label: str) -> str:
@@ -86,7 +71,7 @@ def button(sent: Sent, label: str) -> str:
 async def customer(h: Harness, user_id: int = 2001, vouchers: bool = True) -> tuple[Person, int]:
     """A member who bought enough at the shop for the daily release to grant vouchers."""
     person = h.person(user_id, CUSTOMER, "en")
-    await says(h, person, "/start")
+    await h.ask(person, "/start")
     profile = await h.services.chats.get(user_id)
     assert profile is not None and profile.member_id is not None
     if vouchers:
@@ -101,14 +86,14 @@ async def customer(h: Harness, user_id: int = 2001, vouchers: bool = True) -> tu
 async def staff_member(h: Harness, user_id: int = 3001, name: str = "Cashier") -> Person:
     person = h.person(user_id, name, "en")
     invite = await h.ledger_as("admin").create_staff_invite(h.shop_id)
-    reply = await says(h, person, f"/start {invite.code}")
+    reply = await h.ask(person, f"/start {invite.code}")
     assert f"You are now staff of {SHOP_NAME}." in reply.text
     return person
 
 
 async def shows_qr(h: Harness, person: Person) -> tuple[Sent, str, str]:
     """The /qr photo, the deep link decoded from its pixels, and the 20 digits in its caption."""
-    photo = await says(h, person, "/qr")
+    photo = await h.ask(person, "/qr")
     assert photo.method == "sendPhoto"
     decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])))
     assert len(decoded) == 1
@@ -171,7 +156,7 @@ async def code_opened(h: Harness, vouchers: bool = True) -> tuple[Person, int, P
     cashier = await staff_member(h)
     _photo, link, _digits = await shows_qr(h, zoe)
     payload = start_payload(link)
-    opened = await says(h, cashier, f"/start {payload}")
+    opened = await h.ask(cashier, f"/start {payload}")
     assert "How much is the bill?" in opened.text
     return zoe, member_id, cashier, payload
 
@@ -179,7 +164,7 @@ async def code_opened(h: Harness, vouchers: bool = True) -> tuple[Person, int, P
 async def at_the_till(h: Harness, bill: str = "88.50", vouchers: bool = True) -> Till:
     """The code opened and the bill typed: the cashier is looking at the preview."""
     zoe, member_id, cashier, payload = await code_opened(h, vouchers)
-    preview = await says(h, cashier, bill)
+    preview = await h.ask(cashier, bill)
     assert "Please check with the customer:" in preview.text
     return Till(zoe, member_id, cashier, payload, preview)
 
@@ -189,9 +174,9 @@ async def redeem_through_chat(
 ) -> tuple[Sent, Sent]:
     """From the bill prompt the cashier got to the receipt: (preview, receipt)."""
     assert "How much is the bill?" in opened.text
-    preview = await says(h, cashier, bill)
+    preview = await h.ask(cashier, bill)
     assert "Please check with the customer:" in preview.text
-    receipt = await taps(h, cashier, button(preview, "Confirm"), preview)
+    receipt = await h.tap(cashier, button(preview, "Confirm"), preview)
     assert receipt.method == "editMessageText"
     assert receipt.message_id == preview.message_id
     return preview, receipt
@@ -209,12 +194,12 @@ async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness:
     )
     assert "today" in scoped[-1] and "qr" in scoped[-1]  # staff still have the consumer menu
 
-    today = await says(h, cashier, "/today")
+    today = await h.ask(cashier, "/today")
     assert lines_of(today.text)["Redemptions"] == "0"
 
     _photo, link, _digits = await shows_qr(h, zoe)
     before = await h.ledger_as("admin").balance(member_id)
-    opened = await says(h, cashier, f"/start {start_payload(link)}")
+    opened = await h.ask(cashier, f"/start {start_payload(link)}")
     assert MASKED in opened.text and SHOP_NAME in opened.text
     assert CUSTOMER not in opened.text
 
@@ -240,7 +225,7 @@ async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness:
     assert after.vouchers_fen == before.vouchers_fen - 1770
     assert after.points == before.points + expected.points_to_earn
 
-    today = await says(h, cashier, "/today")
+    today = await h.ask(cashier, "/today")
     summary = lines_of(today.text)
     assert (summary["Redemptions"], summary["Bills"], summary["Customers paid"]) == (
         "1", "CN¥88.50", "CN¥70.80"
@@ -277,7 +262,7 @@ async def test_typed_digits_redeem(harness: Harness) -> None:
     cashier = await staff_member(h)
     _photo, _link, digits = await shows_qr(h, zoe)
     assert len(digits.replace(" ", "")) == 20 and " " in digits  # grouped as people read it
-    opened = await says(h, cashier, digits)
+    opened = await h.ask(cashier, digits)
     _preview, receipt = await redeem_through_chat(h, cashier, opened, "25元")
     assert lines_of(receipt.text)["Bill"] == "CN¥25.00"
 
@@ -293,18 +278,18 @@ async def test_bill_amounts_are_checked_and_asked_again(harness: Harness) -> Non
         ("88,50", "Please write decimals with a dot"),
         ("123456789", "That is more than a single bill can be."),
     ]:
-        reply = await says(h, cashier, typed)
+        reply = await h.ask(cashier, typed)
         assert reason in reply.text, typed
         assert "Type the bill in yuan" in reply.text
-    preview = await says(h, cashier, "８８．５")  # a Chinese keyboard's full-width digits
+    preview = await h.ask(cashier, "８８．５")  # a Chinese keyboard's full-width digits
     assert lines_of(preview.text)["Bill"] == "CN¥88.50"
     assert lines_of(preview.text)["Vouchers applied"] == "CN¥0.00"  # no vouchers: still earns
-    replaced = await says(h, cashier, "90")  # a corrected amount replaces the preview
+    replaced = await h.ask(cashier, "90")  # a corrected amount replaces the preview
     assert lines_of(replaced.text)["Bill"] == "CN¥90.00"
-    stale = await tap_answer(h, cashier, button(preview, "Confirm"), preview)
+    stale = await h.tap_answer(cashier, button(preview, "Confirm"), preview)
     assert stale.get("text") == "This button has expired."
     assert not [s for s in h.fake.to(cashier.id) if "Redeemed at" in s.text]
-    receipt = await taps(h, cashier, button(replaced, "Confirm"), replaced)
+    receipt = await h.tap(cashier, button(replaced, "Confirm"), replaced)
     assert lines_of(receipt.text)["Bill"] == "CN¥90.00"
 
 
@@ -312,12 +297,12 @@ async def test_cancel_redeems_nothing_and_the_code_still_works(harness: Harness)
     h = harness
     till = await at_the_till(h, "50")
     cashier, preview = till.cashier, till.preview
-    cancelled = await taps(h, cashier, button(preview, "Cancel"), preview)
+    cancelled = await h.tap(cashier, button(preview, "Cancel"), preview)
     assert cancelled.text == "Cancelled. Nothing was redeemed."
-    after_cancel = await says(h, cashier, "50")  # no conversation open: not a bill any more
+    after_cancel = await h.ask(cashier, "50")  # no conversation open: not a bill any more
     assert "Redeemed" not in after_cancel.text and "Please check" not in after_cancel.text
     assert (await h.ledger_as("merchant", h.shop_id).today(h.shop_id)).count == 0
-    opened = await says(h, cashier, f"/start {till.payload}")
+    opened = await h.ask(cashier, f"/start {till.payload}")
     await redeem_through_chat(h, cashier, opened, "50")
     assert (await h.ledger_as("merchant", h.shop_id).today(h.shop_id)).count == 1
 
@@ -377,9 +362,9 @@ async def test_retry_after_a_lost_answer_gets_the_first_receipt(
 
     monkeypatch.setattr(client, "redeem", answer_lost)
     confirm = button(till.preview, "Confirm")
-    toast = await tap_answer(h, till.cashier, confirm, till.preview)
+    toast = await h.tap_answer(till.cashier, confirm, till.preview)
     assert "not answering" in str(toast.get("text"))
-    receipt = await taps(h, till.cashier, confirm, till.preview)
+    receipt = await h.tap(till.cashier, confirm, till.preview)
     assert f"receipt no. {lost[0].redemption_id}" in receipt.text
     assert lines_of(receipt.text)["Vouchers applied"] == "CN¥17.70"
     after = await h.ledger_as("admin").balance(till.member_id)
@@ -391,13 +376,13 @@ async def test_second_phone_finds_the_code_used(harness: Harness) -> None:
     till = await at_the_till(h)
     second = await staff_member(h, 3002, "Second")
     # Both phones scan before either confirms: both see a preview, only one redeems.
-    await says(h, second, f"/start {till.payload}")
-    preview_2 = await says(h, second, "88.50")
-    await taps(h, till.cashier, button(till.preview, "Confirm"), till.preview)
-    refused = await taps(h, second, button(preview_2, "Confirm"), preview_2)
+    await h.ask(second, f"/start {till.payload}")
+    preview_2 = await h.ask(second, "88.50")
+    await h.tap(till.cashier, button(till.preview, "Confirm"), till.preview)
+    refused = await h.tap(second, button(preview_2, "Confirm"), preview_2)
     assert "already redeemed" in refused.text
     # And a phone scanning after the redemption is told so straight away.
-    late = await says(h, second, f"/start {till.payload}")
+    late = await h.ask(second, f"/start {till.payload}")
     assert "already redeemed" in late.text
     assert MASKED not in late.text
     today = await h.ledger_as("merchant", h.shop_id).today(h.shop_id)
@@ -414,20 +399,20 @@ async def test_expired_used_revoked_and_unknown_codes_each_say_so(harness: Harne
     replies: dict[str, str] = {}
 
     _photo, link, _digits = await shows_qr(h, zoe)
-    opened = await says(h, cashier, f"/start {start_payload(link)}")
+    opened = await h.ask(cashier, f"/start {start_payload(link)}")
     await redeem_through_chat(h, cashier, opened, "10")
-    replies["used"] = (await says(h, cashier, f"/start {start_payload(link)}")).text
+    replies["used"] = (await h.ask(cashier, f"/start {start_payload(link)}")).text
 
     photo, old, _digits = await shows_qr(h, zoe)
-    await taps(h, zoe, button(photo, "New code"), photo)
-    replies["revoked"] = (await says(h, cashier, f"/start {start_payload(old)}")).text
+    await h.tap(zoe, button(photo, "New code"), photo)
+    replies["revoked"] = (await h.ask(cashier, f"/start {start_payload(old)}")).text
 
     unknown = "r" + "A" * 12
-    replies["unknown"] = (await says(h, cashier, f"/start {unknown}")).text
+    replies["unknown"] = (await h.ask(cashier, f"/start {unknown}")).text
 
     _photo, fresh, _digits = await shows_qr(h, zoe)
     h.ledger.ctx.clock = lambda: utcnow() + dt.timedelta(minutes=10)
-    replies["expired"] = (await says(h, cashier, f"/start {start_payload(fresh)}")).text
+    replies["expired"] = (await h.ask(cashier, f"/start {start_payload(fresh)}")).text
 
     assert "already redeemed" in replies["used"]
     assert "replaced by a newer one" in replies["revoked"]
@@ -442,7 +427,7 @@ async def test_code_expiring_while_the_bill_is_typed(harness: Harness) -> None:
     h = harness
     _zoe, _member_id, cashier, _payload = await code_opened(h, vouchers=False)
     h.ledger.ctx.clock = lambda: utcnow() + dt.timedelta(minutes=6)
-    reply = await says(h, cashier, "30")
+    reply = await h.ask(cashier, "30")
     assert "has expired" in reply.text
     assert await h.services.flows.get(cashier.id) is None
 
@@ -454,11 +439,11 @@ async def test_non_staff_opening_a_code_learns_nothing(harness: Harness) -> None
     h = harness
     zoe, member_id = await customer(h)
     stranger = h.person(4001, "Stranger", "en")
-    await says(h, stranger, "/start")
+    await h.ask(stranger, "/start")
     _photo, link, digits = await shows_qr(h, zoe)
-    valid = await says(h, stranger, f"/start {start_payload(link)}")
-    unknown = await says(h, stranger, "/start r" + "B" * 12)
-    typed = await says(h, stranger, digits)
+    valid = await h.ask(stranger, f"/start {start_payload(link)}")
+    unknown = await h.ask(stranger, "/start r" + "B" * 12)
+    typed = await h.ask(stranger, digits)
     assert valid.text == unknown.text == typed.text
     for text in (valid.text, unknown.text):
         assert CUSTOMER not in text and MASKED not in text and "Z" not in text
@@ -473,7 +458,7 @@ async def test_non_staff_opening_a_code_learns_nothing(harness: Harness) -> None
 
     # The stranger's attempts neither used the code nor counted against anyone.
     cashier = await staff_member(h)
-    opened = await says(h, cashier, f"/start {start_payload(link)}")
+    opened = await h.ask(cashier, f"/start {start_payload(link)}")
     await redeem_through_chat(h, cashier, opened, "10")
     del member_id
 
@@ -481,7 +466,7 @@ async def test_non_staff_opening_a_code_learns_nothing(harness: Harness) -> None
 async def test_staff_commands_refused_and_hidden_for_consumers(harness: Harness) -> None:
     h = harness
     zoe, _member_id = await customer(h, vouchers=False)
-    refused = await says(h, zoe, "/today")
+    refused = await h.ask(zoe, "/today")
     assert "/today is for the staff of alliance merchants" in refused.text
     assert "Redemptions" not in refused.text
     defaults = [m for m in menus(h) if not m["scope"] or m["scope"].get("type") == "default"]
@@ -500,9 +485,9 @@ async def test_staff_link_is_checked_on_every_update(harness: Harness) -> None:
     others = await h.ledger_as("admin").nearby(30.2341, 119.7239, 5000)
     other_id = next(m.id for m in others.merchants if m.id != h.shop_id)
     invite = await h.ledger_as("admin").create_staff_invite(other_id)
-    moved = await says(h, till.cashier, f"/start {invite.code}")
+    moved = await h.ask(till.cashier, f"/start {invite.code}")
     assert "You are now staff of" in moved.text and SHOP_NAME not in moved.text
-    refused = await taps(h, till.cashier, button(till.preview, "Confirm"), till.preview)
+    refused = await h.tap(till.cashier, button(till.preview, "Confirm"), till.preview)
     assert "no longer staff of this merchant" in refused.text
     assert (await h.ledger_as("merchant", h.shop_id).today(h.shop_id)).count == 0
 
@@ -515,16 +500,16 @@ async def test_used_expired_and_unknown_invites(harness: Harness) -> None:
     admin = h.ledger_as("admin")
     invite = await admin.create_staff_invite(h.shop_id)
     first, second = h.person(3001, "First", "en"), h.person(3002, "Second", "en")
-    assert SHOP_NAME in (await says(h, first, f"/start {invite.code}")).text
-    used = await says(h, second, f"/start {invite.code}")
+    assert SHOP_NAME in (await h.ask(first, f"/start {invite.code}")).text
+    used = await h.ask(second, f"/start {invite.code}")
     assert "already used" in used.text and "Ask your manager for a new one." in used.text
-    again = await says(h, first, f"/start {invite.code}")  # the person it linked taps it again
+    again = await h.ask(first, f"/start {invite.code}")  # the person it linked taps it again
     assert "already used" in again.text and f"You are staff of {SHOP_NAME}." in again.text
-    unknown = await says(h, second, "/start s" + "x" * 22)
+    unknown = await h.ask(second, "/start s" + "x" * 22)
     assert "not valid" in unknown.text
     late = await admin.create_staff_invite(h.shop_id)
     h.ledger.ctx.clock = lambda: utcnow() + dt.timedelta(hours=73)
-    expired = await says(h, second, f"/start {late.code}")
+    expired = await h.ask(second, f"/start {late.code}")
     assert "has expired" in expired.text
     assert len({used.text, unknown.text, expired.text}) == 3
     assert await h.ledger_as("admin").staff_lookup("telegram", str(second.id)) is None
@@ -545,11 +530,11 @@ async def test_invite_from_the_ledger_cli_is_a_deep_link_and_a_qr(
     assert link in run.out.splitlines()
     assert urlparse(link).path == "/GreenPointsTestBot"
     cashier = h.person(3001, "Cashier", "en")
-    joined = await says(h, cashier, f"/start {start_payload(link)}")
+    joined = await h.ask(cashier, f"/start {start_payload(link)}")
     assert f"You are now staff of {SHOP_NAME}." in joined.text
     link_now = await h.ledger_as("admin").staff_lookup("telegram", str(cashier.id))
     assert link_now is not None and link_now.merchant_id == h.shop_id
-    balance = await says(h, cashier, "/balance")  # staff are consumers too
+    balance = await h.ask(cashier, "/balance")  # staff are consumers too
     assert "Points:" in balance.text
 
 

@@ -103,6 +103,7 @@ class Broadcast(Base):
     sent: Mapped[int] = mapped_column(BigInteger, default=0)
     blocked: Mapped[int] = mapped_column(BigInteger, default=0)
     failed: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped: Mapped[int] = mapped_column(BigInteger, default=0)  # cancelled, or notices off
     enqueue_cursor: Mapped[int] = mapped_column(BigInteger, default=-(2**62))
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("sent", sa.BigInteger(), nullable=False),
         sa.Column("blocked", sa.BigInteger(), nullable=False),
         sa.Column("failed", sa.BigInteger(), nullable=False),
+        sa.Column("skipped", sa.BigInteger(), nullable=False),
         sa.Column("enqueue_cursor", sa.BigInteger(), nullable=False),
         sa.Column("progress_message_id", sa.BigInteger(), nullable=True),
         sa.Column("created_at", sa.DateTime(), nullable=False),
