@@ -3,6 +3,7 @@ something that can be killed for real (SIGKILL) and restarted on the same databa
 
     python -m tests.sender_process --database-url URL --api-url URL [--rate-overall N] …
 
+It sends broadcasts as the bot does (content from the broadcasts table, outcomes counted).
 It drains everything due, then prints its counters as one JSON line and exits (with
 ``--forever`` it keeps running until killed). With ``--ptb-limiter`` the overall rate is left
 to python-telegram-bot's ``AIORateLimiter``, configured as ``bot.app`` configures it, instead of
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from telegram import Bot
 from telegram.ext import AIORateLimiter, ExtBot
 
+from bot.broadcasts import Broadcasts, record_outcomes
 from bot.sender import OutboxSender, SenderTuning
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
@@ -57,7 +59,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
     else:
         bot = Bot(TOKEN, base_url=base_url, request=request, get_updates_request=request)
     sender = OutboxSender(db, ChatStore(db), bot, rate_overall=rate_overall,
-                          rate_per_chat=args.rate_per_chat, tuning=SenderTuning())
+                          rate_per_chat=args.rate_per_chat, tuning=SenderTuning(),
+                          resolvers={"broadcast": Broadcasts(db).resolve},
+                          on_outcomes=record_outcomes)
     task = asyncio.create_task(sender.run())
     try:
         if args.forever:
