@@ -21,6 +21,7 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from bot.storage import outbox
 from bot.storage.db import BotDatabase
 from bot.storage.outbox import Outgoing
 from bot.storage.schema import OutboxMessage
-from tests.fake_telegram import FakeTelegram
+from tests.fake_telegram import FakeTelegram, Sent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -86,15 +87,23 @@ async def final_states(url: str) -> dict[str, int]:
         await db.dispose()
 
 
-async def one_run(kind: str, limit: int, seconds: float, limiter: str) -> Result:
+Fill = Callable[[str, int], Awaitable[None]]
+
+
+async def one_run(
+    kind: str, limit: int, seconds: float, limiter: str, *, rows: int | None = None,
+    fill_rows: Fill = fill, key: Callable[[Sent], object] = lambda s: s.text,
+) -> Result:
+    """Drain ``rows`` rows (by default just enough never to run dry in the window) put in by
+    ``fill_rows``; ``key`` tells two deliveries of the same row from two rows."""
     fake = FakeTelegram()
     fake.misbehave.rate_limit = limit
     fake.misbehave.retry_after = 1
     await fake.start()
-    rows = math.ceil(limit * seconds * 1.1) + limit  # never runs dry inside the window
+    rows = rows or math.ceil(limit * seconds * 1.1) + limit
     try:
         async with scratch_database(kind, "gp_bench_outbox") as url:
-            await fill(url, rows)
+            await fill_rows(url, rows)
             command = [sys.executable, "-m", "tests.sender_process", "--database-url", url,
                        "--api-url", fake.url, "--rate-overall", str(limit),
                        "--rate-per-chat", "1"]
@@ -120,7 +129,7 @@ async def one_run(kind: str, limit: int, seconds: float, limiter: str) -> Result
             states = await final_states(url)
     finally:
         await fake.close()
-    counts = Counter(s.text for s in fake.sent)
+    counts = Counter(key(s) for s in fake.sent)
     return Result(
         limit=limit,
         limiter=limiter,
