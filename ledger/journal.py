@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ScalarSelect, bindparam, func, insert, select, update
+from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger.db import Conn, Statement, batch, column_params
+from ledger.db import Bound, Conn, Statement, batch, column_params
 from ledger.schema import JournalEntry, Shard
 
 GENESIS = "0" * 64
@@ -123,11 +123,18 @@ async def ensure_shards(session: AsyncSession, shards: int) -> None:
 _shards = Shard.metadata.tables[Shard.__tablename__]
 _entries = JournalEntry.metadata.tables[JournalEntry.__tablename__]
 
-_LOCK_HEAD = Statement(
-    select(_shards.c.seq, _shards.c.head_hash)
-    .where(_shards.c.k == bindparam("k"))
-    .with_for_update()
-)
+
+def head_lock(*before: ColumnElement[Any]) -> Select[Any]:
+    """The head (seq, hash) of shard ``k``, locked, after the columns ``before``: what ``post``
+    starts with, to ride along the statement just before it (a purchase's row, on PostgreSQL)."""
+    return (
+        select(*before, _shards.c.seq, _shards.c.head_hash)
+        .where(_shards.c.k == bindparam("k"))
+        .with_for_update(of=_shards)
+    )
+
+
+_LOCK_HEAD = Statement(head_lock())
 _MOVE_SHARD = Statement(
     update(_shards)
     .where(_shards.c.k == bindparam("k"))
@@ -160,14 +167,42 @@ async def post(
     ref: str,
     postings: Sequence[Posting],
     now: dt.datetime,
+    also: Sequence[Bound] = (),
 ) -> int:
     """Append one balanced entry to ``shard``'s chain and move the shard's slices; returns its id.
 
     Callers post last in their transaction, after locking members and merchants, so the shard
     lock (the most contended) is held for the shortest time and always taken in the same order.
+    ``also``: statements independent of the entry that the caller wants done under the shard's
+    lock (a merchant's slice, an event), sent with it — on PostgreSQL in the same round trip.
     """
     check_balanced(postings)
-    head_seq, head_hash = await _LOCK_HEAD.one(session, k=shard)
+    return await append(
+        session,
+        shard=shard,
+        head=await lock_head(session, shard),
+        kind=kind,
+        ref=ref,
+        postings=postings,
+        now=now,
+        also=also,
+    )
+
+
+async def append(
+    session: Conn,
+    *,
+    shard: int,
+    head: tuple[int, str],
+    kind: str,
+    ref: str,
+    postings: Sequence[Posting],
+    now: dt.datetime,
+    also: Sequence[Bound] = (),
+) -> int:
+    """The rest of ``post`` once the shard's ``head`` (seq, hash) is read under its lock."""
+    check_balanced(postings)
+    head_seq, head_hash = head
     seq = head_seq + 1
     content = content_hash(shard, seq, kind, ref, now, postings)
     digest = chain_hash(head_hash, content)
@@ -180,7 +215,7 @@ async def post(
         d_issued=delta.issued_points,
         d_concessions=delta.concessions_fen,
     )
-    append = _APPEND.bind(
+    entry = _APPEND.bind(
         p_shard=shard,
         p_seq=seq,
         p_kind=kind,
@@ -191,8 +226,14 @@ async def post(
         p_prev_hash=head_hash,
         p_hash=digest,
     )
-    [(entry_id,)] = await batch(session, move, append)
+    [(entry_id,)] = await batch(session, *also, move, entry)
     return int(entry_id)
+
+
+async def lock_head(session: Conn, shard: int) -> tuple[int, str]:
+    """The head (seq, hash) of ``shard``'s chain, locked until the transaction ends."""
+    head_seq, head_hash = await _LOCK_HEAD.one(session, k=shard)
+    return int(head_seq), str(head_hash)
 
 
 async def totals(session: Conn) -> tuple[int, int]:

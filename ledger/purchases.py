@@ -10,11 +10,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.sql.expression import Executable
 
 from ledger import events, idempotency, journal, merchants
 from ledger.context import Ctx
-from ledger.db import Bound, Conn, Statement, batch, column_params, dialect_insert
+from ledger.db import Bound, Conn, Statement, column_params, dialect_insert, dialect_name
 from ledger.errors import MemberNotFound
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import PriceOut, PurchaseOut, PurchaseRequest
@@ -44,7 +45,7 @@ _members = Member.metadata.tables[Member.__tablename__]
 _balances = MerchantBalance.metadata.tables[MerchantBalance.__tablename__]
 _purchases = Purchase.metadata.tables[Purchase.__tablename__]
 
-_CREDIT_MEMBER = Statement(
+_credit_member = (
     update(_members)
     .where(_members.c.id == bindparam("member_id"))
     .values(
@@ -53,6 +54,7 @@ _CREDIT_MEMBER = Statement(
     )
     .returning(_members.c.id)
 )
+_CREDIT_MEMBER = Statement(_credit_member)
 
 
 def _credit_merchant(dialect: str) -> Any:
@@ -108,19 +110,35 @@ async def book_purchase(
     """Record the purchase row, credit the member, and return the postings still to be posted."""
     split = split_purchase(amount_fen, concession_bp, bool(green_tags), price, ctx.rules)
     await credit_member_points(session, member_id, split.member_points, now)
-    purchase_id = await _RECORD.scalar(
-        session,
-        p_merchant_id=merchant_id,
-        p_member_id=member_id,
-        p_amount_fen=amount_fen,
-        p_concession_fen=split.concession_fen,
-        p_member_points=split.member_points,
-        p_merchant_points=split.merchant_points,
-        p_price_pool_fen=price.pool_fen,
-        p_price_points=price.points,
-        p_green_tags=green_tags,
-        p_created_at=now,
-    )
+    row = _purchase_row(merchant_id, member_id, amount_fen, split, price, green_tags, now)
+    purchase_id = await _RECORD.scalar(session, **row)
+    return Booked(purchase_id, split, _postings(merchant_id, member_id, split))
+
+
+def _purchase_row(
+    merchant_id: int,
+    member_id: int,
+    amount_fen: int,
+    split: PurchaseSplit,
+    price: Price,
+    green_tags: list[str],
+    now: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "p_merchant_id": merchant_id,
+        "p_member_id": member_id,
+        "p_amount_fen": amount_fen,
+        "p_concession_fen": split.concession_fen,
+        "p_member_points": split.member_points,
+        "p_merchant_points": split.merchant_points,
+        "p_price_pool_fen": price.pool_fen,
+        "p_price_points": price.points,
+        "p_green_tags": green_tags,
+        "p_created_at": now,
+    }
+
+
+def _postings(merchant_id: int, member_id: int, split: PurchaseSplit) -> list[Posting]:
     minted = split.member_points + split.merchant_points
     postings: list[Posting] = [
         (journal.CONCESSIONS, FEN, -split.concession_fen),
@@ -129,7 +147,66 @@ async def book_purchase(
         (journal.member_points(member_id), POINTS, split.member_points),
         (journal.merchant_points(merchant_id), POINTS, split.merchant_points),
     ]
-    return Booked(purchase_id, split, [p for p in postings if p[2] != 0])
+    return [p for p in postings if p[2] != 0]
+
+
+def _book_and_lock(dialect: str) -> Executable:
+    """PostgreSQL: credit the member, record the purchase (only if the member was there) and
+    lock the shard's head, in one statement; the locking clause sits above the join, so the
+    member's row is locked before the shard's, as everywhere else."""
+    credited = _credit_member.cte("credited")
+    columns = [c for c in _purchases.c if c.name != "id"]
+    values = column_params(_purchases) | {_purchases.c.member_id: credited.c.id}
+    recorded = (
+        insert(_purchases)
+        .from_select(columns, select(*(values[c] for c in columns)))
+        .returning(_purchases.c.id)
+        .cte("recorded")
+    )
+    return journal.head_lock(recorded.c.id)
+
+
+_BOOK_AND_LOCK = Statement(_book_and_lock)
+
+
+async def _book_locked(
+    session: Conn,
+    ctx: Ctx,
+    merchant: merchants.Terms,
+    req: PurchaseRequest,
+    price: Price,
+    shard: int,
+    now: dt.datetime,
+) -> tuple[Booked, tuple[int, str]]:
+    """``book_purchase`` and the shard's head, locked: three statements, or on PostgreSQL one."""
+    if dialect_name(session) != "postgresql":
+        booked = await book_purchase(
+            session,
+            ctx,
+            merchant_id=merchant.id,
+            concession_bp=merchant.concession_bp,
+            member_id=req.member_id,
+            amount_fen=req.amount_fen,
+            green_tags=sorted(req.green_tags),
+            price=price,
+            now=now,
+        )
+        head_seq, head_hash = await journal.lock_head(session, shard)
+        return booked, (head_seq, head_hash)
+    split = split_purchase(
+        req.amount_fen, merchant.concession_bp, bool(req.green_tags), price, ctx.rules
+    )
+    row = _purchase_row(
+        merchant.id, req.member_id, req.amount_fen, split, price, sorted(req.green_tags), now
+    )
+    found = await _BOOK_AND_LOCK.first(
+        session, member_id=req.member_id, points=split.member_points, now=now, k=shard, **row
+    )
+    if found is None:
+        raise MemberNotFound("no such member", member_id=req.member_id)
+    purchase_id, head_seq, head_hash = found
+    booked = Booked(purchase_id, split, _postings(merchant.id, req.member_id, split))
+    return booked, (int(head_seq), str(head_hash))
 
 
 async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
@@ -147,26 +224,8 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
         pool, points, *terms = claimed.also
         merchant = merchants.terms_from(req.merchant_id, terms)
         price = Price(int(pool), int(points))
-        booked = await book_purchase(
-            session,
-            ctx,
-            merchant_id=merchant.id,
-            concession_bp=merchant.concession_bp,
-            member_id=req.member_id,
-            amount_fen=req.amount_fen,
-            green_tags=sorted(req.green_tags),
-            price=price,
-            now=now,
-        )
         shard = journal.pick_shard(ctx.rules.shards)
-        await journal.post(
-            session,
-            shard=shard,
-            kind="purchase",
-            ref=f"purchase:{booked.purchase_id}",
-            postings=booked.postings,
-            now=now,
-        )
+        booked, head = await _book_locked(session, ctx, merchant, req, price, shard, now)
         out = PurchaseOut(
             purchase_id=booked.purchase_id,
             merchant_id=merchant.id,
@@ -190,11 +249,19 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
                 "green": bool(req.green_tags),
             },
         )
-        await batch(
+        await journal.append(
             session,
-            merchant_credit(merchant.id, shard, booked.split.merchant_points, 0),
-            event,
-            idempotency.completion(claimed, out.model_dump(mode="json")),
+            shard=shard,
+            head=head,
+            kind="purchase",
+            ref=f"purchase:{booked.purchase_id}",
+            postings=booked.postings,
+            now=now,
+            also=(
+                merchant_credit(merchant.id, shard, booked.split.merchant_points, 0),
+                event,
+                idempotency.completion(claimed, out.model_dump(mode="json")),
+            ),
         )
         return out
 
