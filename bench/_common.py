@@ -64,6 +64,10 @@ async def insert_members(db: Database, count: int, batch: int = 5000) -> list[in
         ]
         async with db.write() as session:
             await session.execute(insert(Member), rows)
+    return await member_ids(db)
+
+
+async def member_ids(db: Database) -> list[int]:
     async with db.read() as session:
         return list((await session.scalars(select(Member.id).order_by(Member.id))).all())
 

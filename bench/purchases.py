@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import json
 import os
 import random
 import re
 import shutil
 import socket
+import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +34,7 @@ from sqlalchemy import func, insert, select
 
 from bench._common import (
     insert_members,
+    member_ids,
     merchant_ids,
     percentile,
     postgres_admin_url,
@@ -306,25 +309,97 @@ def _purchase_picker(
 
 
 async def ledger_inprocess(args: argparse.Namespace, url: str) -> Run:
-    service = await LedgerService.open(url)
+    service = await LedgerService.open(url, pool_size=max(20, args.clients))
     try:
         seeded = await seed(service, args.merchants, args.members, keys=False)
-        pick = _purchase_picker(seeded, args.one_merchant)
-        clients = {
-            m: InProcessLedgerClient(service, Principal("merchant", merchant_id=m))
-            for m in seeded.merchants
-        }
-
-        async def purchase(worker: int, n: int) -> None:
-            merchant, member, amount, key = pick(worker, n)
-            await clients[merchant].record_purchase(merchant, member, amount, key)
-
-        run = await drive(args.clients, args.seconds, args.count, args.warmup, purchase)
+        if args.processes > 1:
+            run = await _in_processes(args, url)
+        else:
+            run = await _purchases_in_process(service, seeded, args, args.clients)
         if args.verify:
             await check(service, run)
         return run
     finally:
         await service.close()
+
+
+async def _purchases_in_process(
+    service: LedgerService, seeded: Seeded, args: argparse.Namespace, clients: int
+) -> Run:
+    pick = _purchase_picker(seeded, args.one_merchant)
+    by_merchant = {
+        m: InProcessLedgerClient(service, Principal("merchant", merchant_id=m))
+        for m in seeded.merchants
+    }
+
+    async def purchase(worker: int, n: int) -> None:
+        merchant, member, amount, key = pick(worker, n)
+        await by_merchant[merchant].record_purchase(merchant, member, amount, key)
+
+    return await drive(clients, args.seconds, args.count, args.warmup, purchase)
+
+
+async def _in_processes(args: argparse.Namespace, url: str) -> Run:
+    """``--processes N``: N processes share the clients, each with its own in-process ledger on
+    the same database (the ledger is stateless; this is how it scales past one core)."""
+    start_at = time.time() + 8  # every child imported and connected by then
+    share = [
+        args.clients // args.processes + (i < args.clients % args.processes)
+        for i in range(args.processes)
+    ]
+    children = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.purchases",
+            "--db",
+            args.db,
+            "--clients",
+            str(clients),
+            "--seconds",
+            str(args.seconds),
+            "--warmup",
+            str(args.warmup),
+            *(["--one-merchant"] if args.one_merchant else []),
+            "--worker-of",
+            url,
+            "--start-at",
+            str(start_at),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        for clients in share
+    ]
+    outs = [json.loads((await child.communicate())[0]) for child in children]
+    run = Run(
+        done=sum(o["done"] for o in outs),
+        errors=sum(o["errors"] for o in outs),
+        latencies=sorted(x for o in outs for x in o["latencies"]),
+        elapsed=statistics.fmean(o["elapsed"] for o in outs),
+        first_error=next((o["first_error"] for o in outs if o["first_error"]), ""),
+    )
+    return run
+
+
+async def worker_process(args: argparse.Namespace) -> None:
+    """One of the ``--processes``: purchases on the seeded database, the run as JSON."""
+    service = await LedgerService.open(args.worker_of, pool_size=max(20, args.clients))
+    try:
+        seeded = Seeded(await merchant_ids(service.ctx.db), await member_ids(service.ctx.db), {})
+        await asyncio.sleep(max(0.0, args.start_at - time.time()))
+        run = await _purchases_in_process(service, seeded, args, args.clients)
+    finally:
+        await service.close()
+    print(
+        json.dumps(
+            {
+                "done": run.done,
+                "errors": run.errors,
+                "elapsed": run.elapsed,
+                "latencies": run.latencies,
+                "first_error": run.first_error,
+            }
+        )
+    )
 
 
 def _free_port() -> int:
@@ -440,6 +515,8 @@ async def main(args: argparse.Namespace) -> None:
     async with scratch_database(args.db, "gp_bench_purchases") as url:
         run = await (ledger_http(args, url) if args.http else ledger_inprocess(args, url))
     how = "HTTP API, keep-alive" if args.http else "in-process client"
+    if args.processes > 1:
+        how += f", {args.processes} processes"
     where = "one merchant" if args.one_merchant else f"{args.merchants} merchants"
     rows = [
         (f"ledger purchases ({how}, {where})", f"{run.tps:,.0f} TPS"),
@@ -478,6 +555,14 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--members", type=int, default=20_000)
     p.add_argument("--scale", type=int, help="pgbench scale factor (default: --clients)")
     p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="PostgreSQL: share the clients among this many processes, each its own ledger",
+    )
+    p.add_argument("--worker-of", help=argparse.SUPPRESS)
+    p.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
+    p.add_argument(
         "--no-verify",
         dest="verify",
         action="store_false",
@@ -485,8 +570,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = p.parse_args(argv)
     args.scale = args.scale or args.clients
+    if args.processes > 1 and (args.db != "postgres" or args.http or args.count):
+        p.error("--processes is for in-process runs on PostgreSQL, timed by --seconds")
     return args
 
 
 if __name__ == "__main__":
-    asyncio.run(main(parse()))
+    arguments = parse()
+    asyncio.run(worker_process(arguments) if arguments.worker_of else main(arguments))
