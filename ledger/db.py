@@ -594,19 +594,23 @@ class _SqliteWriter:
     async def run(self, work: Callable[[Conn], Awaitable[T]]) -> T:
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self.queue.append((work, done))
-        if self.drainer is None:
-            self.drainer = asyncio.create_task(self._drain())
+        loop = asyncio.get_running_loop()
+        if self.drainer is None or self.drainer.done() or self.drainer.get_loop() is not loop:
+            self.drainer = loop.create_task(self._drain())
         return await done
 
     async def _drain(self) -> None:
         try:
             while self.queue:
                 lot = [self.queue.popleft() for _ in range(min(len(self.queue), self.MAX_LOT))]
-                lot = [(work, done) for work, done in lot if not done.done()]
+                loop = asyncio.get_running_loop()
+                # Skip callers that gave up, and any left by an event loop that is gone.
+                lot = [(w, done) for w, done in lot if not done.done() and done.get_loop() is loop]
                 if lot:
                     await self._run_lot(lot)
         finally:
-            self.drainer = None
+            if self.drainer is asyncio.current_task():
+                self.drainer = None
 
     async def _run_lot(
         self, lot: list[tuple[Callable[[Conn], Awaitable[Any]], asyncio.Future[Any]]]
