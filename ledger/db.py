@@ -193,7 +193,14 @@ class Database:
         for attempt in range(attempts):
             state = _Attempt()
             try:
-                return await self._direct_once(work, state, readonly)
+                if self.is_sqlite:  # runs to its end in the driver's thread in any case
+                    return await self._direct_once(work, state, readonly)
+                # A unit of work, once begun, runs to COMMIT or ROLLBACK even if its caller stops
+                # waiting: cancelling asyncpg mid-statement leaves a connection fit only to be
+                # thrown away, and the work is idempotent or read-only anyway.
+                attempt_task = asyncio.ensure_future(self._direct_once(work, state, readonly))
+                attempt_task.add_done_callback(_retrieve)
+                return await asyncio.shield(attempt_task)
             except DBAPIError as exc:
                 again = _is_retryable(exc) or (exc.connection_invalidated and not state.committing)
                 if again and attempt < attempts - 1:
@@ -637,6 +644,12 @@ async def _pooled(engine: AsyncEngine) -> AsyncIterator[PoolProxiedConnection]:
         yield raw
     finally:
         await greenlet_spawn(raw.close)  # checking in may talk to the driver
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an outcome nobody may be waiting for any more as seen."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _settle(done: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
