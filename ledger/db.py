@@ -6,6 +6,12 @@ has one writer anyway, and taking the write lock up front means a read-then-writ
 never fail half-way with a busy-snapshot error; waiting writers queue on the pool (an asyncio
 wait) instead of spinning in SQLite's busy handler. Other processes are still kept out by the
 lock itself and ``busy_timeout``.
+
+The hot paths (a purchase, a nearby search, an API key look-up) skip the session: their SQL is
+``Statement``s — Core constructs compiled once per dialect, run straight on the driver — and
+``Database.run_direct`` runs such a unit of work as one transaction: on SQLite whole in the
+connection's own thread (writes queued meanwhile go together, each its own transaction), on
+PostgreSQL as one asyncpg transaction, with ``batch`` sending independent statements as one.
 """
 
 from __future__ import annotations
@@ -182,22 +188,23 @@ class Database:
         """``run_write`` for a unit of work made only of ``Statement`` calls, without a session.
 
         SQLite: the whole unit of work runs in the write connection's own thread, from
-        ``BEGIN IMMEDIATE`` to ``COMMIT``, in one hand-off instead of one per statement; ``work``
-        must await nothing but Statements (it then never really suspends). PostgreSQL: one
-        asyncpg transaction, each Statement sent as it comes. Errors come out as SQLAlchemy's
-        would and an unreachable database as ``Unavailable``. The work runs again when it was
-        chosen as a deadlock victim, or lost its connection before ``COMMIT`` was sent (so it
-        cannot have committed). ``readonly``: a read-only unit of work on the read engine (on
-        PostgreSQL one repeatable-read snapshot for all its statements).
+        ``BEGIN IMMEDIATE`` to ``COMMIT``, in one hand-off instead of one per statement (and
+        with the others queued meanwhile; see ``_SqliteWriter``); ``work`` must await nothing
+        but Statements (it then never really suspends). PostgreSQL: one asyncpg transaction,
+        each Statement sent as it comes. Errors come out as SQLAlchemy's would and an
+        unreachable database as ``Unavailable``. The work runs again when it was chosen as a
+        deadlock victim, or lost its connection before ``COMMIT`` was sent (so it cannot have
+        committed). Once begun it runs to its end even if the caller is cancelled, so it must be
+        read-only or keyed (idempotent). ``readonly``: a read-only unit of work on the read
+        engine (on PostgreSQL one repeatable-read snapshot for all its statements).
         """
         for attempt in range(attempts):
             state = _Attempt()
             try:
                 if self.is_sqlite:  # runs to its end in the driver's thread in any case
                     return await self._direct_once(work, state, readonly)
-                # A unit of work, once begun, runs to COMMIT or ROLLBACK even if its caller stops
-                # waiting: cancelling asyncpg mid-statement leaves a connection fit only to be
-                # thrown away, and the work is idempotent or read-only anyway.
+                # Once begun, to COMMIT or ROLLBACK even if the caller stops waiting: cancelling
+                # asyncpg mid-statement leaves a connection fit only to be thrown away.
                 attempt_task = asyncio.ensure_future(self._direct_once(work, state, readonly))
                 attempt_task.add_done_callback(_retrieve)
                 return await asyncio.shield(attempt_task)
