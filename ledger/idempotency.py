@@ -99,6 +99,17 @@ async def claim(session: Conn, scope: str, key: str, fingerprint: str, now: dt.d
     return await _PLAIN.claim(session, scope, key, fingerprint, now)
 
 
+async def answered(session: Conn, scope: str, key: str, fingerprint: str) -> dict[str, Any] | None:
+    """The stored answer for a key already used for this very request, without claiming it.
+
+    For callers that must refuse new work (a throttled actor) but still owe a retry its answer.
+    """
+    row = await _REPLAY.first(session, p_scope=scope, p_key=key)
+    if row is None or row[0] != fingerprint or not row[1]:
+        return None
+    return dict(row[1])
+
+
 async def complete(session: Conn, claimed: Claim, response: dict[str, Any]) -> None:
     await completion(claimed, response).rows(session)
 

@@ -210,9 +210,10 @@ async def _book_locked(
 
 
 async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
-    fingerprint = idempotency.request_hash(
-        req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
-    )
+    # Tags are a set: the same purchase sent with its tags in another order is a retry.
+    request = req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
+    request["green_tags"] = sorted(set(request["green_tags"]))
+    fingerprint = idempotency.request_hash(request)
 
     async def work(session: Conn) -> PurchaseOut:
         now = ctx.now()

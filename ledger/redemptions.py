@@ -16,7 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import codes, events, idempotency, journal, merchants, throttle
 from ledger.context import Ctx
-from ledger.errors import CodeExpired, CodeNotFound, CodeRevoked, CodeUsed, MemberNotFound
+from ledger.errors import (
+    CodeExpired,
+    CodeNotFound,
+    CodeRevoked,
+    CodeUsed,
+    MemberNotFound,
+    Throttled,
+)
 from ledger.journal import FEN, Posting
 from ledger.models import CodeOut, PreviewOut, PreviewRequest, RedeemRequest, RedemptionOut
 from ledger.money import split_purchase, vouchers_applicable
@@ -160,12 +167,28 @@ def _spend_lots(lots: list[VoucherLot], amount: int) -> list[tuple[int, int]]:
     return changes
 
 
-async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) -> RedemptionOut:
-    await throttle.check(ctx, actor)
-    scope = f"redeem:m{req.merchant_id}"
-    fingerprint = idempotency.request_hash(
-        {"code": req.code, "merchant_id": req.merchant_id, "bill_fen": req.bill_fen}
+def _redeem_fingerprint(req: RedeemRequest) -> str:
+    """The same code typed as 20 digits or scanned as a link is the same request."""
+    secret = codes.parse_redemption_code(req.code)
+    code = codes.redemption_hash(secret) if secret is not None else req.code
+    return idempotency.request_hash(
+        {"code": code, "merchant_id": req.merchant_id, "bill_fen": req.bill_fen}
     )
+
+
+async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) -> RedemptionOut:
+    scope = f"redeem:m{req.merchant_id}"
+    fingerprint = _redeem_fingerprint(req)
+    try:
+        await throttle.check(ctx, actor)
+    except Throttled:
+        # A till retrying a redemption that already went through is owed its receipt, even
+        # while the same key is locked out for guessing.
+        async with ctx.db.read() as session:
+            stored = await idempotency.answered(session, scope, req.idempotency_key, fingerprint)
+        if stored is None:
+            raise
+        return RedemptionOut.model_validate(stored)
 
     async def work(session: AsyncSession) -> RedemptionOut:
         now = ctx.now()

@@ -272,10 +272,18 @@ async def test_retries_replay_the_first_answer(
             )
         )
         assert len(set(receipts)) == 1 and receipts[0].vouchers_applied_fen == 1800
+        tag_key = "tagged-purchase-1"
+        tagged = await in_process.record_purchase(shop, member, 1234, tag_key, ["bags", "cups"])
         before = await snapshot(served.service)
         clock.advance(minutes=10)  # a retry later, the code long expired, gets the first answer
         assert await over_http.record_purchase(shop, member, 4321, "double-tap-1") == bought[0]
         assert await in_process.redeem(code.link_code, shop, 9000, "double-tap-2") == receipts[0]
+        # The same request spelled differently is still a retry: the code typed as digits,
+        # the green tags in another order.
+        assert await over_http.redeem(code.numeric_code, shop, 9000, "double-tap-2") == receipts[0]
+        assert await over_http.record_purchase(shop, member, 1234, tag_key, ["cups", "bags"]) == (
+            tagged
+        )
         for client in (over_http, in_process):
             with pytest.raises(errors.IdempotencyConflict):
                 await client.record_purchase(shop, member, 4322, "double-tap-1")
@@ -287,8 +295,9 @@ async def test_retries_replay_the_first_answer(
     finally:
         await over_http.close()
     async with served.service.ctx.db.read() as session:
-        count = select(func.count(Purchase.id)).where(Purchase.amount_fen == 4321)
-        assert await session.scalar(count) == 1
+        for amount in (4321, 1234):
+            count = select(func.count(Purchase.id)).where(Purchase.amount_fen == amount)
+            assert await session.scalar(count) == 1
         assert await session.scalar(select(func.count(Redemption.id))) == 1
 
 

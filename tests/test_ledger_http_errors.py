@@ -429,8 +429,23 @@ async def test_guessing_codes_is_throttled(
         body = {"code": code, "merchant_id": shop, "bill_fen": 1000, **extra}
         return await http(http_session, "POST", url, key=as_key, json_body=body)
 
+    paid = await world.service.issue_code(SYSTEM, world.member_ids[1])
+    redeem = {"code": paid.link_code, "merchant_id": shop, "bill_fen": 1000,
+              "idempotency_key": "till-retry-7"}
+    redemptions = served.url + "/v1/redemptions"
+    receipt = await http(http_session, "POST", redemptions, key=key, json_body=redeem)
+    assert receipt.status == 201
     for n in range(6):
         assert is_error(await preview(f"{n:020d}"), 404, "code_not_found") is None
+    # A locked-out till retrying a redemption that went through still gets its receipt,
+    # whichever form of the code it sends; new work stays refused.
+    again = {**redeem, "code": paid.numeric_code}
+    retried = await http(http_session, "POST", redemptions, key=key, json_body=again)
+    assert retried.status == 201 and retried.body == receipt.body
+    fresh = {**again, "idempotency_key": "till-retry-8"}
+    assert is_error(
+        await http(http_session, "POST", redemptions, key=key, json_body=fresh), 429, "throttled"
+    ) is None
     throttled = await preview(real.numeric_code)
     assert is_error(throttled, 429, "throttled") is None
     assert throttled.body["error"]["details"]["retry_after"] == 2
