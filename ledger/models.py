@@ -9,7 +9,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 Locale = Literal["zh_Hans", "zh_Hant", "en"]
 LOCALES: tuple[str, ...] = ("zh_Hans", "zh_Hant", "en")
@@ -23,6 +31,29 @@ Id = Annotated[int, Field(ge=1, le=2**62)]
 Fen = Annotated[int, Field(ge=1, le=100_000_000_000)]
 GreenTag = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 Code = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+def _naive_utc(moment: dt.datetime) -> dt.datetime:
+    """Inside the ledger a moment is a naive datetime in UTC, wherever it was read from."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    """On the wire it carries its offset: RFC 3339 (the document's ``date-time``) needs one, and a
+    till reading a bare local-looking time could not tell it is UTC."""
+    return _naive_utc(moment).isoformat() + "Z"
+
+
+# A moment in an answer: naive UTC in Python (what the ledger compares against its clock),
+# ``2026-11-22T06:55:22.029605Z`` in JSON. Replayed idempotent answers parse back to the same.
+Timestamp = Annotated[
+    dt.datetime,
+    AfterValidator(_naive_utc),
+    PlainSerializer(_rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 
 
 class Strict(BaseModel):
@@ -129,7 +160,7 @@ class PriceOut(Out):
 class ActivityItem(Out):
     event_id: int
     type: str
-    at: dt.datetime
+    at: Timestamp
     points: int = 0
     vouchers_fen: int = 0
     amount_fen: int = 0
@@ -143,7 +174,7 @@ class BalanceOut(Out):
     points_value_fen: int
     price: PriceOut
     vouchers_fen: int
-    nearest_expiry: dt.datetime | None
+    nearest_expiry: Timestamp | None
     nearest_expiry_fen: int
     activity: list[ActivityItem]
     activity_next_before: int | None
@@ -164,7 +195,7 @@ class CodeOut(Out):
     member_id: int
     link_code: str
     numeric_code: str
-    expires_at: dt.datetime
+    expires_at: Timestamp
     vouchers_fen: int
 
 
@@ -175,7 +206,7 @@ class PreviewOut(Out):
     pay_fen: int
     points_to_earn: int
     member_masked: str
-    code_expires_at: dt.datetime
+    code_expires_at: Timestamp
 
 
 class RedemptionOut(Out):
@@ -187,7 +218,7 @@ class RedemptionOut(Out):
     pay_fen: int
     points_earned: int
     member_masked: str
-    at: dt.datetime
+    at: Timestamp
 
 
 class MerchantOut(Out):
@@ -221,7 +252,7 @@ class EventOut(Out):
     member_id: int | None
     merchant_id: int | None
     payload: dict[str, Any]
-    created_at: dt.datetime
+    created_at: Timestamp
 
 
 class EventsPage(Out):
@@ -243,7 +274,7 @@ class ReleaseOut(Out):
 class InviteOut(Out):
     code: str
     merchant_id: int
-    expires_at: dt.datetime
+    expires_at: Timestamp
 
 
 class StaffOut(Out):

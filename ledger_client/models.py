@@ -11,11 +11,20 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _naive_utc(cls, value: Any) -> Any:
+        """The ledger writes moments as RFC 3339 in UTC (``...Z``); callers get naive UTC, the
+        convention the bot compares against its own clock, whichever form arrives."""
+        if isinstance(value, dt.datetime) and value.tzinfo is not None:
+            return value.astimezone(dt.UTC).replace(tzinfo=None)
+        return value
 
 
 class Member(Model):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -29,8 +30,12 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 MAX_BODY = 64 * 1024
 
 
-def _json(status: int, payload: Any, request_id: str | None = None) -> web.Response:
-    headers = {"X-Request-Id": request_id} if request_id else None
+def _json(
+    status: int, payload: Any, request_id: str | None = None, allow: str | None = None
+) -> web.Response:
+    headers = {"X-Request-Id": request_id} if request_id else {}
+    if allow is not None:
+        headers["Allow"] = allow  # RFC 9110: a 405 lists the methods the resource does support
     return web.Response(
         status=status, body=encode(payload), content_type="application/json", headers=headers
     )
@@ -63,7 +68,8 @@ async def errors_middleware(
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        return _json(exc.status, _error(exc.status, code, exc.reason), request_id)
+        allow = exc.headers.get("Allow") if exc.status == 405 else None
+        return _json(exc.status, _error(exc.status, code, exc.reason), request_id, allow)
     except LedgerError as exc:
         return _json(exc.status, exc.to_json(), request_id)
     except Exception:
@@ -123,8 +129,15 @@ def build_app(service: LedgerService) -> web.Application:
     app.router.add_get("/v1/openapi.json", spec)
     # Literal paths before templated ones, so /v1/merchants/nearby is not read as an id.
     for op in sorted(OPERATIONS, key=lambda o: "{" in o.path):
-        app.router.add_route(op.method, op.path, _route(op))
+        app.router.add_route(op.method, _digits_only(op.path), _route(op))
     return app
+
+
+def _digits_only(path: str) -> str:
+    """Path ids match digits only, so ``/v1/members/resolve`` is one resource (GET on it is a
+    405 listing POST, as the document says) and not "the member called resolve"; a path that is
+    no id at all (``abc``, ``-1``) is the router's 404. parse_args still checks the range."""
+    return re.sub(r"{(\w+)}", r"{\1:[0-9]+}", path)
 
 
 async def serve(service: LedgerService, host: str, port: int) -> None:

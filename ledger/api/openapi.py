@@ -34,13 +34,24 @@ def _schemas() -> tuple[dict[Any, Any], dict[str, Any]]:
     return refs, top.get("$defs", {})
 
 
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is a string or absent, never JSON null: ``X | None = None`` in a query
+    model means "optional", which ``required: false`` already says."""
+    branches = prop.get("anyOf", [])
+    kept = [b for b in branches if b != {"type": "null"}]
+    if len(kept) == len(branches):
+        return prop
+    rest = {k: v for k, v in prop.items() if k != "anyOf" and not (k == "default" and v is None)}
+    return {**(kept[0] if len(kept) == 1 else {"anyOf": kept}), **rest}
+
+
 def _query_parameters(op: Operation) -> list[dict[str, Any]]:
     if op.query is None:
         return []
     schema = op.query.model_json_schema(ref_template=REF)
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {"name": name, "in": "query", "required": name in required, "schema": _without_null(prop)}
         for name, prop in schema.get("properties", {}).items()
     ]
 
@@ -79,7 +90,8 @@ def document() -> dict[str, Any]:
         }
         if op.body is not None:
             item["requestBody"] = {
-                "required": True,
+                # A missing body is read as {}, so it is required only if a field is.
+                "required": any(f.is_required() for f in op.body.model_fields.values()),
                 "content": {"application/json": {"schema": refs[(op.body, "validation")]}},
             }
         paths.setdefault(op.path, {})[op.method.lower()] = item

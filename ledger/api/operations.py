@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ledger import models as m
 from ledger.errors import InvalidRequest, LedgerError, NotFound
@@ -21,6 +22,17 @@ from ledger.principal import Principal
 from ledger.service import LedgerService
 
 MAX_ID = 2**62
+
+
+def _iso_date(value: Any) -> Any:
+    """A query-string date is ``YYYY-MM-DD``, as the document's ``format: date`` says; lax pydantic
+    would also read ``0`` or ``1700000000`` as a Unix time and answer for a day nobody asked."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("a date is written YYYY-MM-DD")
+    return value
+
+
+QueryDate = Annotated[dt.date, BeforeValidator(_iso_date)]
 
 
 class Query(BaseModel):
@@ -54,7 +66,7 @@ class StaffQuery(Query):
 
 
 class TodayQuery(Query):
-    date: dt.date | None = None
+    date: QueryDate | None = None
     staff_channel: m.Channel | None = None
     staff_external_id: m.ExternalId | None = None
 
