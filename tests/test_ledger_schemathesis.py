@@ -1,0 +1,405 @@
+"""Schemathesis against the ledger's own OpenAPI document, served by the real aiohttp server.
+
+The document at ``/v1/openapi.json`` is the contract every client is generated from, so it has to
+say exactly what the server does. Schemathesis reads it, generates valid and invalid requests for
+every operation (examples, boundary "coverage" cases, then fuzzing), sends them over HTTP to
+127.0.0.1 and checks each answer against the document: no 5xx, only documented status codes and
+content types, bodies and headers matching their schemas, and invalid input refused with a 4xx.
+
+It runs once per key — bot, merchant and admin — and once each with no key and with a key the
+ledger never issued, so the 401 and 403 answers are held to the document too. The ledger is seeded
+first (merchants, members with vouchers, a staff member, live redemption codes, open staff
+invites), and about half the generated cases are "grounded": their ids, codes and staff identity
+are swapped for real ones, so the success paths (201 purchase, 200 preview, 201 redemption ...)
+get checked as well as the refusals.
+
+Deterministic and bounded: a fixed seed, derandomized Hypothesis, no example database, a modest
+number of fuzzed examples per operation. The server runs on its own event loop in a thread because
+Schemathesis calls it synchronously (``requests``).
+
+Reproduce: ``.venv/bin/python -m pytest -q tests/test_ledger_schemathesis.py`` (add
+``GREENPOINTS_TEST_POSTGRES_URL=...`` for the PostgreSQL run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import random
+import threading
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import requests
+import schemathesis
+from aiohttp import web
+from schemathesis.checks import CheckFunction, not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    allow_header_conformance,
+    content_type_conformance,
+    negative_data_rejection,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+from sqlalchemy import delete
+
+from ledger import apikeys
+from ledger.api.http import build_app
+from ledger.api.openapi import document
+from ledger.api.operations import OPERATIONS
+from ledger.models import MerchantIn, PurchaseRequest, RedeemInviteRequest, ResolveMemberRequest
+from ledger.principal import PERMISSIONS, SYSTEM
+from ledger.schema import CodeAttempt
+from ledger.service import LedgerService
+from tests.databases import PG_SKIP, fresh_database, postgres_admin_url
+from tests.test_ledger_roles import GUARDED_BY
+
+T = TypeVar("T")
+
+# Whose key each run sends: the three roles and a well-formed key the ledger never issued; the
+# run without a key is its own test, where Schemathesis makes up the header (or leaves it out).
+KEYED = ("bot", "merchant", "admin", "forged")
+FORGED_KEY = "gp_admin_" + "x" * 32
+STAFF = {"channel": "telegram", "external_id": "777"}
+SEED = 20_260_401
+MAX_EXAMPLES = 25
+# Every refusal the document lists; anything else for invalid input (a 2xx, a 5xx) is a failure.
+REJECTIONS = ["400", "401", "403", "404", "409", "410", "413", "429"]
+CHECKS: list[CheckFunction] = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+    unsupported_method,  # an undocumented method is a 405 with ``Allow``
+    allow_header_conformance,  # ... and ``Allow`` lists exactly the documented methods
+]
+
+
+def _config(*, fuzz_the_key: bool) -> schemathesis.Config:
+    """One configuration for both runs; only whether Schemathesis invents ``Authorization``.
+
+    With a key the test sends its own header, so generated ones (absent, garbage) would only be
+    overwritten and their "negative" label would be wrong; without one they are the point.
+    """
+    return schemathesis.Config.from_dict(
+        {
+            "seed": SEED,  # with "deterministic", the same cases on every run and machine
+            # A slow CI box or a tight pattern is no reason to fail; the checks are the point.
+            "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
+            "generation": {
+                "mode": "all",
+                "max-examples": MAX_EXAMPLES,
+                "deterministic": True,
+                "database": "none",
+                "with-security-parameters": fuzz_the_key,
+            },
+            "phases": {"stateful": {"enabled": False}},
+            "checks": {"negative_data_rejection": {"expected-statuses": REJECTIONS}},
+        }
+    )
+
+
+BY_LABEL = {f"{op.method} {op.path}": op.name for op in OPERATIONS}
+STAFF_PATHS = ("/v1/purchases", "/v1/redemptions", "/v1/redemptions/preview")
+
+
+# --- the seeded ledger, served from its own thread --------------------------------------------
+
+
+@dataclass
+class World:
+    """What the generated requests can be pointed at so they succeed."""
+
+    url: str
+    keys: dict[str, str]
+    shop: int  # the merchant key's merchant, where STAFF works
+    members: list[int]  # members whose ids path parameters are grounded to
+    codes: dict[str, list[str]]  # live redemption codes, per role, of members nobody re-issues
+    invites: list[str]
+    reset_throttle: Callable[[], None]
+
+
+@dataclass
+class Tally:
+    """Every call made, by database, role, operation and status: the run's own report."""
+
+    calls: collections.Counter[tuple[str, str, str, int]] = field(
+        default_factory=collections.Counter
+    )
+
+    def statuses(self, db: str, role: str) -> dict[str, set[int]]:
+        out: dict[str, set[int]] = collections.defaultdict(set)
+        for (d, r, op, status), _n in self.calls.items():
+            if (d, r) == (db, role):
+                out[op].add(status)
+        return out
+
+
+class LiveLedger:
+    """A seeded ledger behind ``web.AppRunner`` on 127.0.0.1:<free port>, on a loop of its own."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.tmp_path = tmp_path
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.stack = contextlib.AsyncExitStack()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
+
+    def __enter__(self) -> World:
+        self.thread.start()
+        return self.run(self._start())
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.run(self.stack.aclose())
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=30)
+            self.loop.close()
+
+    async def _start(self) -> World:
+        url = await self.stack.enter_async_context(fresh_database(self.kind, self.tmp_path))
+        service = await LedgerService.open(url)
+        self.stack.push_async_callback(service.close)
+        world = await self._seed(service)
+        runner = web.AppRunner(build_app(service), access_log=None)
+        await runner.setup()
+        self.stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = runner.addresses[0][:2]
+        world.url = f"http://{host}:{port}"
+        return world
+
+    async def _seed(self, s: LedgerService) -> World:
+        shop = await s.create_merchant(
+            SYSTEM,
+            MerchantIn(name="锦城绿色生活超市", category="grocery", lat=30.2341, lon=119.7239,
+                       concession_bp=1000, voucher_cap_bp=2000, external_ref="seed-1"),
+        )
+        await s.create_merchant(
+            SYSTEM, MerchantIn(name="钱王茶庄", category="tea", lat=30.2400, lon=119.7300)
+        )
+        members = [
+            (await s.resolve_member(
+                SYSTEM, ResolveMemberRequest(channel="test", external_id=str(i),
+                                             display_name=f"会员{i}")
+            )).id
+            for i in range(3 + 2 * 6)
+        ]
+        for i, member in enumerate(members):
+            await s.record_purchase(SYSTEM, PurchaseRequest(
+                merchant_id=shop.id, member_id=member, amount_fen=100_000 + i,
+                idempotency_key=f"seed-purchase-{i}",
+            ))
+        await s.release(SYSTEM, s.ctx.now().date())  # vouchers, so redemptions apply some
+        invite = await s.create_staff_invite(SYSTEM, shop.id)
+        await s.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=invite.code, **STAFF))
+        keys = {role: await apikeys.create(s.ctx, role, None) for role in ("bot", "admin")}
+        keys["merchant"] = await apikeys.create(s.ctx, "merchant", shop.id)
+        # Members 3.. are never a path parameter, so their codes are never revoked by a re-issue.
+        codes: dict[str, list[str]] = {}
+        for n, role in enumerate(("bot", "merchant")):
+            issued = [await s.issue_code(SYSTEM, m) for m in members[3 + 6 * n: 9 + 6 * n]]
+            codes[role] = [c.numeric_code for c in issued] + [c.link_code for c in issued]
+        invites = [(await s.create_staff_invite(SYSTEM, shop.id)).code for _ in range(6)]
+
+        async def reset() -> None:
+            async with s.ctx.db.write() as session:
+                await session.execute(delete(CodeAttempt))
+
+        return World(
+            url="",
+            keys=keys,
+            shop=shop.id,
+            members=members[:3],
+            codes=codes,
+            invites=invites,
+            reset_throttle=lambda: self.run(reset()),
+        )
+
+
+DATABASES = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def live(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
+    tuple[str, World]
+]:
+    if request.param == "postgres" and postgres_admin_url() is None:
+        pytest.skip(PG_SKIP)
+    with LiveLedger(request.param, tmp_path_factory.mktemp("schemathesis")) as world:
+        yield request.param, world
+
+
+@pytest.fixture(scope="module")
+def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
+    """The run's figures, written to the terminal when the module is done (even under ``-q``):
+    calls per database and key, and how many of them were answered 2xx, 4xx and 5xx."""
+    counts = Tally()
+    yield counts
+    per_role: dict[tuple[str, str], collections.Counter[str]] = collections.defaultdict(
+        collections.Counter
+    )
+    for (db, role, _op, status), n in counts.calls.items():
+        per_role[(db, role)][f"{status // 100}xx"] += n
+        per_role[(db, role)]["calls"] += n
+    total = sum(c["calls"] for c in per_role.values())
+    lines = [f"schemathesis {schemathesis.__version__}: {total} calls to the ledger"]
+    for (db, role), c in sorted(per_role.items()):
+        lines.append(f"  {db:8} {role:9} {c['calls']:5} calls: {c['2xx']} 2xx, {c['4xx']} 4xx, "
+                     f"{c['5xx']} 5xx")
+    if os.environ.get("GREENPOINTS_SCHEMATHESIS_DETAIL"):
+        for key, n in sorted(counts.calls.items()):
+            lines.append(f"    {' '.join(map(str, key))}: {n}")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line("")
+            for line in lines:
+                reporter.write_line(line)
+
+
+# --- grounding: aim some generated cases at the seeded world ----------------------------------
+
+
+def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
+    """Swap ids, codes, amounts and the staff identity of about half the cases for real ones.
+
+    Schemathesis draws ids at random, so nearly every call would end in 404; a grounded case names
+    a seeded member, the key's own merchant, a live code, so the success answers are checked too.
+    The choice is a pure function of the generated case, so a run is as reproducible as the
+    generation itself; Schemathesis re-checks the edited case against the schema before sending,
+    so a negative case made valid by the swap is judged as the valid case it now is.
+    """
+    rng = random.Random(repr(case))
+    if rng.random() < 0.5:  # the other half stay as generated: unknown ids, guessed codes
+        return False
+    member = rng.choice(world.members)
+    if "member_id" in case.path_parameters:
+        case.path_parameters = {**case.path_parameters, "member_id": member}
+    if "merchant_id" in case.path_parameters:
+        case.path_parameters = {**case.path_parameters, "merchant_id": world.shop}
+    query = dict(case.query or {})
+    if "lat" in query:
+        query.update(lat=30.2341, lon=119.7239)
+    if "channel" in query:
+        query.update(STAFF)
+    if role == "bot" and case.path.endswith("/today"):
+        query.update(staff_channel=STAFF["channel"], staff_external_id=STAFF["external_id"])
+    if query != (case.query or {}):
+        case.query = query
+    if isinstance(case.body, dict):
+        body: dict[str, Any] = dict(case.body)
+        amount = rng.randint(1, 200_000)
+        swaps = {"merchant_id": world.shop, "member_id": member, "amount_fen": amount,
+                 "bill_fen": amount}
+        body.update({name: value for name, value in swaps.items() if name in body})
+        if "code" in body:
+            invites = case.path.startswith("/v1/staff-invites")
+            codes = world.codes.get(role, world.codes["bot"])
+            body["code"] = rng.choice(world.invites if invites else codes)
+        if role == "bot" and case.path in STAFF_PATHS:
+            body["staff"] = STAFF
+        case.body = body
+    return True
+
+
+# --- the test ---------------------------------------------------------------------------------
+
+# The document the server serves is ``json.dumps(document())``; test_served_document_is_this_one
+# proves they are the same, so loading it here lets pytest collect one test per operation (the
+# lazy ``schemathesis.pytest.from_fixture`` loader does not run under pytest 9.2: it sets
+# ``node._nodeid``, which pytest no longer has).
+with_key = schemathesis.openapi.from_dict(document(), config=_config(fuzz_the_key=False))
+without_key = schemathesis.openapi.from_dict(document(), config=_config(fuzz_the_key=True))
+
+
+@pytest.fixture(scope="module")
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        s.trust_env = False  # 127.0.0.1 only, whatever proxy the environment names
+        yield s
+
+
+def test_served_document_is_this_one(live: tuple[str, World], session: requests.Session) -> None:
+    _db, world = live
+    served = session.get(f"{world.url}/v1/openapi.json", timeout=10)
+    assert served.status_code == 200
+    assert served.headers["Content-Type"].startswith("application/json")
+    assert served.json() == with_key.raw_schema == without_key.raw_schema
+
+
+def call_and_check(
+    case: schemathesis.Case[Any],
+    role: str,
+    live: tuple[str, World],
+    tally: Tally,
+    session: requests.Session,
+) -> None:
+    """Send ``case`` with ``role``'s key (if any) and hold the answer to the document."""
+    db, world = live
+    headers: dict[str, str] = {}
+    if role in world.keys:
+        headers["Authorization"] = f"Bearer {world.keys[role]}"
+    elif role == "forged":
+        headers["Authorization"] = f"Bearer {FORGED_KEY}"
+    if ground(case, world, role) and "/redemptions" in case.path:
+        world.reset_throttle()  # a grounded code is a real customer, not a guess
+    response = case.call(base_url=world.url, session=session, headers=headers, timeout=10)
+    operation = BY_LABEL.get(case.operation.label, case.operation.label)
+    tally.calls[(db, role, operation, response.status_code)] += 1
+    case.validate_response(response, checks=CHECKS, headers=headers)
+
+
+@pytest.mark.parametrize("role", KEYED)
+@with_key.parametrize()
+def test_with_each_key(
+    case: schemathesis.Case[Any],
+    role: str,
+    live: tuple[str, World],
+    tally: Tally,
+    session: requests.Session,
+) -> None:
+    call_and_check(case, role, live, tally, session)
+
+
+@without_key.parametrize()
+def test_without_a_key(
+    case: schemathesis.Case[Any], live: tuple[str, World], tally: Tally, session: requests.Session
+) -> None:
+    call_and_check(case, "anonymous", live, tally, session)
+
+
+def test_each_key_reached_what_it_may_do(live: tuple[str, World], tally: Tally) -> None:
+    """The grounding works: every operation a role may do answered 2xx to it at least once, so
+    the success answers were held to the document too, not only the refusals."""
+    db, _world = live
+    recorded = {(r, op) for (d, r, op, _status) in tally.calls if d == db}
+    wanted = {(role, op.name) for role in KEYED for op in OPERATIONS}
+    if not wanted <= recorded:
+        pytest.skip("needs the whole module's run (test_with_each_key for every operation)")
+    missed = [
+        f"{role} {op.name}"
+        for role in ("bot", "merchant", "admin")
+        for op in OPERATIONS
+        if role in PERMISSIONS[GUARDED_BY.get(op.name, op.name)]
+        and not any(status < 300 for status in tally.statuses(db, role).get(op.name, ()))
+    ]
+    assert not missed, f"never answered 2xx: {missed}"
