@@ -9,7 +9,10 @@ USAGE = """usage: greenpoints COMMAND …
 
 commands:
   ledger …   run and operate the points ledger (greenpoints ledger --help)
-  bot        run the Telegram bot (polling, or webhook with GREENPOINTS_WEBHOOK_URL)
+  bot        run the Telegram bot (polling, or webhook with GREENPOINTS_WEBHOOK_URL);
+             /healthz and /metrics on the webhook's server, or GREENPOINTS_WEB_HOST:_PORT
+             when polling (127.0.0.1:8088; port 0: off); logs: GREENPOINTS_LOG_LEVEL,
+             GREENPOINTS_LOG_FORMAT=json
   demo       chat with the bot in this terminal: no token, no network
 """
 

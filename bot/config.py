@@ -5,7 +5,7 @@ A missing or malformed setting stops start-up with one line naming it, never a t
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,12 +33,17 @@ class Settings(BaseSettings):
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"
     webhook_port: int = Field(8443, ge=1, le=65535)
+    # /healthz and /metrics: on the webhook's server in webhook mode, here when polling (0: off).
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(8088, ge=0, le=65535)
     rate_overall: float = Field(30.0, gt=0, le=100_000)  # messages per second, all chats
     rate_per_chat: float = Field(1.0, gt=0, le=1000)  # messages per second, one chat
     event_poll_seconds: float = Field(2.0, gt=0, le=3600)
     bot_username: str | None = None  # learnt from getMe when not set
     timezone: str = "Asia/Shanghai"
-    log_json: bool = False
+    log_format: Literal["text", "json"] = "text"
+    log_json: bool = False  # the older switch, shared with the ledger: same as log_format=json
+    log_level: str = "INFO"
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -50,6 +55,19 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError("must be Telegram user ids separated by commas") from None
         return value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @field_validator("telegram_api_url", "webhook_url")
     @classmethod
@@ -67,6 +85,15 @@ class Settings(BaseSettings):
     @property
     def remote_ledger(self) -> bool:
         return self.ledger_url.startswith(("http://", "https://"))
+
+    @property
+    def json_logs(self) -> bool:
+        return self.log_format == "json" or self.log_json
+
+    def secrets(self) -> list[str]:
+        """The configured secrets, which the log redactor removes wherever they appear."""
+        values = (self.telegram_token, self.ledger_api_key, self.webhook_secret)
+        return [v.get_secret_value() for v in values if v is not None]
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -1,4 +1,9 @@
-"""``greenpoints bot``: open the services, build the application, run polling or webhook."""
+"""``greenpoints bot``: open the services, build the application, run polling or webhook.
+
+Either way the bot's web port runs beside it (``serve_web``): in webhook mode the webhook's own
+server, which also answers ``/healthz`` and ``/metrics``; when polling, a small server with just
+those two on ``GREENPOINTS_WEB_HOST``:``GREENPOINTS_WEB_PORT`` (port 0 turns it off).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,14 @@ import logging
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from bot.app import Hook, build_application, halt, launch
 from bot.config import Settings, SettingsError, load_settings, require_token
 from bot.context import App
+from bot.logs import configure_logging
 from bot.services import Services
 from bot.storage.db import BotDatabase
 from bot.webhook import build_web_app
@@ -42,6 +49,56 @@ def background_hooks(services: Services) -> tuple[list[Hook], list[Hook]]:
     return background.hooks(services)
 
 
+@contextlib.asynccontextmanager
+async def serve_web(
+    app: App,
+    settings: Settings,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+) -> AsyncIterator[list[str]]:
+    """Run the bot's web port for the duration of the block; yields the URLs it listens on.
+
+    With ``settings.webhook_url``: the webhook server on ``webhook_listen``:``webhook_port``,
+    and Telegram is told to deliver there (with the secret token). Otherwise the probes alone on
+    ``web_host``:``web_port``, or nothing when that port is 0. ``host`` and ``port`` override
+    the settings' (tests pass port 0 for any free port).
+    """
+    secret: str | None = None
+    if settings.webhook_url:
+        secret = (
+            settings.webhook_secret.get_secret_value()
+            if settings.webhook_secret
+            else secrets.token_urlsafe(32)
+        )
+        host = host if host is not None else settings.webhook_listen
+        port = port if port is not None else settings.webhook_port
+    else:
+        if port is None and settings.web_port == 0:
+            yield []
+            return
+        host = host if host is not None else settings.web_host
+        port = port if port is not None else settings.web_port
+    runner = web.AppRunner(build_web_app(app, settings.webhook_url, secret), access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        urls = [_url(address) for address in runner.addresses if isinstance(address, tuple)]
+        if settings.webhook_url:
+            await app.bot.set_webhook(settings.webhook_url, secret_token=secret)
+            log.info("webhook at %s; /healthz and /metrics on %s", settings.webhook_url, urls)
+        else:
+            log.info("/healthz and /metrics on %s", urls)
+        yield urls
+    finally:
+        await runner.cleanup()
+
+
+def _url(address: tuple[object, ...]) -> str:
+    host, port = str(address[0]), address[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 async def run_bot(settings: Settings) -> None:
     token = require_token(settings)
     services = await open_services(settings)
@@ -57,35 +114,18 @@ async def run_bot(settings: Settings) -> None:
     try:
         async with app:
             await launch(app)
-            if settings.webhook_url:
-                await _serve_webhook(app, settings, stop)
-            else:
-                assert app.updater is not None
-                await app.updater.start_polling(drop_pending_updates=False)
-                log.info("polling as @%s", services.bot_username)
-                await stop.wait()
-                await app.updater.stop()
+            async with serve_web(app, settings):
+                if settings.webhook_url:
+                    await stop.wait()
+                else:
+                    assert app.updater is not None
+                    await app.updater.start_polling(drop_pending_updates=False)
+                    log.info("polling as @%s", services.bot_username)
+                    await stop.wait()
+                    await app.updater.stop()
             await halt(app)
     finally:
         await close_services(services)
-
-
-async def _serve_webhook(app: App, settings: Settings, stop: asyncio.Event) -> None:
-    assert settings.webhook_url is not None
-    secret = (
-        settings.webhook_secret.get_secret_value()
-        if settings.webhook_secret
-        else secrets.token_urlsafe(32)
-    )
-    runner = web.AppRunner(build_web_app(app, settings.webhook_url, secret), access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.webhook_listen, settings.webhook_port).start()
-    await app.bot.set_webhook(settings.webhook_url, secret_token=secret)
-    log.info("webhook at %s", settings.webhook_url)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 def main() -> int:
@@ -95,7 +135,9 @@ def main() -> int:
     except SettingsError as exc:
         print(f"greenpoints bot: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(
+        settings.log_level, json_lines=settings.json_logs, secrets=settings.secrets()
+    )
     try:
         asyncio.run(run_bot(settings))
     except SettingsError as exc:

@@ -82,12 +82,23 @@ class SenderTuning:
 
 @dataclass
 class SenderStats:
+    """Running totals since this sender was made, read by ``/metrics`` (``bot.metrics``).
+
+    Plain numbers the sender bumps as it goes, not Prometheus objects: the hot path stays a few
+    additions, and whoever exports them decides names and labels.
+    """
+
     sent: int = 0
     blocked: int = 0
     failed: int = 0
     skipped: int = 0
     retried: int = 0  # network failures sent back to pending
     throttled: int = 0  # 429s answered
+    throttled_seconds: float = 0.0  # how much longer all sending paused because of them
+    window_waits: int = 0  # times a send was ready but the overall rate (``SendWindow``) held it
+    window_wait_seconds: float = 0.0
+    chat_waits: int = 0  # rows that waited for their chat's lane (``rate_per_chat``)
+    chat_wait_seconds: float = 0.0
     recovered: int = 0  # rows found ``sending`` at start and returned to pending
     requests: int = 0
     request_seconds: float = 0.0  # summed; over ``requests`` the mean round trip
@@ -150,6 +161,8 @@ class OutboxSender:
         self._newly_blocked: list[int] = []
         self._blocked_now: set[int] = set()  # 403s not yet written to the chats table
         self._pause_until = 0.0
+        self._window_held_since: float | None = None  # ready to send, but over the rate
+        self._parked_at: dict[int, float] = {}  # row id -> when it began waiting for its chat
         self._retry_due = math.inf  # earliest not_before we wrote back (monotonic)
         self._stopping = False
         self._poked = False  # something changed since the loop last looked
@@ -251,7 +264,9 @@ class OutboxSender:
         self._blocked_now.clear()
         self._runnable.clear()
         self._lanes.drain()
+        self._parked_at.clear()
         self._pause_until = 0.0
+        self._window_held_since = None
         async with self.db.session() as session:
             n = await outbox.recover(session, utcnow() + dt.timedelta(seconds=1))
         self.stats.recovered += n
@@ -274,6 +289,7 @@ class OutboxSender:
                     await self._claim()
                 now = time.monotonic()
                 for row in self._lanes.due(now):
+                    self._unpark(row, now)
                     heapq.heappush(self._runnable, (row.priority, row.id, row))
                 self._dispatch(now)
                 if self._last_empty_claim > self._idle_after:
@@ -371,6 +387,9 @@ class OutboxSender:
                 self._done(Outcome(row, outbox.SKIPPED, "notices are off"))
             elif self._lanes.offer(row.chat_id, row, now):
                 heapq.heappush(self._runnable, (row.priority, row.id, row))
+            else:
+                self.stats.chat_waits += 1
+                self._parked_at[row.id] = now
 
     async def _resolve(self, rows: list[Claimed]) -> list[Claimed]:
         """Rows whose content lives elsewhere (broadcasts) get it from their kind's resolver."""
@@ -399,6 +418,7 @@ class OutboxSender:
     # --- sending ----------------------------------------------------------------------------
 
     def _dispatch(self, now: float) -> None:
+        started = False
         while (
             self._runnable
             and len(self._in_flight) < self.tuning.max_in_flight
@@ -410,6 +430,31 @@ class OutboxSender:
             task = asyncio.create_task(self._send(row))
             self._in_flight.add(task)
             task.add_done_callback(self._in_flight.discard)
+            started = True
+        self._note_window(now, started)
+
+    def _note_window(self, now: float, started: bool) -> None:
+        """Account the time sends were ready (rows waiting, a request slot free, no flood pause)
+        but held back by the overall rate alone: one wait per send it held, and for how long —
+        what tells an operator the rate, not Telegram or the network, is the bottleneck."""
+        held = (
+            bool(self._runnable)
+            and len(self._in_flight) < self.tuning.max_in_flight
+            and now >= self._pause_until
+            and self._window.next_free(now) > now
+        )
+        since = self._window_held_since
+        if since is not None and (started or not held):
+            self.stats.window_wait_seconds += now - since
+            self._window_held_since = since = None
+        if held and since is None:
+            self._window_held_since = now
+            self.stats.window_waits += 1
+
+    def _unpark(self, row: Claimed, now: float) -> None:
+        parked = self._parked_at.pop(row.id, None)
+        if parked is not None:
+            self.stats.chat_wait_seconds += now - parked
 
     async def _call(self, row: Claimed) -> None:
         """Send the stored Bot API call as it is.
@@ -431,7 +476,12 @@ class OutboxSender:
             outcome = Outcome(row, outbox.SENT)
         except RetryAfter as exc:
             seconds = retry_after_seconds(exc)
-            self._pause_until = max(self._pause_until, time.monotonic() + seconds)
+            now = time.monotonic()
+            until = now + seconds
+            # Only the extension counts: 64 sends refused at once pause sending once, not 64 times.
+            paused = self._pause_until
+            self.stats.throttled_seconds += seconds if paused <= now else max(0.0, until - paused)
+            self._pause_until = max(paused, until)
             self.stats.throttled += 1
             log.warning("outbox: flood control, pausing all sends for %.1f s", seconds)
             heapq.heappush(self._runnable, (row.priority, row.id, row))
@@ -441,6 +491,7 @@ class OutboxSender:
                 self._blocked_now.add(row.chat_id)
                 self._newly_blocked.append(row.chat_id)
             for waiting in self._lanes.drop(row.chat_id):
+                self._parked_at.pop(waiting.id, None)
                 self._done(Outcome(waiting, outbox.BLOCKED, "the chat has blocked the bot"))
         except BadRequest as exc:  # before NetworkError: PTB derives it from NetworkError
             outcome = Outcome(row, outbox.FAILED, f"{type(exc).__name__}: {exc}", attempts=1)
@@ -555,6 +606,8 @@ class OutboxSender:
                 task.cancel()
         unsent = [row for _p, _i, row in self._runnable] + self._lanes.drain()
         self._runnable.clear()
+        self._parked_at.clear()
+        self._window_held_since = None
         for row in unsent:
             self._outcomes.append(Outcome(row, outbox.PENDING, None, attempts=row.attempts))
         for _ in range(3):
