@@ -20,7 +20,7 @@ from sqlalchemy import text
 from ledger import observability
 from ledger.api import openapi
 from ledger.api.operations import OPERATIONS, Operation, encode, invoke
-from ledger.errors import LedgerError, Unavailable
+from ledger.errors import LedgerError, Unauthorized, Unavailable
 from ledger.service import LedgerService
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,22 @@ async def errors_middleware(
     return response
 
 
+def _bearer(request: web.Request) -> str | None:
+    """The key in ``Authorization: Bearer <key>``. Keys are ASCII; bytes that are not UTF-8 reach
+    us as surrogates, which cannot even be hashed, so any non-ASCII token is simply not a key."""
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() != "bearer ":
+        return None
+    token = auth[7:].strip()
+    if not token.isascii():
+        raise Unauthorized("unknown or revoked API key")
+    return token
+
+
 def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         service = request.app[SERVICE]
-        auth = request.headers.get("Authorization", "")
-        token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
-        principal = await service.keys.authenticate(token)
+        principal = await service.keys.authenticate(_bearer(request))
         body: bytes | None = None
         if op.body is not None:
             body = await request.read()
