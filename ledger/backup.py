@@ -1,8 +1,10 @@
 """A consistent copy of a live SQLite ledger, using SQLite's online backup.
 
-The backup API copies pages under a read transaction, so writers keep going and the copy is
-one point in time; ``greenpoints ledger verify`` on the copy proves it. Restore is copying the
-file back while the ledger is stopped (README, Operations).
+The backup API copies every page in one step, under one read transaction: the ledger runs in
+WAL mode, so writers keep going, and the copy is one point in time; ``greenpoints ledger
+verify`` on the copy proves it. (Copied in several steps, a backup starts over whenever another
+connection writes between two steps, so on a busy ledger of any size it would never finish.)
+Restore is copying the file back while the ledger is stopped (README, Operations).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ def _copy(source: Path, target: Path) -> None:
     dst = sqlite3.connect(tmp)
     try:
         src.execute("PRAGMA busy_timeout=30000")
-        src.backup(dst, pages=1024)
+        src.backup(dst, pages=-1)  # one step: see the module docstring
         dst.execute("PRAGMA journal_mode=DELETE")
     finally:
         dst.close()

@@ -645,8 +645,17 @@ class _SqliteWriter:
 
 @contextlib.asynccontextmanager
 async def _pooled(engine: AsyncEngine) -> AsyncIterator[PoolProxiedConnection]:
-    """A bare connection from ``engine``'s pool: no ``Connection`` around it, half the cost."""
-    raw = await engine.raw_connection()
+    """A bare connection from ``engine``'s pool: no ``Connection`` around it, half the cost.
+
+    A connection that cannot be made at all is the database being unavailable. Unlike a
+    ``Connection``, ``raw_connection`` hands the driver's error up unwrapped — e.g. PostgreSQL
+    still recovering after a restart ("not yet accepting connections") — which would otherwise
+    surface as a 500 instead of a 503 the client knows to retry.
+    """
+    try:
+        raw = await engine.raw_connection()
+    except cast(Any, engine.dialect).loaded_dbapi.Error as exc:
+        raise Unavailable("the ledger database is unavailable") from exc
     try:
         yield raw
     finally:
