@@ -81,7 +81,9 @@ async def _on_content(update: Update, context: GPContext, pending: Pending) -> N
         await message.reply_text(t._("Choose the audience with the buttons above, or /cancel."))
         return
     photo = message.photo[-1].file_id if message.photo else None
-    text = (message.caption if photo else message.text) or ""
+    # A NUL shows as nothing anywhere, and PostgreSQL cannot store it: the announcement would
+    # fail only when Send is tapped, after the admin approved it.
+    text = ((message.caption if photo else message.text) or "").replace("\x00", "")
     limit = MAX_CAPTION if photo else MAX_TEXT
     if not text.strip() or len(text) > limit:
         await message.reply_text(

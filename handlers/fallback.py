@@ -1,6 +1,9 @@
 """Everything no feature command took: pending conversations first, then a helpful reply.
 
 Registered last in the default group, so these run only when no other handler matched.
+Service messages (a pin, an auto-delete timer, "allowed to write", a web app's data) are
+Telegram reporting that something happened, not the person talking to the bot, so they get no
+reply: answering "I can't chat much" to someone who pinned a message would be nonsense.
 """
 
 from __future__ import annotations
@@ -45,5 +48,5 @@ async def stale_button(update: Update, context: GPContext) -> None:
 
 def register(app: App) -> None:
     app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
-    app.add_handler(MessageHandler(filters.ALL, anything_else))
+    app.add_handler(MessageHandler(filters.ALL & ~filters.StatusUpdate.ALL, anything_else))
     app.add_handler(CallbackQueryHandler(stale_button))

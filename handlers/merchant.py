@@ -301,11 +301,19 @@ async def take_code(message: Message, context: GPContext, code: str) -> None:
 async def take_photo(message: Message, context: GPContext) -> None:
     t = context.t
     assert message.photo
+    image: bytes | None = None
     try:
         file = await context.bot.get_file(message.photo[-1].file_id)
-        image = bytes(await file.download_as_bytearray())
+        # getFile may answer without a path (a file the Bot API cannot hand over), and then
+        # python-telegram-bot raises RuntimeError, not a TelegramError: the cashier should
+        # hear "send it again", as for a failed download, not "something went wrong".
+        if file.file_path:
+            image = bytes(await file.download_as_bytearray())
+        else:
+            log.warning("getFile gave no path for a photo")
     except TelegramError:
         log.warning("could not download a photo", exc_info=True)
+    if image is None:
         await message.reply_text(t._("I could not download that photo. Please send it again."))
         return
     texts = await scan.read_qr(image)

@@ -52,6 +52,12 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "getFile": ("file_id",),
 }
 SENDS = {"sendMessage", "sendPhoto", "sendVenue", "sendLocation"}
+# Telegram's limits on what a bot sends, checked only in ``strict`` mode (characters counted as
+# code points, as the Bot API documentation states them).
+TEXT_MAX = 4096
+CAPTION_MAX = 1024
+ANSWER_MAX = 200
+CALLBACK_DATA_MAX = 64  # bytes
 
 
 @dataclass
@@ -127,6 +133,10 @@ class FakeTelegram:
         self.misbehave = Misbehaviour()
         self.attempts: list[Attempt] = []
         self.files: dict[str, bytes] = {}
+        # Off by default; when on, a call the real Bot API would refuse for its content (text
+        # empty or too long, a caption or toast too long, a button without text or with bad
+        # data) is answered with Telegram's 400 instead of succeeding.
+        self.strict = False
         self._updates: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
         self._update_ids = itertools.count(1)
@@ -277,6 +287,9 @@ class FakeTelegram:
             return self._error(method, 400, f"Bad Request: {', '.join(missing)} is required")
         if method == "getUpdates":
             return await self._get_updates(params)
+        problem = self._beyond_limits(method, params) if self.strict else None
+        if problem is not None:
+            return self._error(method, 400, f"Bad Request: {problem}")
         if method in SENDS or method.startswith("edit"):
             now = time.monotonic()
             refusal = self._refusal(method, params, now)
@@ -292,6 +305,42 @@ class FakeTelegram:
         async with self._changed:
             self._changed.notify_all()
         return web.json_response({"ok": True, "result": result})
+
+    def _beyond_limits(self, method: str, params: dict[str, Any]) -> str | None:
+        """What the real Bot API would refuse in this call's content, if anything."""
+        text = params.get("text")
+        if method in {"sendMessage", "editMessageText"}:
+            if not str(text or "").strip():
+                return "message text is empty"
+            if len(str(text)) > TEXT_MAX:
+                return "message is too long"
+        captions = [params.get("caption"), self._decoded(params.get("media")).get("caption")]
+        if any(c is not None and len(str(c)) > CAPTION_MAX for c in captions):
+            return "message caption is too long"
+        if method == "answerCallbackQuery" and text is not None and len(str(text)) > ANSWER_MAX:
+            return "MESSAGE_TOO_LONG"
+        markup = self._decoded(params.get("reply_markup"))
+        for row in markup.get("inline_keyboard", []):
+            for button in row:
+                if not str(button.get("text") or "").strip():
+                    return "BUTTON_TEXT_EMPTY"
+                data = button.get("callback_data")
+                if data is not None and not 1 <= len(str(data).encode()) <= CALLBACK_DATA_MAX:
+                    return "BUTTON_DATA_INVALID"
+        for row in markup.get("keyboard", []):
+            if not row:
+                return "keyboard row is empty"
+        return None
+
+    @staticmethod
+    def _decoded(value: Any) -> dict[str, Any]:
+        """A JSON object parameter, whether it came as JSON or form text; {} when absent."""
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                return {}
+        return value if isinstance(value, dict) else {}
 
     def _result(self, method: str, params: dict[str, Any], files: dict[str, bytes]) -> Any:
         if method == "getMe":

@@ -8,15 +8,32 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+import unicodedata
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.storage.db import BotDatabase
 from bot.storage.schema import Chat
 
 CACHE_SECONDS = 30.0
 SEEN_EVERY = dt.timedelta(minutes=10)  # how stale last_seen_at may get; saves a write per update
+NAME_MAX = 64  # the column's width, and the ledger's limit on a member's display name
+
+
+def clean_name(name: str | None) -> str | None:
+    """A person's name fit to store and greet them with: control characters become spaces,
+    runs of spaces one, at most ``NAME_MAX`` characters; None when nothing is left.
+
+    A Telegram name is whatever its owner typed, and PostgreSQL cannot store a NUL in text at
+    all: stored as sent, such a name failed every update from that person, for good. Other
+    control characters (a newline, an escape) only garble a greeting, so they go too.
+    """
+    if not name:
+        return None
+    visible = "".join(" " if unicodedata.category(ch) in {"Cc", "Cs"} else ch for ch in name)
+    return " ".join(visible.split())[:NAME_MAX] or None
 
 
 def utcnow() -> dt.datetime:
@@ -90,15 +107,21 @@ class ChatStore:
         """The chat's profile, created on first contact; a person who writes is not blocked.
 
         ``locale`` is used for a new chat only; after that the person's choice stands.
+        ``display_name`` is stored cleaned (``clean_name``).
         """
+        display_name = clean_name(display_name)
         now = utcnow()
         known = await self.get(chat_id)
         if known is not None and not known.blocked and now - known.last_seen_at < SEEN_EVERY:
             return known
+        # Insert-or-nothing, then update: a new person's first two messages arrive together
+        # often enough (a double tap on Start), and two plain INSERTs made one of them fail on
+        # PostgreSQL with a duplicate key, answered "something went wrong".
+        insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
         async with self.db.session() as session:
-            row = await session.get(Chat, chat_id)
-            if row is None:
-                row = Chat(
+            created = await session.scalar(
+                insert(Chat)
+                .values(
                     chat_id=chat_id,
                     channel=channel,
                     locale=locale,
@@ -108,13 +131,16 @@ class ChatStore:
                     created_at=now,
                     last_seen_at=now,
                 )
-                session.add(row)
-            else:
-                row.last_seen_at = now
-                row.blocked_at = None
+                .on_conflict_do_nothing(index_elements=["chat_id"])
+                .returning(Chat.chat_id)
+            )
+            if created is None:
+                values: dict[str, object] = {"last_seen_at": now, "blocked_at": None}
                 if display_name:
-                    row.display_name = display_name
-            await session.flush()
+                    values["display_name"] = display_name
+                await session.execute(update(Chat).where(Chat.chat_id == chat_id).values(**values))
+            row = await session.get(Chat, chat_id, populate_existing=True)
+            assert row is not None
             profile = _profile(row)
         return self._remember(profile)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete
+from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
@@ -28,12 +29,21 @@ class FlowStore:
         self.db = db
 
     async def start(self, chat_id: int, kind: str, data: dict[str, Any], ttl: dt.timedelta) -> None:
+        """Open ``kind`` for the chat, replacing whatever conversation it had.
+
+        One upsert rather than read-then-insert: two messages of one chat handled at once (a
+        code scanned twice, a double-sent link) both start a flow, and two INSERTs made one of
+        them fail on PostgreSQL with a duplicate key. The later one wins, as it would in turn.
+        """
+        insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
+        stmt = insert(Flow).values(
+            chat_id=chat_id, kind=kind, data=data, expires_at=utcnow() + ttl
+        )
+        replace = {name: stmt.excluded[name] for name in ("kind", "data", "expires_at")}
         async with self.db.session() as session:
-            row = await session.get(Flow, chat_id)
-            if row is None:
-                session.add(Flow(chat_id=chat_id, kind=kind, data=data, expires_at=utcnow() + ttl))
-            else:
-                row.kind, row.data, row.expires_at = kind, data, utcnow() + ttl
+            await session.execute(
+                stmt.on_conflict_do_update(index_elements=["chat_id"], set_=replace)
+            )
 
     async def get(self, chat_id: int) -> Pending | None:
         async with self.db.session() as session:
