@@ -10,12 +10,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from telegram import Update
-from telegram.ext import AIORateLimiter, ApplicationBuilder, ContextTypes, TypeHandler
+from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import BaseRequest
 
 from bot.context import SERVICES_KEY, App, GPContext
 from bot.errors import on_error
 from bot.menus import register_defaults
+from bot.metrics import MeteredRateLimiter, instrument
 from bot.middleware import prepare
 from bot.services import Services
 from bot.telegram_http import AiohttpRequest
@@ -47,7 +48,7 @@ def build_application(
         .context_types(ContextTypes(context=GPContext))
         .concurrent_updates(256)
         .rate_limiter(
-            AIORateLimiter(
+            MeteredRateLimiter(
                 overall_max_rate=settings.rate_overall, overall_time_period=1, max_retries=3
             )
         )
@@ -70,6 +71,7 @@ def build_application(
     for feature in FEATURES:
         feature.register(app)
     app.add_error_handler(on_error)
+    instrument(app)
     return app
 
 

@@ -147,6 +147,20 @@ async def test_updates_are_counted_once_each_by_handler_and_outcome(watched: Wat
     assert total == sum(v for (name, _), v in before.items() if name == handled) + 5
 
 
+async def test_a_reply_telegram_refused_counts_as_a_reply_wait(watched: Watched) -> None:
+    """The application's own limiter (replies, not the outbox) is the metered one."""
+    h = watched.h
+    person = h.person(602, "Bea", "en")
+    await said(h, person, "/start")
+    before = await watched.scrape()
+    h.fake.misbehave.too_many = 1
+    reply = await h.ask(person, "/help")  # refused once with 429, sent after Telegram's wait
+    assert "/balance" in reply.text
+    after = await watched.scrape()
+    waits = "greenpoints_bot_rate_limit_waits_total"
+    assert delta(before, after, waits, path="reply", reason="telegram") == 1
+
+
 async def test_sends_and_rate_limit_waits_are_counted_by_outcome(watched: Watched) -> None:
     h = watched.h
     await h.settle()
