@@ -16,6 +16,7 @@ from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop
 
 from bot.context import GPContext
+from bot.errors import on_error
 from bot.i18n import negotiate, translator
 from bot.logs import begin_update
 from bot.metrics import IGNORED, MIDDLEWARE, instrument
@@ -31,11 +32,13 @@ async def prepare(update: object, context: GPContext) -> None:
     except ApplicationHandlerStop:
         metrics.finished(update, IGNORED, "ignored")
         raise
-    except Exception:
-        # python-telegram-bot reports it and carries on to the handlers, which cannot do
-        # without a profile: the update is counted here, once, as an error of the middleware.
+    except Exception as exc:
+        # Left to python-telegram-bot, the handlers would run on without a profile and fail
+        # again (two error replies for one message): report it here, once, and stop.
         metrics.finished(update, MIDDLEWARE, "error")
-        raise
+        context.error = exc
+        await on_error(update, context)
+        raise ApplicationHandlerStop from exc
 
 
 async def _prepare(update: object, context: GPContext) -> None:
@@ -46,7 +49,7 @@ async def _prepare(update: object, context: GPContext) -> None:
         raise ApplicationHandlerStop
     if chat.type != ChatType.PRIVATE:
         message = update.message
-        if message is not None and message.text and message.text.startswith("/"):
+        if message is not None and _is_our_command(message.text, context.bot.username):
             t = translator(negotiate(user.language_code))
             await message.reply_text(
                 t._("Let's talk in a private chat: tap my name and press Start.")
@@ -58,3 +61,11 @@ async def _prepare(update: object, context: GPContext) -> None:
     )
     context.profile = profile
     context.t = translator(profile.locale)
+
+
+def _is_our_command(text: str | None, username: str | None) -> bool:
+    """A command in a group, unless it is addressed to another bot (``/help@OtherBot``)."""
+    if not text or not text.startswith("/"):
+        return False
+    _, at, addressee = text.split(maxsplit=1)[0].partition("@")
+    return not at or addressee.lower() == (username or "").lower()

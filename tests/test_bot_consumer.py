@@ -540,7 +540,31 @@ async def test_groups_get_a_pointer_or_silence(harness: Harness) -> None:
     pointer = await harness.fake.next_to(group, before)
     assert pointer.text == "Let's talk in a private chat: tap my name and press Start."
     assert len(harness.fake.to(group)) == 1
+    await harness.handled(uma.says_in_group("/balance@SomeOtherBot", group))  # not for us
+    assert len(harness.fake.to(group)) == 1
+    before = len(harness.fake.sent)
+    uma.says_in_group(f"/balance@{harness.app.bot.username}", group)
+    assert (await harness.fake.next_to(group, before)).text == pointer.text
     assert await harness.services.chats.get(group) is None
+    assert (await harness.ledger.stats(SYSTEM)).members == 0
+
+
+async def test_a_failing_profile_lookup_gets_one_reply_not_two(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The middleware reports its own failure once and stops: the handlers never run on
+    without a profile to fail a second time."""
+    wes = harness.person(1092, "Wes", "en")
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the bot's database refused the row")
+
+    monkeypatch.setattr(harness.services.chats, "seen", broken)
+    update_id = wes.says("/balance")
+    await harness.handled(update_id)
+    replies = harness.fake.to(1092)
+    sorry = "Sorry, something went wrong on our side. Please try again."
+    assert [r.text for r in replies] == [sorry]
     assert (await harness.ledger.stats(SYSTEM)).members == 0
 
 
