@@ -23,7 +23,6 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -33,8 +32,7 @@ from bot.storage.db import BotDatabase
 from bot.storage.outbox import Outgoing
 from bot.storage.schema import OutboxMessage
 from tests.fake_telegram import FakeTelegram, Sent
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.sender_process import spawn
 
 
 @dataclass
@@ -104,15 +102,10 @@ async def one_run(
     try:
         async with scratch_database(kind, "gp_bench_outbox") as url:
             await fill_rows(url, rows)
-            command = [sys.executable, "-m", "tests.sender_process", "--database-url", url,
-                       "--api-url", fake.url, "--rate-overall", str(limit),
-                       "--rate-per-chat", "1"]
+            options = ["--rate-overall", str(limit), "--rate-per-chat", "1"]
             if limiter == "ptb":
-                command.append("--ptb-limiter")
-            process = await asyncio.create_subprocess_exec(
-                *command, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-            )
+                options.append("--ptb-limiter")
+            process = await spawn(url, fake.url, *options)
             try:
                 await fake.wait_for(lambda sent: len(sent) >= 1, within=60)
                 start = fake.sent[0].at

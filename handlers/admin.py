@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import CallbackQueryHandler, CommandHandler
 
 from bot import callbacks, formatting, inbox
@@ -110,6 +110,34 @@ async def _on_content(update: Update, context: GPContext, pending: Pending) -> N
     await message.reply_text(t._("Who should get it?"), reply_markup=InlineKeyboardMarkup(rows))
 
 
+async def _tapped(
+    context: GPContext,
+    query: CallbackQuery,
+    chat_id: int,
+    prefix: str,
+    choices: set[str],
+    step: str,
+) -> tuple[str, Pending] | None:
+    """The choice a composer's button carries, if it belongs to the step the composer is at.
+
+    A button from an older composition (its nonce), from an earlier step, or forged, is
+    answered as expired and yields None.
+    """
+    parts = callbacks.unpack(query.data, prefix, 2)
+    pending = await context.services.flows.get(chat_id)
+    if (
+        parts is None
+        or parts[0] not in choices
+        or pending is None
+        or pending.kind != COMPOSE
+        or pending.data.get("nonce") != parts[1]
+        or pending.data.get("step") != step
+    ):
+        await query.answer(context.t._("This button has expired."))
+        return None
+    return parts[0], pending
+
+
 async def choose_audience(update: Update, context: GPContext) -> None:
     query = update.callback_query
     assert query is not None and query.message is not None
@@ -117,19 +145,10 @@ async def choose_audience(update: Update, context: GPContext) -> None:
         return
     t = context.t
     chat_id = context.need_profile().chat_id
-    parts = callbacks.unpack(query.data, AUDIENCE, 2)
-    pending = await context.services.flows.get(chat_id)
-    if (
-        parts is None
-        or parts[0] not in AUDIENCES
-        or pending is None
-        or pending.kind != COMPOSE
-        or pending.data.get("nonce") != parts[1]
-        or pending.data.get("step") != "audience"
-    ):
-        await query.answer(t._("This button has expired."))
+    tapped = await _tapped(context, query, chat_id, AUDIENCE, set(AUDIENCES), "audience")
+    if tapped is None:
         return
-    audience = parts[0]
+    audience, pending = tapped
     size = await Broadcasts(context.services.db).audience_size(audience)
     data = {**pending.data, "step": "confirm", "audience": audience}
     await context.services.flows.start(chat_id, COMPOSE, data, TTL)
@@ -167,24 +186,16 @@ async def confirm(update: Update, context: GPContext) -> None:
         return
     t = context.t
     chat_id = context.need_profile().chat_id
-    parts = callbacks.unpack(query.data, SEND, 2)
-    pending = await context.services.flows.get(chat_id)
-    if (
-        parts is None
-        or parts[0] not in {"ok", "no"}
-        or pending is None
-        or pending.kind != COMPOSE
-        or pending.data.get("nonce") != parts[1]
-        or pending.data.get("step") != "confirm"
-    ):
-        await query.answer(t._("This button has expired."))
+    tapped = await _tapped(context, query, chat_id, SEND, {"ok", "no"}, "confirm")
+    if tapped is None:
         return
+    choice, pending = tapped
     # Finishing the flow first makes a double tap on Send start one broadcast, not two.
     if not await context.services.flows.finish(chat_id, COMPOSE):
         await query.answer(t._("This button has expired."))
         return
     await query.answer()
-    if parts[0] == "no":
+    if choice == "no":
         await query.edit_message_text(t._("Cancelled; nothing was sent."))
         return
     data = pending.data

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from telegram import Bot
 from telegram.ext import AIORateLimiter, ExtBot
@@ -29,6 +30,16 @@ from bot.storage.db import BotDatabase
 from bot.telegram_http import AiohttpRequest
 
 TOKEN = "123456:SENDER-PROCESS"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def spawn(database_url: str, api_url: str, *options: str) -> asyncio.subprocess.Process:
+    """This module in a process of its own, its counters on the returned process's stdout."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.sender_process",
+        "--database-url", database_url, "--api-url", api_url, *options,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:

@@ -8,7 +8,6 @@ import asyncio
 import datetime as dt
 import json
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,19 +21,13 @@ from bot.storage.schema import Chat, OutboxMessage
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram
+from tests.sender_process import spawn
 
-ROOT = Path(__file__).resolve().parent.parent
 PEOPLE = 10_000
 RATE = 1_000  # what the fake Bot API enforces, and what the sender is told
 TEXT = "绿色周：自带杯子，积分翻倍！"
 
 
-async def sender(database_url: str, api_url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.sender_process", "--database-url", database_url,
-        "--api-url", api_url, "--rate-overall", str(RATE),
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
 
 
 @pytest.mark.slow
@@ -65,7 +58,7 @@ async def test_ten_thousand_recipients_blocked_chats_rate_limit_and_a_killed_sen
                 broadcast_id = await broadcasts.create(1, TEXT, None, "all")
                 await broadcasts.enqueue_all(broadcast_id)
 
-                first = await sender(url, fake.url)
+                first = await spawn(url, fake.url, "--rate-overall", str(RATE))
                 await fake.wait_for(lambda sent: len(sent) >= PEOPLE // 3, within=120)
                 first.send_signal(signal.SIGKILL)
                 await first.wait()
@@ -75,7 +68,7 @@ async def test_ten_thousand_recipients_blocked_chats_rate_limit_and_a_killed_sen
                     )).all())
                 delivered_at_kill = len(fake.sent)
 
-                second = await sender(url, fake.url)
+                second = await spawn(url, fake.url, "--rate-overall", str(RATE))
                 out, err = await asyncio.wait_for(second.communicate(), 300)
                 assert second.returncode == 0, err.decode()[-2000:]
                 stats = json.loads(out.decode().strip().splitlines()[-1])

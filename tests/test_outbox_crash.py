@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -22,17 +21,11 @@ from bot.storage.schema import OutboxMessage
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram
+from tests.sender_process import spawn
 
-ROOT = Path(__file__).resolve().parent.parent
 ROWS = 3_000
 
 
-async def start_sender(database_url: str, api_url: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.sender_process",
-        "--database-url", database_url, "--api-url", api_url,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
 
 
 async def states(db: BotDatabase) -> dict[int, str]:
@@ -61,7 +54,7 @@ async def test_a_killed_sender_loses_nothing_and_repeats_only_what_was_in_flight
                     ])
                 ids = await states(db)
 
-                first = await start_sender(url, fake.url)
+                first = await spawn(url, fake.url)
                 await fake.wait_for(lambda sent: len(sent) >= ROWS // 3, within=120)
                 first.send_signal(signal.SIGKILL)
                 await first.wait()
@@ -71,7 +64,7 @@ async def test_a_killed_sender_loses_nothing_and_repeats_only_what_was_in_flight
                 recorded = {i for i, state in at_kill.items() if state == outbox.SENT}
                 delivered_at_kill = len(fake.sent)
 
-                second = await start_sender(url, fake.url)
+                second = await spawn(url, fake.url)
                 out, err = await asyncio.wait_for(second.communicate(), 180)
                 assert second.returncode == 0, err.decode()
                 stats = json.loads(out.decode().strip().splitlines()[-1])
