@@ -249,12 +249,22 @@ class Database:
             await self.write_engine.dispose()
 
 
+_SQLITE_STATEMENT_FAULTS = (
+    "syntax error",
+    "no such column",
+    "no such function",
+    "unrecognized token",
+)
+
+
 def _is_connection_problem(exc: DBAPIError) -> bool:
     """True when the database could not be reached, as opposed to a statement being refused."""
     if exc.connection_invalidated:
         return True
     if isinstance(exc, OperationalError):
-        return True
+        # SQLite says "operational" of a locked file and of a statement that cannot compile
+        # alike; the latter is our bug, to surface as one, not a database that is away.
+        return not any(m in str(exc.orig).lower() for m in _SQLITE_STATEMENT_FAULTS)
     text = f"{exc.orig!r}".lower()
     markers = ("connection", "cannotconnectnow", "adminshutdown", "closed", "terminat")
     return any(m in text for m in markers)

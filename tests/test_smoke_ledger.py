@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
+
+from ledger.db import Database, Statement
 from ledger_client import errors
 from ledger_client.base import LedgerClient
 from tests.conftest import Served, World
@@ -35,3 +40,18 @@ async def test_purchase_code_redeem_roundtrip(
         assert balance.points == bought.member_points + receipt.points_earned
     finally:
         await merchant.close()
+
+
+async def test_a_statement_sqlite_cannot_compile_is_a_bug_not_an_absent_database(
+    tmp_path: Path,
+) -> None:
+    """A locked SQLite file is "unavailable, try again"; SQL it cannot run is our bug and must
+    come out as one (a 500 in the logs), not hide behind "the database is unavailable"."""
+    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    broken, fine = Statement(text("SELEC 1")), Statement(text("SELECT 1"))
+    try:
+        assert await db.run_direct(lambda conn: fine.rows(conn), readonly=True) == [(1,)]
+        with pytest.raises(OperationalError, match="syntax error"):
+            await db.run_direct(lambda conn: broken.rows(conn), readonly=True)
+    finally:
+        await db.dispose()
