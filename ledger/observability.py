@@ -35,9 +35,13 @@ class RequestIdFilter(logging.Filter):
 
 
 def configure_logging(level: int = logging.INFO, json_lines: bool | None = None) -> None:
-    """One line per event; JSON when ``GREENPOINTS_LOG_JSON`` is set (or asked for)."""
+    """One line per event; JSON when asked for, or by the same switches as the bot's
+    (``GREENPOINTS_LOG_FORMAT=json``, or the older ``GREENPOINTS_LOG_JSON=1``)."""
     if json_lines is None:
-        json_lines = os.environ.get("GREENPOINTS_LOG_JSON", "").lower() in {"1", "true", "yes"}
+        json_lines = (
+            os.environ.get("GREENPOINTS_LOG_FORMAT", "").lower() == "json"
+            or os.environ.get("GREENPOINTS_LOG_JSON", "").lower() in {"1", "true", "yes"}
+        )
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
     if json_lines:

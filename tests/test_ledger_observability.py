@@ -30,12 +30,22 @@ async def test_metrics_count_requests_by_operation(served: Served) -> None:
     assert "ledger_request_seconds_bucket" in body
 
 
-def test_json_logs_carry_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "switch", [None, ("GREENPOINTS_LOG_FORMAT", "json"), ("GREENPOINTS_LOG_JSON", "1")]
+)
+def test_json_logs_carry_the_request_id(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    switch: tuple[str, str] | None,
+) -> None:
+    """Asked for in code, or by either environment switch the bot also reads."""
     from ledger import observability
 
     root = logging.getLogger()
     saved, level = root.handlers[:], root.level
-    configure_logging(logging.INFO, json_lines=True)
+    if switch is not None:
+        monkeypatch.setenv(*switch)
+    configure_logging(logging.INFO, json_lines=True if switch is None else None)
     token = observability.request_id.set("req-7")
     try:
         logging.getLogger("ledger.test").info("purchase recorded")
