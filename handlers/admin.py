@@ -201,11 +201,13 @@ async def confirm(update: Update, context: GPContext) -> None:
     data = pending.data
     broadcasts = Broadcasts(context.services.db)
     broadcast_id = await broadcasts.create(chat_id, data["text"], data["photo"], data["audience"])
+    # Enqueueing starts before the admin sees the progress message: whoever sees it (a test's
+    # settle, too) can count on the audience being on its way into the outbox.
+    runner(context.application).launch(broadcast_id)
     progress = await broadcasts.progress(broadcast_id)
     assert progress is not None
     await query.edit_message_text(progress_text(t, progress))
     await broadcasts.set_progress_message(broadcast_id, query.message.message_id)
-    runner(context.application).launch(broadcast_id)
 
 
 async def cancel_compose(update: Update, context: GPContext) -> None:

@@ -108,8 +108,14 @@ class Harness:
     def ledger_as(self, role: str, merchant_id: int | None = None) -> InProcessLedgerClient:
         return InProcessLedgerClient(self.ledger, Principal(role, merchant_id))  # type: ignore[arg-type]
 
-    async def settle(self) -> None:
-        """Read pending ledger events and send everything due, now."""
+    async def settle(self, within: float = 10.0) -> None:
+        """Let every update pushed so far be handled, then read pending ledger events and send
+        everything due, now. (A reply can reach the fake server before its handler is done.)"""
+        pushed = range(1, self.fake.last_update_id + 1)
+        async with asyncio.timeout(within), self._processed_changed:
+            await self._processed_changed.wait_for(
+                lambda: all(u in self.processed for u in pushed)
+            )
         await background.settle(self.app)
 
     @property

@@ -140,6 +140,7 @@ class FakeTelegram:
         self._updates: list[dict[str, Any]] = []
         self._changed = asyncio.Condition()
         self._update_ids = itertools.count(1)
+        self.last_update_id = 0  # the newest update pushed
         self._message_ids = itertools.count(1)
         self._window: deque[float] = deque()
         self._last_to_chat: dict[int, float] = {}
@@ -166,7 +167,7 @@ class FakeTelegram:
     # --- what tests use --------------------------------------------------------------------
 
     def push(self, update: dict[str, Any]) -> int:
-        update_id = next(self._update_ids)
+        update_id = self.last_update_id = next(self._update_ids)
         self._updates.append({"update_id": update_id, **update})
         asyncio.get_running_loop().create_task(self._notify())
         return update_id
