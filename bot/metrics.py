@@ -241,9 +241,9 @@ def _metered(callback: Callback, metrics: BotMetrics) -> Callback:
 def instrument(app: App) -> BotMetrics:
     """Wrap every handler's callback (not the middleware's group) to count and time updates.
 
-    Idempotent and cheap after the first call, so the middleware calls it for each update: every
-    application — production, console, tests — is instrumented before its first handler runs,
-    however it was built. Handlers added after the first update are not wrapped.
+    ``build_application`` calls it once every handler is registered, so every application —
+    production, console, tests — is instrumented before its first update; handlers added later
+    are not wrapped. Idempotent.
     """
     metrics = metrics_of(app)
     if metrics.instrumented:

@@ -19,11 +19,11 @@ from bot.context import GPContext
 from bot.errors import on_error
 from bot.i18n import negotiate, translator
 from bot.logs import begin_update
-from bot.metrics import IGNORED, MIDDLEWARE, instrument
+from bot.metrics import IGNORED, MIDDLEWARE, metrics_of
 
 
 async def prepare(update: object, context: GPContext) -> None:
-    metrics = instrument(context.application)
+    metrics = metrics_of(context.application)
     if isinstance(update, Update):
         begin_update(update.update_id)
         metrics.received(update)

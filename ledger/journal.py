@@ -176,7 +176,6 @@ async def post(
     ``also``: statements independent of the entry that the caller wants done under the shard's
     lock (a merchant's slice, an event), sent with it — on PostgreSQL in the same round trip.
     """
-    check_balanced(postings)
     return await append(
         session,
         shard=shard,
