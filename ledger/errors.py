@@ -139,6 +139,13 @@ class Throttled(LedgerError):
     status = 429
 
 
+class UnsupportedMediaType(LedgerError):
+    """A request body that is not JSON (by its Content-Type)."""
+
+    code = "unsupported_media_type"
+    status = 415
+
+
 class Unavailable(LedgerError):
     """The ledger's storage is unreachable."""
 
@@ -163,5 +170,6 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     NotStaff,
     IdempotencyConflict,
     Throttled,
+    UnsupportedMediaType,
     Unavailable,
 )

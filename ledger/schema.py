@@ -316,6 +316,17 @@ class ApiKey(Base):
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
+class KeyRevocation(Base):
+    """One row per revoked API key. Its highest id is the revocation generation every ledger
+    process compares against before trusting a cached key (issue 11: revocation is immediate)."""
+
+    __tablename__ = "key_revocations"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"))
+    revoked_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class CodeAttempt(Base):
     """Failed code look-ups per principal, for throttling guessers."""
 

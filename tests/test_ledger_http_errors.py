@@ -4,7 +4,9 @@ and the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -265,6 +267,8 @@ def cases(sc: Scene) -> list[Case]:
             body={"date": date})
     add("code body not empty", "POST", f"{member}/redemption-codes", "bot",
         "400 invalid_request", body={"member_id": m0})
+    # issue 14: every kind of input no field can hold, wherever it arrives
+    add_issue14_cases(add, sc, buy, redeem)
     # who may do what
     add("merchant reads a balance", "GET", f"{member}/balance", "merchant", "403 forbidden")
     add("bot runs a release", "POST", "/v1/releases", "bot", "403 forbidden", body={})
@@ -312,6 +316,112 @@ def cases(sc: Scene) -> list[Case]:
             body=buy, headers=headers)
         add(f"stats {label}", "GET", "/v1/stats", None, "401 unauthorized", headers=headers)
     return out
+
+
+NINES = "9" * 4301  # one digit past Python's int-string limit
+UNSTORABLE = {"NUL": "a\u0000b", "lone surrogate": "a\ud800b", "NUL alone": "\u0000"}
+
+
+def _raw(body: dict[str, Any], field: str, text: str) -> bytes:
+    """``body`` with ``field`` set to a JSON string literal spelled exactly as ``text``."""
+    return json.dumps({**body, field: "@@"}).replace('"@@"', f'"{text}"').encode()
+
+
+def add_issue14_cases(
+    add: Callable[..., None], sc: Scene, buy: dict[str, Any], redeem: dict[str, Any]
+) -> None:
+    m0 = sc.members[0]
+    bad = "400 invalid_request"
+    # Oversized integers: in paths a 404 like any other non-id, in queries and bodies a 400.
+    for label, raw_id in [("4301 digits", NINES), ("5000 digits", "1" * 5000),
+                          ("20 digits", "1" + "0" * 19), ("Arabic-Indic digits", "%D9%A1"),
+                          ("fullwidth digits", "%EF%BC%91")]:
+        add(f"member {label}", "GET", f"/v1/members/{raw_id}", "bot", "404 not_found")
+        add(f"merchant {label}", "GET", f"/v1/merchants/{raw_id}", "merchant", "404 not_found")
+        add(f"today {label}", "GET", f"/v1/merchants/{raw_id}/today", "merchant",
+            "404 not_found")
+        add(f"code for member {label}", "POST", f"/v1/members/{raw_id}/redemption-codes", "bot",
+            "404 not_found", body={})
+    for name in ("before", "limit"):
+        add(f"balance {name} {len(NINES)} digits", "GET", f"/v1/members/{m0}/balance", "bot",
+            bad, params={name: NINES})
+    add("events after 4301 digits", "GET", "/v1/events", "bot", bad, params={"after": NINES})
+    add("nearby radius 4301 digits", "GET", "/v1/merchants/nearby", "bot", bad,
+        params={"lat": "30", "lon": "119.7", "radius_m": NINES})
+    add("nearby lat 4301 digits", "GET", "/v1/merchants/nearby", "bot", bad,
+        params={"lat": NINES, "lon": "119.7"})
+    for field_name in ("amount_fen", "merchant_id", "member_id"):
+        add(f"purchase {field_name} of 4301 digits", "POST", "/v1/purchases", "merchant", bad,
+            raw=_raw(buy, field_name, "x").replace(b'"x"', NINES.encode()))
+    add("invite merchant of 4301 digits", "POST", "/v1/staff-invites", "admin", bad,
+        raw=b'{"merchant_id": -' + NINES.encode() + b"}")
+    # Text neither database can store, in every place a string arrives.
+    for label, text in UNSTORABLE.items():
+        json_text = json.dumps(text)[1:-1]
+        add(f"display name {label}", "PATCH", f"/v1/members/{m0}", "bot", bad,
+            raw=_raw({}, "display_name", json_text))
+        add(f"resolve external id {label}", "POST", "/v1/members/resolve", "bot", bad,
+            raw=_raw({"channel": "telegram"}, "external_id", json_text))
+        add(f"resolve display name {label}", "POST", "/v1/members/resolve", "bot", bad,
+            raw=_raw({"channel": "telegram", "external_id": "5"}, "display_name", json_text))
+        add(f"link external id {label}", "POST", f"/v1/members/{m0}/identities", "bot", bad,
+            raw=_raw({"channel": "wechat"}, "external_id", json_text))
+        add(f"merchant name {label}", "POST", "/v1/merchants", "admin", bad,
+            raw=_raw({"category": "cafe", "lat": 30.0, "lon": 120.0}, "name", json_text))
+        add(f"merchant address {label}", "POST", "/v1/merchants", "admin", bad,
+            raw=_raw({"name": "x", "category": "cafe", "lat": 30.0, "lon": 120.0}, "address",
+                     json_text))
+        add(f"invite identity {label}", "POST", "/v1/staff-invites/redeem", "bot", bad,
+            raw=_raw({"code": "s" + "A" * 22, "channel": "telegram"}, "external_id", json_text))
+        add(f"redeem code {label}", "POST", "/v1/redemptions/preview", "merchant", bad,
+            raw=_raw(redeem, "code", json_text))
+        add(f"a key named {label}", "PATCH", f"/v1/members/{m0}", "bot", bad,
+            raw=("{" + json.dumps(text) + ': "x"}').encode())
+        nested = json.dumps({"channel": "telegram", "external_id": "@@"}).replace(
+            '"@@"', f'"{json_text}"')
+        for what, body in [("purchase", {**buy, "idempotency_key": "key-bot-9"}),
+                           ("redemption", {**redeem, "idempotency_key": "key-bot-10"})]:
+            path = "/v1/purchases" if what == "purchase" else "/v1/redemptions"
+            add(f"staff in {what} {label}", "POST", path, "bot", bad,
+                raw=json.dumps({**body, "staff": "@@"}).replace('"@@"', nested).encode())
+    # Query strings, percent-encoded as a client would send them: %00 is NUL, %ED%A0%80 the
+    # UTF-8-looking spelling of a lone surrogate (not UTF-8 at all).
+    for label, escaped in [("NUL", "a%00b"), ("surrogate bytes", "a%ED%A0%80b"),
+                           ("NUL alone", "%00")]:
+        add(f"staff lookup {label}", "GET", f"/v1/staff?channel=telegram&external_id={escaped}",
+            "bot", bad)
+        add(f"nearby category {label}", "GET",
+            f"/v1/merchants/nearby?lat=30&lon=119.7&category={escaped}", "bot", bad)
+        add(f"today staff {label}", "GET", f"/v1/merchants/{sc.shop}/today?staff_channel="
+            f"telegram&staff_external_id={escaped}", "bot", bad)
+        add(f"query name {label}", "GET", f"/v1/events?{escaped}=1", "bot", bad)
+    # Ambiguous requests: a field twice, a body that says it is not JSON.
+    twice = json.dumps(buy)[:-1] + ', "amount_fen": 100000000}'
+    add("purchase amount twice", "POST", "/v1/purchases", "merchant", bad, raw=twice.encode())
+    add("nested key twice", "POST", "/v1/purchases", "bot", bad,
+        raw=(json.dumps({**buy, "idempotency_key": "key-bot-11"})[:-1]
+             + ', "staff": {"channel": "telegram", "external_id": "1", "external_id": "2"}}'
+             ).encode())
+    add("balance limit twice", "GET", f"/v1/members/{m0}/balance?limit=1&limit=2", "bot", bad)
+    for label, content_type, raw in [
+        ("text/plain", "text/plain", json.dumps(buy).encode()),
+        ("a form", "application/x-www-form-urlencoded", b"merchant_id=1&amount_fen=1"),
+        ("multipart", "multipart/form-data; boundary=x",
+         b'--x\r\nContent-Disposition: form-data; name="a"\r\n\r\n1\r\n--x--\r\n'),
+        ("XML", "application/xml", b"<purchase><amount_fen>1</amount_fen></purchase>"),
+        ("JSON in Latin-1", "application/json; charset=latin-1", json.dumps(buy).encode()),
+        ("octet-stream", "application/octet-stream", json.dumps(buy).encode()),
+    ]:
+        headers = {"Content-Type": content_type}
+        add(f"purchase as {label}", "POST", "/v1/purchases", "merchant",
+            "415 unsupported_media_type", raw=raw, headers=headers)
+    add("code body as text/plain", "POST", f"/v1/members/{m0}/redemption-codes", "bot",
+        "415 unsupported_media_type", raw=b"{}", headers={"Content-Type": "text/plain"})
+    for label, raw in [("deeply nested", b"[" * 5000 + b"]" * 5000),
+                       ("nested in a field", b'{"staff": ' + b"[" * 500 + b"]" * 500 + b"}"),
+                       ("a number", b"12"), ("true", b"true"), ("Infinity", b'{"lat": Infinity}'),
+                       ("a BOM", b"\xef\xbb\xbf{}")]:
+        add(f"merchant body {label}", "POST", "/v1/merchants", "admin", bad, raw=raw)
 
 
 async def test_bad_input_is_refused_and_changes_nothing(

@@ -12,15 +12,22 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ledger import observability
-from ledger.api import openapi
+from ledger.api import openapi, wire
 from ledger.api.operations import OPERATIONS, Operation, encode, invoke
-from ledger.errors import LedgerError, Unauthorized, Unavailable
+from ledger.errors import (
+    InvalidRequest,
+    LedgerError,
+    Unauthorized,
+    Unavailable,
+    UnsupportedMediaType,
+)
 from ledger.service import LedgerService
 
 log = logging.getLogger(__name__)
@@ -74,7 +81,7 @@ async def errors_middleware(
         return _json(exc.status, exc.to_json(), request_id)
     except Exception:
         log.exception(
-            "unhandled error in %s %s request_id=%s", request.method, request.path, request_id
+            "unhandled error in %s %.200s request_id=%s", request.method, request.path, request_id
         )
         return _json(500, _error(500, "internal", "internal error"), request_id)
     response.headers.setdefault("X-Request-Id", request_id)
@@ -93,16 +100,43 @@ def _bearer(request: web.Request) -> str | None:
     return token
 
 
+def _query_items(request: web.Request) -> list[tuple[str, str]]:
+    """The query's pairs, every one; percent-escapes that are not UTF-8 are refused, not
+    replaced with U+FFFD (the parser's lenient reading) and looked up as some other text."""
+    raw = request.rel_url.raw_query_string
+    try:
+        unquote_to_bytes(raw.replace("+", " ")).decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("query: not UTF-8") from None
+    return list(request.query.items())
+
+
+def _json_content_type(request: web.Request, body: bytes) -> None:
+    """A body is read only as what it says it is: JSON in UTF-8. Anything else (text/plain, a
+    form, multipart, XML) is a 415, never parsed as JSON on a guess (issue 14). An empty body
+    without a Content-Type is the empty request ``{}``."""
+    given = request.headers.get("Content-Type")
+    if given is None and not body:
+        return
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            "send the body as application/json (UTF-8)", content_type=(given or "")[:80]
+        )
+
+
 def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         service = request.app[SERVICE]
-        principal = await service.keys.authenticate(_bearer(request))
+        principal = await service.keys.authenticate(_bearer(request), request.remote)
+        query = wire.check_query(_query_items(request))
         body: bytes | None = None
         if op.body is not None:
             body = await request.read()
+            _json_content_type(request, body)
         with observability.LATENCY.labels(op.name).time():
             status, payload = await invoke(
-                service, principal, op.name, dict(request.match_info), dict(request.query), body
+                service, principal, op.name, dict(request.match_info), query, body
             )
         observability.REQUESTS.labels(op.name, str(status)).inc()
         if status >= 500:

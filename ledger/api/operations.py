@@ -17,7 +17,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ledger import models as m
-from ledger.errors import InvalidRequest, LedgerError, NotFound
+from ledger.api import wire
+from ledger.errors import InvalidRequest, LedgerError
 from ledger.principal import Principal
 from ledger.service import LedgerService
 
@@ -316,12 +317,8 @@ def _invalid(exc: ValidationError, where: str) -> InvalidRequest:
 def parse_args(
     op: Operation, path: Mapping[str, str], query: Mapping[str, str], body: bytes | None
 ) -> Args:
-    ids: dict[str, int] = {}
-    for name in op.path_params:
-        raw = path.get(name, "")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
-            raise NotFound(f"no such {name.removesuffix('_id')}", **{name: raw[:40]})
-        ids[name] = int(raw)
+    ids = {name: wire.path_id(name, path.get(name, "")) for name in op.path_params}
+    query = wire.check_query(query.items())
     try:
         q = op.query.model_validate(dict(query)) if op.query else None
     except ValidationError as exc:
@@ -330,6 +327,7 @@ def parse_args(
         raise InvalidRequest("this operation takes no query parameters")
     parsed_body = None
     if op.body is not None:
+        wire.check_body(body or b"{}")
         try:
             parsed_body = op.body.model_validate_json(body or b"{}")
         except ValidationError as exc:
