@@ -130,16 +130,13 @@ async def _load_code(
 async def preview(ctx: Ctx, req: PreviewRequest, actor: str) -> PreviewOut:
     await throttle.check(ctx, actor)
     now = ctx.now()
-    try:
-        async with ctx.db.read() as session:
-            code = await _load_code(session, ctx, req.code, now, lock=False)
-            merchant = await merchants.load(session, req.merchant_id)
-            member = await session.get_one(Member, code.member_id)
-            lots = await available_vouchers(session, member.id, now)
-            price = await current_price(session)
-    except CodeNotFound:
-        await throttle.record_failure(ctx, actor, req.code)
-        raise
+    # The attempt is counted before the code is checked (throttle.guess).
+    async with throttle.guess(ctx, actor, req.code), ctx.db.read() as session:
+        code = await _load_code(session, ctx, req.code, now, lock=False)
+        merchant = await merchants.load(session, req.merchant_id)
+        member = await session.get_one(Member, code.member_id)
+        lots = await available_vouchers(session, member.id, now)
+        price = await current_price(session)
     applied = vouchers_applicable(
         req.bill_fen, merchant.voucher_cap_bp, sum(lot.remaining_fen for lot in lots)
     )
@@ -297,9 +294,7 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
         return out
 
     try:
-        return await ctx.db.run_write(work)
-    except CodeNotFound:
-        await throttle.record_failure(ctx, actor, req.code)
-        raise
+        async with throttle.guess(ctx, actor, req.code):  # counted before the code is checked
+            return await ctx.db.run_write(work)
     finally:
         log.info("redeem attempt by %s code=%s", actor, codes.mask(req.code))
