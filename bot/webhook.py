@@ -20,6 +20,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlparse
 
@@ -41,20 +42,92 @@ SECRET_KEY: web.AppKey[str] = web.AppKey("secret", str)
 CHECK_TIMEOUT = 3.0  # seconds each health check may take (a probe's own timeout is longer)
 
 
-async def receive(request: web.Request) -> web.Response:
-    secret = request.app[SECRET_KEY]
+MAX_DEPTH = 32  # far deeper than any Telegram update nests; deeper is not Telegram
+
+
+def _secret_matches(request: web.Request) -> bool:
+    """Header bytes that are not UTF-8 reach us as surrogate escapes; they are compared as the
+    bytes that were sent, so any such header is simply a wrong secret (403), never a 500."""
     given = request.headers.get(SECRET_HEADER, "")
-    if not hmac.compare_digest(given.encode(), secret.encode()):
+    sent = given.encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(sent, request.app[SECRET_KEY].encode())
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise ValueError("a key given twice")
+    return out
+
+
+def _depth(value: Any) -> int:
+    deepest, level = 0, [value]
+    while level:
+        deepest += 1
+        if deepest > MAX_DEPTH:
+            break
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+    return deepest
+
+
+def parse_update(body: bytes) -> dict[str, Any]:
+    """The update object in a webhook body; ValueError for anything Telegram would not send:
+    bytes that are not UTF-8 JSON, a key twice, anything but an object with an integer
+    ``update_id``, nesting deeper than ``MAX_DEPTH``."""
+    try:
+        data = json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    if not isinstance(data, dict):
+        raise ValueError("not an object")
+    update_id = data.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or update_id < 0:
+        raise ValueError("no update_id")
+    if _depth(data) > MAX_DEPTH:
+        raise ValueError("nested too deep")
+    return data
+
+
+async def receive(request: web.Request) -> web.Response:
+    if not _secret_matches(request):
         log.warning("webhook request without the right secret token from %s", request.remote)
         return web.json_response({"ok": False}, status=403)
+    app = request.app[APP_KEY]
     try:
-        data = await request.json()
-        app = request.app[APP_KEY]
+        data = parse_update(await request.read())
         update = Update.de_json(data, app.bot)
-    except (ValueError, TypeError, KeyError, json.JSONDecodeError):
+    except web.HTTPException:
+        raise  # 413: larger than any update
+    except Exception as exc:  # anything the library cannot read is a bad request, not a fault
+        log.warning("webhook body refused: %s", type(exc).__name__)
         return web.json_response({"ok": False}, status=400)
     await app.update_queue.put(update)
     return web.json_response({"ok": True})
+
+
+@web.middleware
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """HTTP errors stay themselves (404, 405, 413) as JSON; a fault is logged without the path's
+    whole text and answered 500 once, never as aiohttp's HTML page."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response(
+            {"ok": False, "error": exc.reason}, status=exc.status, headers=allow
+        )
+    except Exception:
+        log.exception("web port fault in %s %.200s", request.method, request.path)
+        return web.json_response({"ok": False}, status=500)
 
 
 def _services(app: App) -> Services:
@@ -133,7 +206,7 @@ def build_web_app(
     app: App, webhook_url: str | None = None, secret: str | None = None
 ) -> web.Application:
     """The bot's aiohttp application: the probes always, Telegram's webhook when given a URL."""
-    web_app = web.Application(client_max_size=1024 * 1024)
+    web_app = web.Application(client_max_size=1024 * 1024, middlewares=[errors_middleware])
     web_app[APP_KEY] = app
     if webhook_url is not None:
         if not secret:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import aiohttp
 import pytest
@@ -79,3 +82,102 @@ async def test_updates_with_the_secret_are_answered(webhook: tuple[FakeTelegram,
         assert response.status == 200
     reply = await fake.next_to(77, 0)
     assert reply.text.startswith("Here is what I can do:")
+
+
+# --- issue 14: bad input is a 4xx and processes nothing ---------------------------------------
+
+
+async def _raw(url: str, request: bytes) -> tuple[int, bytes]:
+    """One HTTP/1.1 exchange written by hand, so headers can carry bytes no client would send."""
+    parsed = urlparse(url)
+    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await reader.read()
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+def _post(path: str, secret: bytes, body: bytes) -> bytes:
+    return (b"POST " + path.encode() + b" HTTP/1.1\r\nHost: bot\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            + SECRET_HEADER.encode() + b": " + secret + b"\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
+BAD_BODIES = {
+    "a JSON list": b"[]",
+    "a list of updates": json.dumps([_update(3, "/help")]).encode(),
+    "a string": b'"update"',
+    "a number": b"42",
+    "null": b"null",
+    "true": b"true",
+    "deeply nested": b"[" * 100_000 + b"]" * 100_000,
+    "nested inside an update": json.dumps({"update_id": 4, "x": "@"}).replace(
+        '"@"', "[" * 200 + "]" * 200).encode(),
+    "not JSON": b"not json",
+    "not UTF-8": b'{"update_id": 5, "message": "\xff\xfe"}',
+    "empty": b"",
+    "update_id twice": json.dumps(_update(6, "/help"))[:-1].encode() + b', "update_id": 7}',
+    "update_id a string": json.dumps({**_update(8, "/help"), "update_id": "8"}).encode(),
+    "update_id missing": json.dumps({"message": _update(9, "/help")["message"]}).encode(),
+    "message a list": json.dumps({"update_id": 10, "message": []}).encode(),
+    "message without chat": json.dumps({"update_id": 11, "message": {"text": "/help"}}).encode(),
+}
+
+
+async def test_bad_secrets_and_bodies_are_refused_and_nothing_is_processed(
+    webhook: tuple[FakeTelegram, str]
+) -> None:
+    fake, url = webhook
+    path = urlparse(url).path
+    good = json.dumps(_update(12, "/help")).encode()
+    problems = []
+    for label, secret in [("non-UTF-8 secret", b"\xff\xfe\xfd"),
+                          ("secret then Latin-1", SECRET.encode() + b"\xe9"),
+                          ("overlong UTF-8", b"\xc0\xaf" + SECRET.encode())]:
+        status, _ = await _raw(url, _post(path, secret, good))
+        if status != 403:
+            problems.append(f"{label}: {status}")
+    for label, body in BAD_BODIES.items():
+        status, _ = await _raw(url, _post(path, SECRET.encode(), body))
+        if status != 400:
+            problems.append(f"{label}: {status}")
+    status, _ = await _raw(url, _post(path, SECRET.encode(), b"{" + b" " * (2 << 20) + b"}"))
+    if status != 413:
+        problems.append(f"oversized body: {status}")
+    assert not problems, problems
+    # Nothing reached the bot: the next good update is the first thing it answers.
+    async with aiohttp.ClientSession() as http, http.post(
+        url, json=_update(13, "/help"), headers={SECRET_HEADER: SECRET}
+    ) as response:
+        assert response.status == 200
+    reply = await fake.next_to(77, 0)
+    assert reply.text.startswith("Here is what I can do:")
+    assert len(fake.sent) == 1
+
+
+async def test_probes_answer_odd_requests_without_a_fault(
+    webhook: tuple[FakeTelegram, str]
+) -> None:
+    _, url = webhook
+    base = url.rsplit("/telegram/", 1)[0]
+    problems = []
+    for label, request in [
+        ("non-UTF-8 header", b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Odd: \xff\xfe\r\n"
+                             b"Connection: close\r\n\r\n"),
+        ("junk query", b"GET /metrics?%ff%00=%00&a=" + b"9" * 5000 + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Connection: close\r\n\r\n"),
+        ("POST to health", b"POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+                           b"Connection: close\r\n\r\n[]"),
+        ("DELETE metrics", b"DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        ("unknown path", b"GET /%ff%00 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        ("GET the webhook", b"GET /telegram/hook HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    ]:
+        status, _ = await _raw(base, request)
+        if status >= 500:
+            problems.append(f"{label}: {status}")
+    assert not problems, problems
