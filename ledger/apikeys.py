@@ -97,6 +97,17 @@ async def revoke(ctx: Ctx, key_id: int) -> Revoked:
     return Revoked(key_id, when, already=True)
 
 
+async def key_id(ctx: Ctx, key: str) -> int:
+    """The id of ``key`` (live or revoked); NotFound when it never was a key."""
+    async with ctx.db.read() as session:
+        found = await session.scalar(
+            select(ApiKey.id).where(ApiKey.key_hash == codes.api_key_hash(key))
+        )
+    if found is None:
+        raise NotFound("no such API key")
+    return found
+
+
 class KeyRing:
     """Authenticates bearer keys for one ledger process (see the module docstring)."""
 
@@ -107,6 +118,7 @@ class KeyRing:
         self._failures: OrderedDict[str, tuple[float, int]] = OrderedDict()
         self._reading: asyncio.Future[int] | None = None
         self.generation_reads = 0  # how many times the revocation generation was read
+        self.lookups = 0  # how many times a key was looked up in the database
 
     async def authenticate(self, key: str | None, address: str | None = None) -> Principal:
         """The principal behind ``key``. Raises Unauthorized (401) for a missing, unknown or
@@ -122,6 +134,7 @@ class KeyRing:
         if hit is not None and hit[0] == generation:
             self._known.move_to_end(digest)
             return hit[1]
+        self.lookups += 1
         row = await self.ctx.db.run_direct(
             lambda conn: _LOOKUP.first(conn, digest=digest), readonly=True
         )

@@ -46,6 +46,10 @@ def parser() -> argparse.ArgumentParser:
     key.add_argument("--role", required=True, choices=["bot", "merchant", "admin"])
     key.add_argument("--merchant", type=int, help="the merchant a merchant key acts for")
     key.add_argument("--label", default="")
+    revoke = sub.add_parser("revoke-key", help="revoke an API key in every ledger process")
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, help="the key's id")
+    which.add_argument("--key", help="the key itself ('-' reads it from standard input)")
     invite = sub.add_parser("staff-invite", help="create a one-time staff invite")
     invite.add_argument("--merchant", type=int, required=True)
     invite.add_argument("--bot-username", help="print the t.me deep link for this bot")
@@ -98,6 +102,15 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
         key = await apikeys.create(ctx, args.role, args.merchant, args.label)
         _print(key)
         print("store it now: only its hash is kept", file=sys.stderr)
+    elif args.command == "revoke-key":
+        key_id = args.id
+        if key_id is None:
+            given = sys.stdin.readline().strip() if args.key == "-" else args.key
+            key_id = await apikeys.key_id(ctx, given)
+        done = await apikeys.revoke(ctx, key_id)
+        when = f"{done.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+        _print(f"key {done.key_id} " + (f"was already revoked at {when}" if done.already
+                                          else f"revoked at {when}"))
     elif args.command == "staff-invite":
         invite = await service.create_staff_invite(SYSTEM, args.merchant)
         merchant = await service.get_merchant(SYSTEM, args.merchant)

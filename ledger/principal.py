@@ -48,6 +48,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "staff.redeem_invite": frozenset({"bot"}),
     "staff.lookup": frozenset({"bot", "admin"}),
     "stats.read": frozenset({"bot", "admin"}),
+    "keys.revoke": frozenset({"admin"}),
 }
 
 

@@ -217,6 +217,11 @@ class LedgerService:
         require(p, "releases.run")
         return await releases.run(self.ctx, day)
 
+    async def revoke_key(self, p: Principal, key_id: int) -> apikeys.Revoked:
+        """Revoke key ``key_id`` at once in every ledger process (issue 11). Raises NotFound."""
+        require(p, "keys.revoke")
+        return await apikeys.revoke(self.ctx, key_id)
+
     async def stats(self, p: Principal) -> StatsOut:
         require(p, "stats.read")
         return await stats.stats(self.ctx)

@@ -38,6 +38,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
     "stats.read": ("GET", "/v1/stats", True),
+    "keys.revoke": ("DELETE", "/v1/api-keys/{key_id}", True),  # revoking twice changes nothing
 }
 
 Staff = tuple[str, str]  # (channel, external id) of the staff member acting

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from ledger import apikeys
 from ledger.api.operations import OPERATIONS
 from ledger.models import RedeemInviteRequest
 from ledger.principal import PERMISSIONS, SYSTEM
@@ -35,6 +36,9 @@ async def request_for(
     shop, member = world.merchant_id, world.member_ids[0]
     staff = {"staff": {"channel": STAFF[0], "external_id": STAFF[1]}} if role == "bot" else {}
     path = {"member_id": str(member), "merchant_id": str(shop)}
+    if op == "keys.revoke":  # a key of its own each time, so no caller loses theirs
+        path["key_id"] = str(await apikeys.key_id(
+            service.ctx, await apikeys.create(service.ctx, "bot", None, f"roles {n}")))
     code = ""
     if op.startswith("redemptions."):
         code = (await service.issue_code(SYSTEM, member)).numeric_code

@@ -18,7 +18,8 @@ _ERRORS = {
     "404": "Unknown id or code",
     "409": "Conflict: code used or revoked, idempotency key reused",
     "410": "Expired code or invite",
-    "429": "Throttled after too many unknown codes",
+    "415": "A body not sent as application/json in UTF-8",
+    "429": "Throttled: too many unknown codes from a till, or unknown API keys from an address",
     "503": "Storage unavailable; retry",
 }
 

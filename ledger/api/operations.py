@@ -76,6 +76,12 @@ class StaffLookupOut(m.Out):
     staff: m.StaffOut | None
 
 
+class KeyRevokedOut(m.Out):
+    key_id: int
+    revoked_at: m.Timestamp
+    already_revoked: bool  # revoked before this call; revoked_at is the first revocation's
+
+
 class Empty(m.Strict):
     pass
 
@@ -124,6 +130,12 @@ async def _today(s: LedgerService, p: Principal, a: Args) -> m.TodayOut:
 async def _nearby(s: LedgerService, p: Principal, a: Args) -> m.NearbyOut:
     q = a.query
     return await s.nearby(p, q.lat, q.lon, q.radius_m, q.category, q.limit, q.offset)
+
+
+async def _revoke_key(s: LedgerService, p: Principal, a: Args) -> KeyRevokedOut:
+    done = await s.revoke_key(p, a.path["key_id"])
+    return KeyRevokedOut(key_id=done.key_id, revoked_at=done.revoked_at,
+                         already_revoked=done.already)
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -299,6 +311,14 @@ OPERATIONS: tuple[Operation, ...] = (
         "Alliance-wide figures.",
         m.StatsOut,
         lambda s, p, a: s.stats(p),
+    ),
+    Operation(
+        "keys.revoke",
+        "DELETE",
+        "/v1/api-keys/{key_id}",
+        "Revoke an API key: every ledger process refuses it from the next request on.",
+        KeyRevokedOut,
+        _revoke_key,
     ),
 )
 
