@@ -1,6 +1,8 @@
 """Who may do what, over HTTP, on SQLite and PostgreSQL: every operation of the API × the bot,
-merchant and admin keys. Allowed calls succeed; forbidden ones answer 403 ``forbidden`` and change
-nothing. The expected answer comes from ``ledger.principal.PERMISSIONS``."""
+merchant and admin keys, no key and a key the ledger never issued. Allowed calls succeed;
+forbidden ones answer 403 ``forbidden`` (401 ``unauthorized`` without a valid key) and change
+nothing. The expected answer comes from docs/roles.md (tests/roles_matrix.py), written apart from
+``ledger.principal.PERMISSIONS`` (issue 15: a merchant key granted ``events.read`` passed)."""
 
 from __future__ import annotations
 
@@ -12,20 +14,14 @@ import aiohttp
 from ledger import apikeys
 from ledger.api.operations import OPERATIONS
 from ledger.models import RedeemInviteRequest
-from ledger.principal import PERMISSIONS, SYSTEM
+from ledger.principal import SYSTEM
 from ledger.service import LedgerService
 from tests.conftest import Served, World
 from tests.ledger_support import diff, http, is_error, snapshot
+from tests.roles_matrix import ALLOWED
 
-ROLES = ("bot", "merchant", "admin")
-# Operations guarded by another operation's permission.
-GUARDED_BY = {
-    "members.get": "members.resolve",
-    "merchants.nearby": "merchants.read",
-    "merchants.get": "merchants.read",
-    "merchants.create": "merchants.write",
-    "merchants.today": "redemptions.today",
-}
+ROLES = ("bot", "merchant", "admin", "anonymous", "forged")
+FORGED_KEY = "gp_admin_" + "x" * 32  # well formed, never issued
 STAFF = ("telegram", "777")
 
 
@@ -86,9 +82,9 @@ async def test_every_operation_by_every_role(
     served: Served, world: World, http_session: aiohttp.ClientSession
 ) -> None:
     service = served.service
-    names = {op.name for op in OPERATIONS}
-    guard = {name: GUARDED_BY.get(name, name) for name in names}
-    assert set(guard.values()) == set(PERMISSIONS), "an operation or a permission is untested"
+    routes = {f"{op.method} {op.path}" for op in OPERATIONS}
+    keyed = {route for route, who in ALLOWED.items() if not who["anonymous"]}
+    assert routes == keyed, f"docs/roles.md and the API differ: {routes ^ keyed}"
     invite = await service.create_staff_invite(SYSTEM, world.merchant_id)
     await service.redeem_staff_invite(
         SYSTEM,
@@ -99,14 +95,16 @@ async def test_every_operation_by_every_role(
     for op in OPERATIONS:
         for role in ROLES:
             n += 1
-            allowed = role in PERMISSIONS[guard[op.name]]
+            who = "anonymous" if role == "forged" else role
+            allowed = ALLOWED[f"{op.method} {op.path}"][who]
+            refusal = (403, "forbidden") if who != "anonymous" else (401, "unauthorized")
             path, body, query = await request_for(service, world, op.name, role, n)
             before = None if allowed else await snapshot(service)
             answer = await http(
                 http_session,
                 op.method,
                 served.url + op.path.format(**path),
-                key=served.keys[role],
+                key=served.keys.get(role, FORGED_KEY if role == "forged" else None),
                 json_body=body,
                 params=query,
             )
@@ -114,7 +112,7 @@ async def test_every_operation_by_every_role(
             if allowed and answer.status != op.status:
                 problems.append(f"{where} is allowed but answered {answer.status} {answer.body}")
             if not allowed:
-                wrong = is_error(answer, 403, "forbidden")
+                wrong = is_error(answer, *refusal)
                 assert before is not None
                 changed = diff(before, await snapshot(service))
                 if wrong or changed:
