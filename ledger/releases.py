@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
-from ledger import events, journal
+from ledger import events, journal, release_grants
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
 from ledger.journal import FEN, POINTS, Posting
@@ -51,93 +50,44 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
 
 
 async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
-    """Grant one batch of members; False when none are left."""
+    """Grant one batch of members (see ``release_grants``); False when none are left."""
     async with ctx.db.write() as session:
         release = await session.get_one(Release, day, with_for_update=True)
-        price = Price(release.price_pool_fen, release.price_points)
-        rows = (
-            await session.execute(
-                select(Member.id, Member.points)
-                .where(Member.id > release.member_cursor, Member.points > 0)
-                .order_by(Member.id)
-                .limit(ctx.rules.release_batch_size)
-                .with_for_update()
-            )
-        ).all()
-        if not rows:
-            return False
         now = ctx.now()
-        expires = now + dt.timedelta(days=ctx.rules.voucher_ttl_days)
-        postings: list[Posting] = []
-        lots: list[dict[str, Any]] = []
-        notices: list[dict[str, Any]] = []
-        members: list[dict[str, Any]] = []
-        burned_total = fen_total = 0
-        for member_id, points in rows:
-            grant = release_grant(points, release.fraction_bp, price)
-            if grant is None:
-                continue
-            members.append(
-                {"id": member_id, "burn": grant.points_burned, "fen": grant.vouchers_fen}
-            )
-            postings += [
-                (journal.member_points(member_id), POINTS, -grant.points_burned),
-                (journal.member_vouchers(member_id), FEN, grant.vouchers_fen),
-            ]
-            lots.append(
-                {
-                    "member_id": member_id,
-                    "release_date": day,
-                    "amount_fen": grant.vouchers_fen,
-                    "remaining_fen": grant.vouchers_fen,
-                    "granted_at": now,
-                    "expires_at": expires,
-                    "expiring_notified": False,
-                }
-            )
-            notices.append(
-                {
-                    "type": events.VOUCHER_GRANTED,
-                    "member_id": member_id,
-                    "merchant_id": None,
-                    "payload": {
-                        "vouchers_fen": grant.vouchers_fen,
-                        "points_burned": grant.points_burned,
-                        "expires_at": expires.isoformat(),
-                        "release_date": day.isoformat(),
-                    },
-                    "created_at": now,
-                }
-            )
-            burned_total += grant.points_burned
-            fen_total += grant.vouchers_fen
-        for m in members:
-            await session.execute(
-                update(Member)
-                .where(Member.id == m["id"])
-                .values(
-                    points=Member.points - m["burn"], vouchers_fen=Member.vouchers_fen + m["fen"]
-                )
-            )
-        if lots:
-            await session.execute(insert(VoucherLot), lots)
-            postings += [
-                (journal.ISSUANCE, POINTS, burned_total),
-                (journal.POOL, FEN, -fen_total),
-            ]
+        batch = await release_grants.grant_batch(
+            session,
+            day=day,
+            lo=release.member_cursor,
+            size=ctx.rules.release_batch_size,
+            fraction_bp=release.fraction_bp,
+            price=Price(release.price_pool_fen, release.price_points),
+            now=now,
+            expires=now + dt.timedelta(days=ctx.rules.voucher_ttl_days),
+        )
+        if batch is None:
+            return False
+        if batch.grants:
+            postings: list[Posting] = []
+            for g in batch.grants:
+                postings += [
+                    (journal.member_points(g.member_id), POINTS, -g.points_burned),
+                    (journal.member_vouchers(g.member_id), FEN, g.vouchers_fen),
+                ]
+            burned_total = sum(g.points_burned for g in batch.grants)
+            fen_total = sum(g.vouchers_fen for g in batch.grants)
+            postings += [(journal.ISSUANCE, POINTS, burned_total), (journal.POOL, FEN, -fen_total)]
             await journal.post(
                 session,
                 shard=journal.pick_shard(ctx.rules.shards),
                 kind="release",
-                ref=f"release:{day.isoformat()}:members:{rows[0][0]}-{rows[-1][0]}",
+                ref=f"release:{day.isoformat()}:members:{release.member_cursor + 1}-{batch.hi}",
                 postings=postings,
                 now=now,
             )
-            await events.emit_many(session, notices)
-        release.member_cursor = rows[-1][0]
-        release.members_granted += len(lots)
-        release.points_burned += burned_total
-        release.vouchers_fen += fen_total
+            release.members_granted += len(batch.grants)
+            release.points_burned += burned_total
+            release.vouchers_fen += fen_total
+        release.member_cursor = batch.hi
     return True
 
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections import Counter
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 
-from ledger import verify
-from ledger.models import EventOut
+from ledger import release_grants, verify
+from ledger.models import EventOut, ResolveMemberRequest
 from ledger.principal import SYSTEM
+from ledger.rules import Rules
 from ledger.schema import VoucherLot
 from ledger.service import LedgerService
 from tests.conftest import World
@@ -123,4 +126,83 @@ async def test_expiry_and_expiring_notice(world: World, clock: FixedClock) -> No
     assert after.points_outstanding == before.points_outstanding
     assert await jobs() == (0, 0)
     assert (await s.stats(SYSTEM)).pool_fen == after.pool_fen
+    await assert_verified(s)
+
+
+async def holders(world: World, count: int) -> list[int]:
+    """``count`` more members, each with a different purchase (so different points)."""
+    s = world.service
+    ids = []
+    for i in range(count):
+        member = await s.resolve_member(
+            SYSTEM, ResolveMemberRequest(channel="test", external_id=f"h{i}", display_name=None)
+        )
+        # Amounts from 1 yuan up: the smallest holders burn 0 points or get 0 fen and keep all.
+        await buy(s, world.merchant_id, member.id, 100 + 7_919 * i * i, f"holder-{i}")
+        ids.append(member.id)
+    return ids
+
+
+class Crash(Exception):
+    pass
+
+
+async def test_release_resumes_after_a_crash_mid_batch(
+    world: World, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that fails after its statements ran rolls back whole; the rerun grants each
+    holder exactly once and skips none, with the grant computed here from the rule itself."""
+    s = world.service
+    s.ctx.rules = Rules(release_batch_size=7)
+    ids = await holders(world, 40)
+    day = s.ctx.today()
+    before = await s.stats(SYSTEM)
+    held = {m: (await s.balance(SYSTEM, m, 0)).points for m in ids}
+    want = {}
+    for m, points in held.items():
+        burned = points * 100 // BP
+        fen = burned * before.pool_fen // before.points_outstanding
+        if fen > 0:
+            want[m] = (burned, fen)
+    assert 30 < len(want) < len(ids)  # some holders are too small to be granted anything
+
+    real = release_grants.grant_batch
+    calls = 0
+
+    async def crash_on_fourth(*args: Any, **kwargs: Any) -> release_grants.Batch | None:
+        nonlocal calls
+        calls += 1
+        batch = await real(*args, **kwargs)
+        if calls == 4:
+            raise Crash("killed after the fourth batch's statements, before its commit")
+        return batch
+
+    monkeypatch.setattr(release_grants, "grant_batch", crash_on_fourth)
+    with pytest.raises(Crash):
+        await s.release(SYSTEM, day)
+    partial = Counter(e.member_id for e in await feed(s, "voucher.granted"))
+    assert len(partial) == 3 * 7 - sum(1 for m in sorted(ids)[:21] if m not in want)
+    monkeypatch.setattr(release_grants, "grant_batch", real)
+
+    done = await s.release(SYSTEM, day)
+    assert done.state == "done" and done.members_granted == len(want)
+    granted = await feed(s, "voucher.granted")
+    assert Counter(e.member_id for e in granted) == Counter(want.keys())  # once, none skipped
+    for e in granted:
+        assert e.member_id is not None
+        burned, fen = want[e.member_id]
+        assert (e.payload["points_burned"], e.payload["vouchers_fen"]) == (burned, fen)
+        assert e.payload["release_date"] == day.isoformat()
+    for m in ids:
+        balance = await s.balance(SYSTEM, m, 0)
+        burned, fen = want.get(m, (0, 0))
+        assert (balance.points, balance.vouchers_fen) == (held[m] - burned, fen)
+    after = await s.stats(SYSTEM)
+    members_fen = sum(f for _b, f in want.values())
+    assert after.vouchers_outstanding_fen == members_fen
+    # The shop's own points (all points that no member holds) are released into settlement.
+    shop_burned = (before.points_outstanding - sum(held.values())) * 100 // BP
+    shop_fen = shop_burned * before.pool_fen // before.points_outstanding
+    assert done.vouchers_fen == members_fen + shop_fen
+    assert after.pool_fen == before.pool_fen - members_fen - shop_fen
     await assert_verified(s)
