@@ -33,7 +33,7 @@ class Rules(BaseSettings):
     nearby_max_radius_m: int = Field(20_000, ge=50, le=200_000)
     max_amount_fen: int = Field(100_000_000, ge=1)  # one million yuan per bill
     shards: int = Field(16, ge=1, le=1024)
-    release_batch_size: int = Field(500, ge=1, le=100_000)
+    release_batch_size: int = Field(5000, ge=1, le=100_000)
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""

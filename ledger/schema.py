@@ -188,12 +188,21 @@ class VoucherLot(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     remaining_fen: Mapped[int] = mapped_column(BigInteger)
     granted_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expiring_notified: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (
         UniqueConstraint("member_id", "release_date", name="uq_voucher_lots_member_release"),
         Index("ix_voucher_lots_member_expires", "member_id", "expires_at"),
+        # Only lots that still hold value: expiry and the expiring notices walk this by date, and
+        # a spent or expired lot leaves it, so the walk never rereads 90 days of history.
+        Index(
+            "ix_voucher_lots_live_expires",
+            "expires_at",
+            "id",
+            sqlite_where=text("remaining_fen > 0"),
+            postgresql_where=text("remaining_fen > 0"),
+        ),
     )
 
 

@@ -8,17 +8,29 @@ import datetime as dt
 from collections import Counter
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlalchemy import select
 
 from ledger import release_grants, verify
+from ledger.errors import ReleaseDateRefused
 from ledger.models import EventOut, ResolveMemberRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.schema import VoucherLot
 from ledger.service import LedgerService
-from tests.conftest import World
-from tests.ledger_support import BP, FixedClock, buy, diff, pay_with_code, snapshot
+from tests.conftest import Served, World
+from tests.ledger_support import (
+    BP,
+    FixedClock,
+    buy,
+    cli,
+    diff,
+    http,
+    is_error,
+    pay_with_code,
+    snapshot,
+)
 
 
 async def feed(service: LedgerService, kind: str) -> list[EventOut]:
@@ -36,7 +48,7 @@ async def test_a_day_releases_once(world: World, clock: FixedClock) -> None:
     m0, m1, m2 = world.member_ids
     await buy(s, world.merchant_id, m0, 2_000_000, "release-p1")
     await buy(s, world.merchant_id, m1, 30_000, "release-p2")
-    day = clock.now.date()
+    day = s.ctx.today()
     before = await s.stats(SYSTEM)
     held = {m: (await s.balance(SYSTEM, m, 0)).points for m in (m0, m1, m2)}
     first = await s.release(SYSTEM, day)
@@ -80,7 +92,7 @@ async def test_expiry_and_expiring_notice(world: World, clock: FixedClock) -> No
     m0, m1, _m2 = world.member_ids
     await buy(s, world.merchant_id, m0, 5_000_000, "expiry-p1")
     await buy(s, world.merchant_id, m1, 800_000, "expiry-p2")
-    day = clock.now.date()
+    day = s.ctx.today()
     granted_at = clock.now
     await s.release(SYSTEM, day)
     lots = {m: (await s.balance(SYSTEM, m, 0)).vouchers_fen for m in (m0, m1)}
@@ -206,3 +218,89 @@ async def test_release_resumes_after_a_crash_mid_batch(
     assert done.vouchers_fen == members_fen + shop_fen
     assert after.pool_fen == before.pool_fen - members_fen - shop_fen
     await assert_verified(s)
+
+
+# --- which dates may start a release (issue 12) -----------------------------------------------
+
+JUNE_10_NOON = dt.datetime(2026, 6, 10, 4, 0)  # naive UTC: 12:00 in Shanghai
+
+
+async def test_release_dates_are_guarded(world: World, clock: FixedClock) -> None:
+    s = world.service
+    clock.now = JUNE_10_NOON
+    await buy(s, world.merchant_id, world.member_ids[0], 2_000_000, "dates-p1")
+    june = {d: dt.date(2026, 6, d) for d in range(1, 20)}
+    assert s.ctx.today() == june[10]
+
+    async def refused(day: dt.date, why: str) -> None:
+        before = await snapshot(s)
+        with pytest.raises(ReleaseDateRefused) as caught:
+            await s.release(SYSTEM, day)
+        assert why in caught.value.message and caught.value.status == 409
+        assert diff(before, await snapshot(s)) == []
+
+    await refused(june[11], "after today")
+    await refused(dt.date(9999, 12, 31), "after today")
+    await refused(june[9], "no release has finished yet")  # the first release is today's
+    first = await s.release(SYSTEM, june[10])
+    assert first.members_granted == 1
+    assert (await s.release(SYSTEM, june[10])).members_granted == 1  # reported, not rerun
+    # Three days later: the missed days catch up, oldest first, each once.
+    clock.now = JUNE_10_NOON + dt.timedelta(days=3)
+    await refused(june[14], "after today")
+    await refused(june[9], "the last was 2026-06-10")
+    assert (await s.release(SYSTEM, june[11])).state == "done"
+    assert (await s.release(SYSTEM, june[12])).state == "done"
+    await refused(dt.date(1, 1, 1), "the last was 2026-06-12")
+    for day in (10, 11, 12):  # done days are reported again, granting nothing
+        assert (await s.release(SYSTEM, june[day])).members_granted == 1
+    assert (await s.release(SYSTEM, june[13])).members_granted == 1
+    # Skipping a day closes it: after the 15th finished, the 14th may no longer start.
+    clock.now = JUNE_10_NOON + dt.timedelta(days=5)
+    assert (await s.release(SYSTEM, june[15])).state == "done"
+    await refused(june[14], "the last was 2026-06-15")
+    granted = Counter(e.payload["release_date"] for e in await feed(s, "voucher.granted"))
+    assert granted == {june[d].isoformat(): 1 for d in (10, 11, 12, 13, 15)}
+    await assert_verified(s)
+
+
+async def test_an_unfinished_past_release_resumes(
+    world: World, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = world.service
+    s.ctx.rules = Rules(release_batch_size=2)
+    clock.now = JUNE_10_NOON
+    ids = await holders(world, 6)
+    real = release_grants.grant_batch
+
+    async def crash(*args: Any, **kwargs: Any) -> release_grants.Batch | None:
+        raise Crash("the machine went down")
+
+    monkeypatch.setattr(release_grants, "grant_batch", crash)
+    with pytest.raises(Crash):
+        await s.release(SYSTEM, dt.date(2026, 6, 10))
+    monkeypatch.setattr(release_grants, "grant_batch", real)
+    clock.advance(days=2)  # found two days later: the 10th resumes, though no release finished
+    resumed = await s.release(SYSTEM, dt.date(2026, 6, 10))
+    assert resumed.state == "done"
+    granted = [e.member_id for e in await feed(s, "voucher.granted")]
+    assert sorted(granted) == sorted(granted_ids := set(granted)) and granted_ids <= set(ids)
+    assert (await s.release(SYSTEM, dt.date(2026, 6, 11))).state == "done"  # then catches up
+
+
+async def test_release_dates_over_http_and_cli(served: Served, database_url: str) -> None:
+    admin_key = served.keys["admin"]
+    async with aiohttp.ClientSession() as session:
+        for date in ("9999-12-31", "2099-01-01", "0001-01-01"):
+            answer = await http(
+                session,
+                "POST",
+                f"{served.url}/v1/releases",
+                key=admin_key,
+                json_body={"date": date},
+            )
+            assert is_error(answer, 409, "release_date_refused") is None, answer.body
+    run = await cli(database_url, "release", "--date", "2099-01-01")
+    assert run.code == 2 and "is after today" in run.err, run
+    helped = await cli(database_url, "release", "--help")
+    assert "missed" in helped.out and "after today" in helped.out
