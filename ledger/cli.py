@@ -64,6 +64,14 @@ def parser() -> argparse.ArgumentParser:
         help="local date (default: today); never after today, in the past only a missed or "
         "unfinished day",
     )
+    prune = sub.add_parser(
+        "prune-events",
+        help="delete events older than the retention window (schedule daily)",
+        description="Delete feed events older than --days (default GREENPOINTS_RULE_EVENT_"
+        "RETENTION_DAYS, 30), oldest first in batches. Unread (unsequenced) events and the "
+        "newest event always stay, so event ids are never handed out twice.",
+    )
+    prune.add_argument("--days", type=int, help="retention window in days")
     ver = sub.add_parser("verify", help="recompute hash chains and balances")
     ver.add_argument("--partitions", type=int, default=1, help="passes, to bound memory")
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
@@ -129,6 +137,9 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))
+    elif args.command == "prune-events":
+        pruned = await service.prune_events(SYSTEM, args.days)
+        _print(f"pruned {pruned} events")
     elif args.command == "verify":
         checked = await verify.verify(ctx, max(1, args.partitions))
         if checked.ok:

@@ -74,10 +74,12 @@ async def expire_batch(session: AsyncSession, *, now: dt.datetime, size: int) ->
     return Expired([(int(m), int(f)) for m, f, _n in rows], sum(int(n) for *_x, n in rows))
 
 
+# Walked by (expires_at, id): one release's lots share one expiry instant, so the walk must not
+# restart at that instant (it would reread every lot already announced, batch after batch).
 _DUE_NOTICE = text(
-    "SELECT member_id, expires_at FROM voucher_lots"
-    " WHERE remaining_fen > 0 AND expires_at > :after AND expires_at <= :horizon"
-    " AND NOT expiring_notified ORDER BY expires_at, id LIMIT :size"
+    "SELECT member_id, expires_at, id FROM voucher_lots"
+    " WHERE remaining_fen > 0 AND expires_at >= :after AND (expires_at, id) > (:after, :after_id)"
+    " AND expires_at <= :horizon AND NOT expiring_notified ORDER BY expires_at, id LIMIT :size"
 ).bindparams(
     bindparam("after", type_=Event.created_at.type),
     bindparam("horizon", type_=Event.created_at.type),
@@ -102,20 +104,25 @@ _MARK_NOTIFIED = text(
 )
 
 
+Walk = tuple[dt.datetime, int]  # (expires_at, lot id) of the last lot looked at
+
+
 async def notify_batch(
-    session: AsyncSession, *, now: dt.datetime, horizon: dt.datetime, after: dt.datetime, size: int
-) -> tuple[int, dt.datetime] | None:
-    """One ``voucher.expiring`` event for each member owning one of the next ``size`` lots that
-    expire in (max(now, after), horizon] and were not announced, covering all such lots of that
-    member. Returns (events emitted, the walk's new ``after``), or None when none are left."""
+    session: AsyncSession, *, now: dt.datetime, horizon: dt.datetime, after: Walk, size: int
+) -> tuple[int, Walk] | None:
+    """One ``voucher.expiring`` event for each member owning one of the next ``size`` lots after
+    ``after`` (by expiry, then id) that expire in (now, horizon] and were not announced, covering
+    all such lots of that member. Returns (events emitted, where the walk stands), or None when
+    none are left. Start the walk at ``(now, 2**62)``: lots expiring at ``now`` are expiry's."""
     picked = (
         await session.execute(
-            _DUE_NOTICE, {"after": max(now, after), "horizon": horizon, "size": size}
+            _DUE_NOTICE,
+            {"after": after[0], "after_id": after[1], "horizon": horizon, "size": size},
         )
     ).all()
     if not picked:
         return None
-    ids = sorted({int(m) for m, _e in picked})
+    ids = sorted({int(m) for m, _e, _i in picked})
     rows = await session.execute(_NOTICE_PER_MEMBER, {"ids": ids, "now": now, "horizon": horizon})
     notices: list[dict[str, Any]] = [
         {
@@ -130,9 +137,7 @@ async def notify_batch(
     if notices:
         await session.execute(insert(Event), notices)
     await session.execute(_MARK_NOTIFIED, {"ids": ids, "now": now, "horizon": horizon, "yes": True})
-    # Lots sharing the last expiry instant may remain: the walk resumes just before it.
-    last = _as_datetime(picked[-1][1])
-    return len(notices), last - dt.timedelta(microseconds=1)
+    return len(notices), (_as_datetime(picked[-1][1]), int(picked[-1][2]))
 
 
 def _as_datetime(value: Any) -> dt.datetime:

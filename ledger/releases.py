@@ -207,7 +207,7 @@ async def notify_expiring(ctx: Ctx, batch: int = 5000) -> int:
     total = 0
     now = ctx.now()
     horizon = now + dt.timedelta(days=ctx.rules.expiring_notice_days)
-    after = now
+    after: release_expiry.Walk = (now, 2**62)
     while True:
         async with ctx.db.write() as session:
             done = await release_expiry.notify_batch(

@@ -34,6 +34,9 @@ class Rules(BaseSettings):
     max_amount_fen: int = Field(100_000_000, ge=1)  # one million yuan per bill
     shards: int = Field(16, ge=1, le=1024)
     release_batch_size: int = Field(5000, ge=1, le=100_000)
+    # Events older than this are pruned (``greenpoints ledger prune-events``); readers that fall
+    # further behind than this lose what was pruned.
+    event_retention_days: int = Field(30, ge=1, le=3650)
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""
