@@ -14,7 +14,7 @@ from collections import defaultdict
 
 from sqlalchemy import select, update
 
-from ledger import journal, release_dates, release_expiry, release_grants
+from ledger import journal, release_airdrop, release_dates, release_expiry, release_grants
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
 from ledger.journal import FEN, POINTS, Posting
@@ -30,6 +30,11 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
         if release is None:
             await release_dates.check_new(session, day, ctx.today())
             price = await current_price(session)
+            airdrop = (
+                await release_airdrop.start(session, ctx.rules, price.pool_fen)
+                if ctx.rules.release_policy == "airdrop"
+                else release_airdrop.Start(0, 0, 0)
+            )
             # Two runs of one day at once (cron and an admin): the second waits for the first
             # one's row and resumes it, instead of failing on the primary key.
             started = insert_on_conflict(session, Release).values(
@@ -45,6 +50,10 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
                 points_burned=0,
                 vouchers_fen=0,
                 started_at=ctx.now(),
+                policy=ctx.rules.release_policy,
+                airdrop_fen=airdrop.amount_fen,
+                airdrop_shares=airdrop.shares,
+                share_purchase_id=airdrop.last_purchase_id,
             )
             await session.execute(started.on_conflict_do_nothing())
             release = await session.get_one(Release, day, with_for_update=True)
@@ -56,6 +65,8 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
     async with ctx.db.write() as session:
         release = await session.get_one(Release, day, with_for_update=True)
         now = ctx.now()
+        if release.policy == "airdrop":
+            return await release_airdrop.member_batch(session, release, ctx.rules, now)
         batch = await release_grants.grant_batch(
             session,
             day=day,
@@ -103,6 +114,8 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
     """
     async with ctx.db.write() as session:
         release = await session.get_one(Release, day, with_for_update=True)
+        if release.policy == "airdrop":
+            return await release_airdrop.merchant_batch(session, release, ctx.rules, ctx.now())
         await session.execute(select(Shard.k).order_by(Shard.k).with_for_update())
         price = Price(release.price_pool_fen, release.price_points)
         ids = (

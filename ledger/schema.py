@@ -224,6 +224,13 @@ class Release(Base):
     vouchers_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The policy the day started with ("fraction" or "airdrop", ``Rules.release_policy``) and,
+    # for an airdrop, what was fixed at its start: the fen to divide, the total share value it
+    # is divided by, and the last purchase whose share value counts (later ones wait a day).
+    policy: Mapped[str] = mapped_column(String(16), server_default="fraction")
+    airdrop_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    airdrop_shares: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    share_purchase_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class RedemptionCode(Base):

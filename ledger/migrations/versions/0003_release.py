@@ -1,4 +1,4 @@
-"""release at scale: live voucher lots indexed by expiry
+"""release at scale: live voucher lots indexed by expiry; release policy columns
 
 Revision ID: 0003_release
 Revises: 0001
@@ -16,6 +16,14 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("releases", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("policy", sa.String(length=16), server_default="fraction", nullable=False)
+        )
+        for name in ("airdrop_fen", "airdrop_shares", "share_purchase_id"):
+            batch_op.add_column(
+                sa.Column(name, sa.BigInteger(), server_default="0", nullable=False)
+            )
     with op.batch_alter_table("voucher_lots", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_voucher_lots_expires_at"))
         batch_op.create_index(
@@ -28,6 +36,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("releases", schema=None) as batch_op:
+        for name in ("share_purchase_id", "airdrop_shares", "airdrop_fen", "policy"):
+            batch_op.drop_column(name)
     with op.batch_alter_table("voucher_lots", schema=None) as batch_op:
         batch_op.drop_index(
             "ix_voucher_lots_live_expires",
