@@ -54,8 +54,28 @@ def parser() -> argparse.ArgumentParser:
     invite.add_argument("--merchant", type=int, required=True)
     invite.add_argument("--bot-username", help="print the t.me deep link for this bot")
     invite.add_argument("--qr", type=Path, help="also write the deep link as a QR PNG")
-    release = sub.add_parser("release", help="run the day's voucher release and expiry")
-    release.add_argument("--date", type=_date, help="local date (default: today)")
+    release = sub.add_parser(
+        "release",
+        help="run the day's voucher release and expiry",
+        description="Run the day's voucher release, expiry and expiring notices. A date after "
+        "today (local time) is refused; a past date only catches up a day missed since the "
+        "last finished release (oldest first) or resumes an unfinished one; a finished date is "
+        "reported again and grants nothing twice.",
+    )
+    release.add_argument(
+        "--date",
+        type=_date,
+        help="local date (default: today); never after today, in the past only a missed or "
+        "unfinished day",
+    )
+    prune = sub.add_parser(
+        "prune-events",
+        help="delete events older than the retention window (schedule daily)",
+        description="Delete feed events older than --days (default GREENPOINTS_RULE_EVENT_"
+        "RETENTION_DAYS, 30), oldest first in batches. Unread (unsequenced) events and the "
+        "newest event always stay, so event ids are never handed out twice.",
+    )
+    prune.add_argument("--days", type=int, help="retention window in days")
     ver = sub.add_parser("verify", help="recompute hash chains and balances")
     ver.add_argument("--partitions", type=int, default=1, help="passes, to bound memory")
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
@@ -130,6 +150,9 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))
+    elif args.command == "prune-events":
+        pruned = await service.prune_events(SYSTEM, args.days)
+        _print(f"pruned {pruned} events")
     elif args.command == "verify":
         checked = await verify.verify(ctx, max(1, args.partitions))
         if checked.ok:

@@ -173,3 +173,10 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     UnsupportedMediaType,
     Unavailable,
 )
+
+
+class ReleaseDateRefused(LedgerError):
+    """A release date after the local today, or a past day that is not a missed one (issue 12)."""
+
+    code = "release_date_refused"
+    status = 409

@@ -9,9 +9,9 @@ row, so ``seq`` only ever grows in the order readers can observe. The id stays t
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import CursorResult, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.db import Bound, Conn, Database, Statement, column_params
@@ -126,3 +126,43 @@ async def read_feed(db: Database, after: int, limit: int) -> EventsPage:
         for r in rows
     ]
     return EventsPage(events=events, next_after=events[-1].seq if events else after)
+
+
+PRUNE_BATCH = 5000
+
+
+async def prune(db: Database, *, before: dt.datetime, batch: int = PRUNE_BATCH) -> int:
+    """Delete events created before ``before`` (naive UTC), oldest first; returns how many.
+
+    Bounded databases (issue 12, DESIGN.md "Notices at the alliance's scale"): readers keep
+    their own cursor (``seq``) and dedupe by event id, so what must stay is
+
+    - every event not yet sequenced (it has no feed position yet; it would be lost unread);
+    - the newest event, always: SQLite gives a new row the largest id plus one, so an emptied
+      table would hand out ids again, and a reader would take the new events for ones it sent.
+
+    Each batch deletes the oldest run of events that all qualify, as one ``DELETE … WHERE id <=``
+    in its own transaction, and the walk stops at the first event that must stay, so it never
+    scans the window it keeps. A reader whose cursor lies behind the pruned range simply
+    continues with the oldest event left (readers are expected within the retention window).
+    """
+    total = 0
+    while True:
+        async with db.write() as session:
+            newest = await session.scalar(select(func.max(Event.id)))
+            rows = (
+                await session.execute(
+                    select(Event.id, Event.seq, Event.created_at).order_by(Event.id).limit(batch)
+                )
+            ).all()
+            last = None
+            for event_id, seq, created_at in rows:
+                if seq is None or created_at >= before or event_id == newest:
+                    break
+                last = event_id
+            if last is None:
+                return total
+            deleted = await session.execute(delete(Event).where(Event.id <= last))
+            total += cast(CursorResult[Any], deleted).rowcount
+        if last != rows[-1][0]:
+            return total

@@ -1,34 +1,40 @@
 """The daily voucher release, voucher expiry, and the "expiring soon" notices.
 
-A release walks every holder in batches by primary key (never loading 12 million rows at once),
-each batch one transaction with one journal entry. The day's price is fixed when the release
-starts, the cursor is saved with each batch, and a lot is unique per (member, day), so a crashed
-run resumes where it stopped and a second run for the same day grants nothing twice.
+A release walks every holder in batches of ``Rules.release_batch_size`` by primary key, each
+batch a few set-based statements (``release_grants``) and one journal entry in one transaction.
+The day's price is fixed when the release starts, the cursor is saved with each batch, and a lot
+is unique per (member, day), so a crashed run resumes where it stopped and a second run for the
+same day grants nothing twice. Which dates may start a release: ``release_dates``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
-from ledger import events, journal
+from ledger import journal, release_airdrop, release_dates, release_expiry, release_grants
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import ReleaseOut
 from ledger.money import Price, release_grant
 from ledger.purchases import credit_merchant, current_price
-from ledger.schema import Member, MerchantBalance, Release, Shard, VoucherLot
+from ledger.schema import MerchantBalance, Release, Shard
 
 
 async def _start(ctx: Ctx, day: dt.date) -> Release:
     async with ctx.db.write() as session:
         release = await session.get(Release, day, with_for_update=True)
         if release is None:
+            await release_dates.check_new(session, day, ctx.today())
             price = await current_price(session)
+            airdrop = (
+                await release_airdrop.start(session, ctx.rules, price.pool_fen)
+                if ctx.rules.release_policy == "airdrop"
+                else release_airdrop.Start(0, 0, 0)
+            )
             # Two runs of one day at once (cron and an admin): the second waits for the first
             # one's row and resumes it, instead of failing on the primary key.
             started = insert_on_conflict(session, Release).values(
@@ -44,6 +50,10 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
                 points_burned=0,
                 vouchers_fen=0,
                 started_at=ctx.now(),
+                policy=ctx.rules.release_policy,
+                airdrop_fen=airdrop.amount_fen,
+                airdrop_shares=airdrop.shares,
+                share_purchase_id=airdrop.last_purchase_id,
             )
             await session.execute(started.on_conflict_do_nothing())
             release = await session.get_one(Release, day, with_for_update=True)
@@ -51,93 +61,46 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
 
 
 async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
-    """Grant one batch of members; False when none are left."""
+    """Grant one batch of members (see ``release_grants``); False when none are left."""
     async with ctx.db.write() as session:
         release = await session.get_one(Release, day, with_for_update=True)
-        price = Price(release.price_pool_fen, release.price_points)
-        rows = (
-            await session.execute(
-                select(Member.id, Member.points)
-                .where(Member.id > release.member_cursor, Member.points > 0)
-                .order_by(Member.id)
-                .limit(ctx.rules.release_batch_size)
-                .with_for_update()
-            )
-        ).all()
-        if not rows:
-            return False
         now = ctx.now()
-        expires = now + dt.timedelta(days=ctx.rules.voucher_ttl_days)
-        postings: list[Posting] = []
-        lots: list[dict[str, Any]] = []
-        notices: list[dict[str, Any]] = []
-        members: list[dict[str, Any]] = []
-        burned_total = fen_total = 0
-        for member_id, points in rows:
-            grant = release_grant(points, release.fraction_bp, price)
-            if grant is None:
-                continue
-            members.append(
-                {"id": member_id, "burn": grant.points_burned, "fen": grant.vouchers_fen}
-            )
-            postings += [
-                (journal.member_points(member_id), POINTS, -grant.points_burned),
-                (journal.member_vouchers(member_id), FEN, grant.vouchers_fen),
-            ]
-            lots.append(
-                {
-                    "member_id": member_id,
-                    "release_date": day,
-                    "amount_fen": grant.vouchers_fen,
-                    "remaining_fen": grant.vouchers_fen,
-                    "granted_at": now,
-                    "expires_at": expires,
-                    "expiring_notified": False,
-                }
-            )
-            notices.append(
-                {
-                    "type": events.VOUCHER_GRANTED,
-                    "member_id": member_id,
-                    "merchant_id": None,
-                    "payload": {
-                        "vouchers_fen": grant.vouchers_fen,
-                        "points_burned": grant.points_burned,
-                        "expires_at": expires.isoformat(),
-                        "release_date": day.isoformat(),
-                    },
-                    "created_at": now,
-                }
-            )
-            burned_total += grant.points_burned
-            fen_total += grant.vouchers_fen
-        for m in members:
-            await session.execute(
-                update(Member)
-                .where(Member.id == m["id"])
-                .values(
-                    points=Member.points - m["burn"], vouchers_fen=Member.vouchers_fen + m["fen"]
-                )
-            )
-        if lots:
-            await session.execute(insert(VoucherLot), lots)
-            postings += [
-                (journal.ISSUANCE, POINTS, burned_total),
-                (journal.POOL, FEN, -fen_total),
-            ]
+        if release.policy == "airdrop":
+            return await release_airdrop.member_batch(session, release, ctx.rules, now)
+        batch = await release_grants.grant_batch(
+            session,
+            day=day,
+            lo=release.member_cursor,
+            size=ctx.rules.release_batch_size,
+            fraction_bp=release.fraction_bp,
+            price=Price(release.price_pool_fen, release.price_points),
+            now=now,
+            expires=now + dt.timedelta(days=ctx.rules.voucher_ttl_days),
+        )
+        if batch is None:
+            return False
+        if batch.grants:
+            postings: list[Posting] = []
+            for g in batch.grants:
+                postings += [
+                    (journal.member_points(g.member_id), POINTS, -g.points_burned),
+                    (journal.member_vouchers(g.member_id), FEN, g.vouchers_fen),
+                ]
+            burned_total = sum(g.points_burned for g in batch.grants)
+            fen_total = sum(g.vouchers_fen for g in batch.grants)
+            postings += [(journal.ISSUANCE, POINTS, burned_total), (journal.POOL, FEN, -fen_total)]
             await journal.post(
                 session,
                 shard=journal.pick_shard(ctx.rules.shards),
                 kind="release",
-                ref=f"release:{day.isoformat()}:members:{rows[0][0]}-{rows[-1][0]}",
+                ref=f"release:{day.isoformat()}:members:{release.member_cursor + 1}-{batch.hi}",
                 postings=postings,
                 now=now,
             )
-            await events.emit_many(session, notices)
-        release.member_cursor = rows[-1][0]
-        release.members_granted += len(lots)
-        release.points_burned += burned_total
-        release.vouchers_fen += fen_total
+            release.members_granted += len(batch.grants)
+            release.points_burned += burned_total
+            release.vouchers_fen += fen_total
+        release.member_cursor = batch.hi
     return True
 
 
@@ -151,6 +114,8 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
     """
     async with ctx.db.write() as session:
         release = await session.get_one(Release, day, with_for_update=True)
+        if release.policy == "airdrop":
+            return await release_airdrop.merchant_batch(session, release, ctx.rules, ctx.now())
         await session.execute(select(Shard.k).order_by(Shard.k).with_for_update())
         price = Price(release.price_pool_fen, release.price_points)
         ids = (
@@ -222,109 +187,49 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
     return True
 
 
-async def expire_lots(ctx: Ctx, batch: int = 500) -> int:
-    """Return expired vouchers' value to the pool; returns how many lots expired."""
+async def expire_lots(ctx: Ctx, batch: int = 5000) -> int:
+    """Return expired vouchers' value to the pool; returns how many lots expired.
+
+    Each batch (``release_expiry.expire_batch``) is one transaction with one journal entry.
+    """
     total = 0
     while True:
         now = ctx.now()
         async with ctx.db.write() as session:
-            member_ids = sorted(
-                set(
-                    (
-                        await session.scalars(
-                            select(VoucherLot.member_id)
-                            .where(VoucherLot.expires_at <= now, VoucherLot.remaining_fen > 0)
-                            .limit(batch)
-                        )
-                    ).all()
-                )
-            )
-            if not member_ids:
+            expired = await release_expiry.expire_batch(session, now=now, size=batch)
+            if expired is None:
                 return total
-            # Members first, then their lots, then the shard: the order redemptions lock in.
-            await session.execute(
-                select(Member.id)
-                .where(Member.id.in_(member_ids))
-                .order_by(Member.id)
-                .with_for_update()
-            )
-            lots = (
-                await session.scalars(
-                    select(VoucherLot)
-                    .where(
-                        VoucherLot.member_id.in_(member_ids),
-                        VoucherLot.expires_at <= now,
-                        VoucherLot.remaining_fen > 0,
-                    )
-                    .with_for_update()
-                )
-            ).all()
-            per_member: dict[int, int] = defaultdict(int)
-            for lot in lots:
-                per_member[lot.member_id] += lot.remaining_fen
-                lot.remaining_fen = 0
             postings: list[Posting] = [
-                (journal.member_vouchers(m), FEN, -fen) for m, fen in sorted(per_member.items())
+                (journal.member_vouchers(m), FEN, -fen) for m, fen in expired.per_member
             ]
-            for member_id, fen in per_member.items():
-                await session.execute(
-                    update(Member)
-                    .where(Member.id == member_id)
-                    .values(vouchers_fen=Member.vouchers_fen - fen)
-                )
-            postings.append((journal.POOL, FEN, sum(per_member.values())))
+            postings.append((journal.POOL, FEN, sum(fen for _m, fen in expired.per_member)))
             await journal.post(
                 session,
                 shard=journal.pick_shard(ctx.rules.shards),
                 kind="expiry",
-                ref=f"expiry:{now.isoformat()}:{member_ids[0]}",
+                ref=f"expiry:{now.isoformat()}:{expired.per_member[0][0]}",
                 postings=postings,
                 now=now,
             )
-            total += len(lots)
+            total += expired.lots
 
 
-async def notify_expiring(ctx: Ctx, batch: int = 1000) -> int:
-    """One ``voucher.expiring`` event per member whose vouchers expire within the notice window."""
+async def notify_expiring(ctx: Ctx, batch: int = 5000) -> int:
+    """One ``voucher.expiring`` event per member whose vouchers expire within the notice window
+    (``Rules.expiring_notice_days``), each lot announced once; returns how many events."""
     total = 0
+    now = ctx.now()
+    horizon = now + dt.timedelta(days=ctx.rules.expiring_notice_days)
+    after: release_expiry.Walk = (now, 2**62)
     while True:
-        now = ctx.now()
-        horizon = now + dt.timedelta(days=ctx.rules.expiring_notice_days)
         async with ctx.db.write() as session:
-            lots = (
-                await session.scalars(
-                    select(VoucherLot)
-                    .where(
-                        VoucherLot.expiring_notified.is_(False),
-                        VoucherLot.remaining_fen > 0,
-                        VoucherLot.expires_at > now,
-                        VoucherLot.expires_at <= horizon,
-                    )
-                    .order_by(VoucherLot.id)
-                    .limit(batch)
-                )
-            ).all()
-            if not lots:
-                return total
-            per_member: dict[int, tuple[int, dt.datetime]] = {}
-            for lot in lots:
-                fen, first = per_member.get(lot.member_id, (0, lot.expires_at))
-                per_member[lot.member_id] = (fen + lot.remaining_fen, min(first, lot.expires_at))
-                lot.expiring_notified = True
-            await events.emit_many(
-                session,
-                [
-                    {
-                        "type": events.VOUCHER_EXPIRING,
-                        "member_id": member_id,
-                        "merchant_id": None,
-                        "payload": {"vouchers_fen": fen, "expires_at": first.isoformat()},
-                        "created_at": now,
-                    }
-                    for member_id, (fen, first) in sorted(per_member.items())
-                ],
+            done = await release_expiry.notify_batch(
+                session, now=now, horizon=horizon, after=after, size=batch
             )
-            total += len(per_member)
+        if done is None:
+            return total
+        emitted, after = done
+        total += emitted
 
 
 async def run(ctx: Ctx, day: dt.date | None = None) -> ReleaseOut:

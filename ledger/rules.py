@@ -6,6 +6,8 @@ stays in integers.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,7 +35,17 @@ class Rules(BaseSettings):
     nearby_max_radius_m: int = Field(20_000, ge=50, le=200_000)
     max_amount_fen: int = Field(100_000_000, ge=1)  # one million yuan per bill
     shards: int = Field(16, ge=1, le=1024)
-    release_batch_size: int = Field(500, ge=1, le=100_000)
+    release_batch_size: int = Field(5000, ge=1, le=100_000)
+    # Events older than this are pruned (``greenpoints ledger prune-events``); readers that fall
+    # further behind than this lose what was pruned.
+    event_retention_days: int = Field(30, ge=1, le=3650)
+    # Which daily release runs (DESIGN.md "The seeds' other rules", issue 13): "fraction" burns
+    # release_fraction_bp of every holding; "airdrop" (共享购) divides airdrop_daily_fen of the
+    # pool among holders by share value (members' and merchants' multiples of the concession).
+    release_policy: Literal["fraction", "airdrop"] = "fraction"
+    airdrop_daily_fen: int = Field(0, ge=0, le=10**13)
+    airdrop_member_share_bp: int = Field(100_000, ge=0, le=1_000_000)
+    airdrop_merchant_share_bp: int = Field(20_000, ge=0, le=1_000_000)
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""

@@ -188,12 +188,21 @@ class VoucherLot(Base):
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     remaining_fen: Mapped[int] = mapped_column(BigInteger)
     granted_at: Mapped[dt.datetime] = mapped_column(DateTime)
-    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     expiring_notified: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (
         UniqueConstraint("member_id", "release_date", name="uq_voucher_lots_member_release"),
         Index("ix_voucher_lots_member_expires", "member_id", "expires_at"),
+        # Only lots that still hold value: expiry and the expiring notices walk this by date, and
+        # a spent or expired lot leaves it, so the walk never rereads 90 days of history.
+        Index(
+            "ix_voucher_lots_live_expires",
+            "expires_at",
+            "id",
+            sqlite_where=text("remaining_fen > 0"),
+            postgresql_where=text("remaining_fen > 0"),
+        ),
     )
 
 
@@ -215,6 +224,13 @@ class Release(Base):
     vouchers_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The policy the day started with ("fraction" or "airdrop", ``Rules.release_policy``) and,
+    # for an airdrop, what was fixed at its start: the fen to divide, the total share value it
+    # is divided by, and the last purchase whose share value counts (later ones wait a day).
+    policy: Mapped[str] = mapped_column(String(16), server_default="fraction")
+    airdrop_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    airdrop_shares: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    share_purchase_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class RedemptionCode(Base):

@@ -213,6 +213,15 @@ class LedgerService:
             raise InvalidRequest("after must be ≥ 0 and limit 1-1000")
         return await events.read_feed(self.ctx.db, after, limit)
 
+    async def prune_events(self, p: Principal, days: int | None = None) -> int:
+        """Delete events older than ``days`` (default ``Rules.event_retention_days``); returns
+        how many (``events.prune`` says what always stays)."""
+        require(p, "releases.run")
+        keep = days if days is not None else self.ctx.rules.event_retention_days
+        if keep < 1:
+            raise InvalidRequest("the retention window is at least one day")
+        return await events.prune(self.ctx.db, before=self.ctx.now() - dt.timedelta(days=keep))
+
     async def release(self, p: Principal, day: dt.date | None = None) -> ReleaseOut:
         require(p, "releases.run")
         return await releases.run(self.ctx, day)

@@ -74,7 +74,7 @@ async def test_purchase_release_code_redeem(
     holdings = {m0: 600_000, m1: 604, "shop": 100_086}
     burned = {who: held * 100 // BP for who, held in holdings.items()}
     value = {who: b * pool // points for who, b in burned.items()}
-    released = await admin.release(clock.now.date())
+    released = await admin.release(world.service.ctx.today())
     assert (released.members_granted, released.merchants_granted) == (2, 1)
     assert released.points_burned == sum(burned.values())
     assert released.vouchers_fen == sum(value.values())

@@ -66,7 +66,7 @@ async def build_scene(served: Served, world: World, clock: FixedClock) -> Scene:
     bot = served.client("bot")
     try:
         await merchant.record_purchase(shop, m0, 1_000_000, "setup-key-1")
-        await s.release(SYSTEM, clock.now.date())
+        await s.release(SYSTEM, s.ctx.today())
         await s.create_merchant(
             SYSTEM,
             MerchantIn(

@@ -209,7 +209,7 @@ class LiveLedger:
                 merchant_id=shop.id, member_id=member, amount_fen=100_000 + i,
                 idempotency_key=f"seed-purchase-{i}",
             ))
-        await s.release(SYSTEM, s.ctx.now().date())  # vouchers, so redemptions apply some
+        await s.release(SYSTEM, s.ctx.today())  # vouchers, so redemptions apply some
         invite = await s.create_staff_invite(SYSTEM, shop.id)
         await s.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=invite.code, **STAFF))
         keys = {role: await apikeys.create(s.ctx, role, None) for role in ("bot", "admin")}

@@ -271,7 +271,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "releases.run",
         "POST",
         "/v1/releases",
-        "Run (or resume, or report) a day's voucher release, expiry and expiring notices.",
+        "Run (or resume, or report) a day's voucher release, expiry and expiring notices. "
+        "409 release_date_refused for a date after the local today, or a past date that is "
+        "neither a day missed since the last finished release nor an unfinished release.",
         m.ReleaseOut,
         lambda s, p, a: s.release(p, a.body.date),
         body=m.ReleaseRequest,

@@ -1,0 +1,147 @@
+"""Expiry of voucher lots and the "expiring soon" notices, a batch of members at a time.
+
+Both walk the partial index of live lots (``remaining_fen > 0``) by expiry date, so a day's work
+reads that day's lots, not the 90 days of history behind them; a batch takes the members of the
+next ``size`` due lots and then handles every due lot of those members, so each member gets one
+journal posting (expiry) or one ``voucher.expiring`` event (notices) per batch. Members are
+locked before their lots, the order redemptions lock in (DESIGN.md "The ledger's rules": vouchers
+expire after 90 days by default; "Notices at the alliance's scale": one warning per person).
+
+The SQL is text so that it says ``remaining_fen > 0`` literally: SQLite uses a partial index
+only for a query whose WHERE contains the index's own condition, not a bound parameter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, insert, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ledger import events
+from ledger.schema import Event
+
+_DUE_EXPIRY = text(
+    "SELECT DISTINCT member_id FROM ("
+    " SELECT member_id FROM voucher_lots WHERE remaining_fen > 0 AND expires_at <= :now"
+    " ORDER BY expires_at, id LIMIT :size) AS due"
+).bindparams(bindparam("now", type_=Event.created_at.type))
+
+_LOCK_MEMBERS = text("SELECT id FROM members WHERE id IN :ids ORDER BY id FOR UPDATE").bindparams(
+    bindparam("ids", expanding=True)
+)
+
+_EXPIRED_PER_MEMBER = (
+    "SELECT member_id, sum(remaining_fen) AS fen, count(*) AS lots FROM voucher_lots"
+    " WHERE member_id IN :ids AND remaining_fen > 0 AND expires_at <= :now GROUP BY member_id"
+)
+_EXPIRED = text(f"{_EXPIRED_PER_MEMBER} ORDER BY member_id").bindparams(
+    bindparam("ids", expanding=True), bindparam("now", type_=Event.created_at.type)
+)
+_DEBIT_MEMBERS = text(
+    "UPDATE members SET vouchers_fen = members.vouchers_fen - g.fen"
+    f" FROM ({_EXPIRED_PER_MEMBER}) AS g WHERE members.id = g.member_id"
+).bindparams(bindparam("ids", expanding=True), bindparam("now", type_=Event.created_at.type))
+_EMPTY_LOTS = text(
+    "UPDATE voucher_lots SET remaining_fen = 0"
+    " WHERE member_id IN :ids AND remaining_fen > 0 AND expires_at <= :now"
+).bindparams(bindparam("ids", expanding=True), bindparam("now", type_=Event.created_at.type))
+
+
+@dataclass(frozen=True)
+class Expired:
+    """Per member: the fen that expired; and how many lots."""
+
+    per_member: list[tuple[int, int]]
+    lots: int
+
+
+async def expire_batch(session: AsyncSession, *, now: dt.datetime, size: int) -> Expired | None:
+    """Empty every lot past its expiry of the members owning the next ``size`` due lots and
+    take the value off their balances; None when nothing is due. The caller posts the journal
+    entry (value back to the pool) in the same transaction."""
+    ids = [int(m) for m in (await session.scalars(_DUE_EXPIRY, {"now": now, "size": size}))]
+    if not ids:
+        return None
+    ids.sort()
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(_LOCK_MEMBERS, {"ids": ids})
+    rows = (await session.execute(_EXPIRED, {"ids": ids, "now": now})).all()
+    await session.execute(_DEBIT_MEMBERS, {"ids": ids, "now": now})
+    await session.execute(_EMPTY_LOTS, {"ids": ids, "now": now})
+    return Expired([(int(m), int(f)) for m, f, _n in rows], sum(int(n) for *_x, n in rows))
+
+
+# Walked by (expires_at, id): one release's lots share one expiry instant, so the walk must not
+# restart at that instant (it would reread every lot already announced, batch after batch).
+_DUE_NOTICE = text(
+    "SELECT member_id, expires_at, id FROM voucher_lots"
+    " WHERE remaining_fen > 0 AND expires_at >= :after AND (expires_at, id) > (:after, :after_id)"
+    " AND expires_at <= :horizon AND NOT expiring_notified ORDER BY expires_at, id LIMIT :size"
+).bindparams(
+    bindparam("after", type_=Event.created_at.type),
+    bindparam("horizon", type_=Event.created_at.type),
+)
+_NOTICE_PER_MEMBER = text(
+    "SELECT member_id, sum(remaining_fen), min(expires_at) FROM voucher_lots"
+    " WHERE member_id IN :ids AND remaining_fen > 0 AND expires_at > :now"
+    " AND expires_at <= :horizon AND NOT expiring_notified GROUP BY member_id ORDER BY member_id"
+).bindparams(
+    bindparam("ids", expanding=True),
+    bindparam("now", type_=Event.created_at.type),
+    bindparam("horizon", type_=Event.created_at.type),
+)
+_MARK_NOTIFIED = text(
+    "UPDATE voucher_lots SET expiring_notified = :yes"
+    " WHERE member_id IN :ids AND remaining_fen > 0 AND expires_at > :now"
+    " AND expires_at <= :horizon AND NOT expiring_notified"
+).bindparams(
+    bindparam("ids", expanding=True),
+    bindparam("now", type_=Event.created_at.type),
+    bindparam("horizon", type_=Event.created_at.type),
+)
+
+
+Walk = tuple[dt.datetime, int]  # (expires_at, lot id) of the last lot looked at
+
+
+async def notify_batch(
+    session: AsyncSession, *, now: dt.datetime, horizon: dt.datetime, after: Walk, size: int
+) -> tuple[int, Walk] | None:
+    """One ``voucher.expiring`` event for each member owning one of the next ``size`` lots after
+    ``after`` (by expiry, then id) that expire in (now, horizon] and were not announced, covering
+    all such lots of that member. Returns (events emitted, where the walk stands), or None when
+    none are left. Start the walk at ``(now, 2**62)``: lots expiring at ``now`` are expiry's."""
+    picked = (
+        await session.execute(
+            _DUE_NOTICE,
+            {"after": after[0], "after_id": after[1], "horizon": horizon, "size": size},
+        )
+    ).all()
+    if not picked:
+        return None
+    ids = sorted({int(m) for m, _e, _i in picked})
+    rows = await session.execute(_NOTICE_PER_MEMBER, {"ids": ids, "now": now, "horizon": horizon})
+    notices: list[dict[str, Any]] = [
+        {
+            "type": events.VOUCHER_EXPIRING,
+            "member_id": int(member_id),
+            "merchant_id": None,
+            "payload": {"vouchers_fen": int(fen), "expires_at": _as_datetime(first).isoformat()},
+            "created_at": now,
+        }
+        for member_id, fen, first in rows.all()
+    ]
+    if notices:
+        await session.execute(insert(Event), notices)
+    await session.execute(_MARK_NOTIFIED, {"ids": ids, "now": now, "horizon": horizon, "yes": True})
+    return len(notices), (_as_datetime(picked[-1][1]), int(picked[-1][2]))
+
+
+def _as_datetime(value: Any) -> dt.datetime:
+    """An aggregate over a DateTime column comes back from SQLite as its stored text."""
+    if isinstance(value, dt.datetime):
+        return value
+    return dt.datetime.fromisoformat(str(value))
