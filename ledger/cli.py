@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ledger import apikeys, importer, observability, seed, verify
+from ledger import apikeys, importer, observability, published_heads, seed, verify
 from ledger.db import url_from_env
 from ledger.errors import LedgerError
 from ledger.principal import SYSTEM
@@ -54,6 +54,14 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument("--date", type=_date, help="local date (default: today)")
     ver = sub.add_parser("verify", help="recompute hash chains and balances")
     ver.add_argument("--partitions", type=int, default=1, help="passes, to bound memory")
+    ver.add_argument(
+        "--against",
+        metavar="FILE_OR_URL",
+        help="a kept copy of the public record (GET /v1/public/pool): fail if the journal "
+        "does not lead to the heads published in it",
+    )
+    pub = sub.add_parser("publish", help="write the day's public record (the release does this)")
+    pub.add_argument("--date", type=_date, help="local date (default: today)")
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
     backup.add_argument("target", type=Path)
     return p
@@ -117,10 +125,18 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))
+    elif args.command == "publish":
+        record = await service.publish(SYSTEM, args.date)
+        _print(record.model_dump_json(indent=2))
     elif args.command == "verify":
-        checked = await verify.verify(ctx, max(1, args.partitions))
+        against = await published_heads.load(args.against) if args.against else []
+        checked = await verify.verify(ctx, max(1, args.partitions), against)
         if checked.ok:
-            _print(f"ok: {checked.entries} journal entries, {checked.accounts} accounts verified")
+            anchored = sum(len(r.anchors) for r in against)
+            _print(
+                f"ok: {checked.entries} journal entries, {checked.accounts} accounts verified"
+                + (f", {anchored} published heads matched" if against else "")
+            )
             return 0
         for problem in checked.problems:
             print(f"FAIL: {problem}", file=sys.stderr)

@@ -316,3 +316,44 @@ class ErrorBody(Out):
 
 class ErrorOut(Out):
     error: ErrorBody
+
+
+# --- transparency (issue 13) ------------------------------------------------------------------
+
+
+class PublishRequest(Strict):
+    """The local day whose public record to write (default: today)."""
+
+    date: dt.date | None = None
+
+
+class PublishedHead(Out):
+    """Where one journal chain ended when a day's record was published."""
+
+    shard: int
+    seq: int
+    hash: str
+
+
+class PublicDay(Out):
+    """One local day's public record: pool (fen) and points in circulation summed from the
+    journal up to exactly ``heads``; ``hash`` chains it to the record published before it."""
+
+    date: dt.date
+    published_at: Timestamp
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    heads: list[PublishedHead]
+    prev_hash: str
+    hash: str
+
+
+class PublicPoolOut(Out):
+    """Today's pool, points and price, and the daily records, oldest first (public, no key)."""
+
+    as_of: Timestamp
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    days: list[PublicDay]

@@ -22,6 +22,7 @@ from ledger import (
     releases,
     staff,
     stats,
+    transparency,
 )
 from ledger.context import Ctx
 from ledger.db import Database
@@ -40,6 +41,8 @@ from ledger.models import (
     NearbyOut,
     PreviewOut,
     PreviewRequest,
+    PublicDay,
+    PublicPoolOut,
     PurchaseOut,
     PurchaseRequest,
     RedeemInviteRequest,
@@ -215,7 +218,19 @@ class LedgerService:
 
     async def release(self, p: Principal, day: dt.date | None = None) -> ReleaseOut:
         require(p, "releases.run")
-        return await releases.run(self.ctx, day)
+        done = await releases.run(self.ctx, day)
+        # The day's public record follows its release (issue 13), so the heads every copy holds
+        # include the release; a second run finds the record there and changes nothing.
+        await transparency.publish(self.ctx, done.date)
+        return done
+
+    async def publish(self, p: Principal, day: dt.date | None = None) -> PublicDay:
+        require(p, "transparency.publish")
+        return await transparency.publish(self.ctx, day)
+
+    async def public_pool(self, p: Principal, days: int = 90) -> PublicPoolOut:
+        require(p, "transparency.pool")
+        return await transparency.public_pool(self.ctx, days)
 
     async def stats(self, p: Principal) -> StatsOut:
         require(p, "stats.read")

@@ -38,6 +38,8 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
     "stats.read": ("GET", "/v1/stats", True),
+    "transparency.pool": ("GET", "/v1/public/pool", True),
+    "transparency.publish": ("POST", "/v1/transparency/records", True),
 }
 
 Staff = tuple[str, str]  # (channel, external id) of the staff member acting
@@ -237,3 +239,13 @@ class LedgerClient(abc.ABC):
 
     async def stats(self) -> m.Stats:
         return await self._do(m.Stats, "stats.read")
+
+    # transparency (public: any key, or none, may read it)
+    async def public_pool(self, days: int = 90) -> m.PublicPool:
+        """Pool (fen), points, price and the newest ``days`` daily records (1-3660)."""
+        return await self._do(m.PublicPool, "transparency.pool", query={"days": days})
+
+    async def publish(self, day: dt.date | None = None) -> m.PublicDay:
+        """Write local ``day``'s public record (admin); the release already does every day."""
+        body = {"date": day.isoformat() if day else None}
+        return await self._do(m.PublicDay, "transparency.publish", body=body)

@@ -188,3 +188,30 @@ class Stats(Model):
     vouchers_outstanding_fen: int
     pool_fen: int
     price: Price
+
+
+class PublishedHead(Model):
+    shard: int
+    seq: int
+    hash: str
+
+
+class PublicDay(Model):
+    """One local day's public record; the price is reported, never promised."""
+
+    date: dt.date
+    published_at: dt.datetime
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    heads: list[PublishedHead]
+    prev_hash: str
+    hash: str
+
+
+class PublicPool(Model):
+    as_of: dt.datetime
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    days: list[PublicDay]

@@ -21,6 +21,7 @@ from ledger import observability
 from ledger.api import openapi
 from ledger.api.operations import OPERATIONS, Operation, encode, invoke
 from ledger.errors import LedgerError, Unauthorized, Unavailable
+from ledger.principal import PUBLIC
 from ledger.service import LedgerService
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,9 @@ def _bearer(request: web.Request) -> str | None:
 def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         service = request.app[SERVICE]
-        principal = await service.keys.authenticate(_bearer(request))
+        principal = (
+            PUBLIC if op.public else await service.keys.authenticate(_bearer(request))
+        )
         body: bytes | None = None
         if op.body is not None:
             body = await request.read()

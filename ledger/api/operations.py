@@ -60,6 +60,10 @@ class EventsQuery(Query):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
+class PublicPoolQuery(Query):
+    days: Annotated[int, Field(ge=1, le=3660)] = 90
+
+
 class StaffQuery(Query):
     channel: m.Channel
     external_id: m.ExternalId
@@ -100,6 +104,7 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[Query] | None = None
     status: int = 200
+    public: bool = False  # answered without an API key (the public record, issue 13)
 
     @property
     def path_params(self) -> list[str]:
@@ -298,6 +303,27 @@ OPERATIONS: tuple[Operation, ...] = (
         "Alliance-wide figures.",
         m.StatsOut,
         lambda s, p, a: s.stats(p),
+    ),
+    Operation(
+        "transparency.pool",
+        "GET",
+        "/v1/public/pool",
+        "Public, no key: the pool, points in circulation and price, with each day's record "
+        "and the journal heads published in it.",
+        m.PublicPoolOut,
+        lambda s, p, a: s.public_pool(p, a.query.days),
+        query=PublicPoolQuery,
+        public=True,
+    ),
+    Operation(
+        "transparency.publish",
+        "POST",
+        "/v1/transparency/records",
+        "Write a day's public record now (the release does this every day); a second call for "
+        "the day returns the first record.",
+        m.PublicDay,
+        lambda s, p, a: s.publish(p, a.body.date),
+        body=m.PublishRequest,
     ),
 )
 
