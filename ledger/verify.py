@@ -2,7 +2,8 @@
 
 The journal is the truth; balances on members, merchants and shards are caches of it. The
 verifier names the first entry whose hash does not match (an altered or removed entry) and
-every account whose stored balance the journal does not explain (an altered balance row).
+every account whose stored balance the journal does not explain (an altered balance row), and
+(``verify_rows``) every purchase, redemption, code and event row that disagrees with it.
 
 Hashes alone cannot catch a rewrite that recomputes every hash after the change. The daily
 public records (``ledger.transparency``) pin each chain's head; the verifier holds the journal
@@ -32,6 +33,7 @@ from ledger.schema import (
     TransparencyDay,
     VoucherLot,
 )
+from ledger.verify_rows import RowChecker
 
 PAGE = 2000
 
@@ -77,6 +79,7 @@ async def _walk_chain(
     partitions: int,
     check_hashes: bool,
     anchors: Anchors,
+    rows: RowChecker,
 ) -> None:
     prev, expected_seq, after = journal.GENESIS, 1, 0
     pool = issued = concessions = 0
@@ -138,6 +141,10 @@ async def _walk_chain(
                     account, partition, partitions
                 ):
                     sums[account] += amount
+        if check_hashes:
+            await rows.page(ctx, page, report.problems)
+            if report.problems:
+                return
     if check_hashes:
         if shard.seq != after or shard.head_hash != prev:
             report.problems.append(
@@ -266,6 +273,8 @@ async def verify(
     for published in against:
         for a in published.anchors:
             anchors.expect(a.shard, a.seq, a.hash, a.label)
+    rows = RowChecker()
+    await rows.prepare(ctx)
     for partition in range(partitions):
         sums: dict[str, int] = defaultdict(int)
         for shard in shards:
@@ -278,11 +287,15 @@ async def verify(
                 partitions,
                 check_hashes=partition == 0,
                 anchors=anchors,
+                rows=rows,
             )
             if report.problems:
                 return report
         if partition == 0:
             _check_records(records, anchors, against, report)
+            if report.problems:
+                return report
+            await rows.finish(ctx, report.problems)
             if report.problems:
                 return report
         stored = await _stored_balances(ctx, partition, partitions)
