@@ -60,6 +60,12 @@ def parser() -> argparse.ArgumentParser:
         help="a kept copy of the public record (GET /v1/public/pool): fail if the journal "
         "does not lead to the heads published in it",
     )
+    circ = sub.add_parser(
+        "circle-report", help="the 15-minute circle of each community in a CSV (name,lat,lon)"
+    )
+    circ.add_argument("file", type=Path)
+    circ.add_argument("--format", choices=["csv", "text"], default="csv")
+    circ.add_argument("--output", type=Path, help="write here instead of standard output")
     pub = sub.add_parser("publish", help="write the day's public record (the release does this)")
     pub.add_argument("--date", type=_date, help="local date (default: today)")
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
@@ -125,6 +131,8 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))
+    elif args.command == "circle-report":
+        return await _circle_report(service, args.file, args.format, args.output)
     elif args.command == "publish":
         record = await service.publish(SYSTEM, args.date)
         _print(record.model_dump_json(indent=2))
@@ -169,9 +177,43 @@ async def _import(service: LedgerService, path: Path) -> int:
     return 0
 
 
+async def _circle_report(service: LedgerService, path: Path, form: str, output: Path | None) -> int:
+    from tqdm import tqdm
+
+    from ledger import circle, circle_report
+
+    rules = circle.CircleRules()
+    skipped: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        total = max(0, sum(1 for _ in f) - 1)
+    with (
+        path.open(encoding="utf-8-sig", newline="") as f,
+        tqdm(total=total, unit="place", desc="circles", file=sys.stderr) as bar,
+    ):
+        try:
+            communities = list(circle_report.read_communities(f, skipped))
+        except ValueError as exc:
+            print(f"cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+        bar.update(len(skipped))
+        rows = await circle_report.reports(service.ctx, communities, rules, bar.update)
+    for line, problem in skipped:
+        print(f"line {line}: skipped: {problem}", file=sys.stderr)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if form == "csv":
+            circle_report.write_csv(out, rows, rules)
+        else:
+            circle_report.write_text(out, rows)
+    finally:
+        if output:
+            out.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "import-merchants" and not args.file.is_file():
+    if args.command in ("import-merchants", "circle-report") and not args.file.is_file():
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
     observability.configure_logging(logging.INFO if args.command == "serve" else logging.WARNING)

@@ -357,3 +357,38 @@ class PublicPoolOut(Out):
     points: int
     fen_per_point: str
     days: list[PublicDay]
+
+
+# --- the 15-minute circle (issue 13) ----------------------------------------------------------
+
+
+class CircleMerchant(Out):
+    id: int
+    name: str
+    category: str
+    lat: float
+    lon: float
+    distance_m: int  # straight line
+    walk_m: int  # estimated on foot (straight line × the detour factor)
+    walk_minutes: int
+
+
+class CircleCategory(Out):
+    """One everyday need: the merchant categories that meet it, and the nearest such merchant
+    within the walk (None: a gap)."""
+
+    key: str
+    group: str  # "basic" (基本保障类) or "quality" (品质提升类), or as configured
+    merchant_categories: list[str]
+    count: int
+    nearest: CircleMerchant | None
+
+
+class CircleOut(Out):
+    lat: float
+    lon: float
+    walk_m: int
+    radius_m: int  # the straight-line radius the walk allows
+    categories: list[CircleCategory]
+    gaps: list[str]
+    merchants: list[CircleMerchant]  # every alliance merchant within the walk, nearest first

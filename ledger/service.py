@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ledger import (
     apikeys,
     balances,
+    circle,
     events,
     members,
     merchants,
@@ -30,6 +31,7 @@ from ledger.errors import InvalidRequest, NotStaff
 from ledger.journal import ensure_shards
 from ledger.models import (
     BalanceOut,
+    CircleOut,
     CodeOut,
     EventsPage,
     Identity,
@@ -227,6 +229,10 @@ class LedgerService:
     async def publish(self, p: Principal, day: dt.date | None = None) -> PublicDay:
         require(p, "transparency.publish")
         return await transparency.publish(self.ctx, day)
+
+    async def circle(self, p: Principal, lat: float, lon: float) -> CircleOut:
+        require(p, "circle.read")
+        return await circle.circle(self.ctx, lat, lon)
 
     async def public_pool(self, p: Principal, days: int = 90) -> PublicPoolOut:
         require(p, "transparency.pool")

@@ -215,3 +215,32 @@ class PublicPool(Model):
     points: int
     fen_per_point: str
     days: list[PublicDay]
+
+
+class CircleMerchant(Model):
+    id: int
+    name: str
+    category: str
+    lat: float
+    lon: float
+    distance_m: int
+    walk_m: int
+    walk_minutes: int
+
+
+class CircleCategory(Model):
+    key: str
+    group: str
+    merchant_categories: list[str]
+    count: int
+    nearest: CircleMerchant | None
+
+
+class Circle(Model):
+    lat: float
+    lon: float
+    walk_m: int
+    radius_m: int
+    categories: list[CircleCategory]
+    gaps: list[str]
+    merchants: list[CircleMerchant]

@@ -74,6 +74,7 @@ async def request_for(
         ),
         "staff.lookup": {"channel": STAFF[0], "external_id": STAFF[1]},
         "events.read": {"limit": "10"},
+        "circle.read": {"lat": "30.2341", "lon": "119.7239"},
     }
     return path, bodies.get(op), queries.get(op, {})
 

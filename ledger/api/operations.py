@@ -60,6 +60,11 @@ class EventsQuery(Query):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
+class CircleQuery(Query):
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
 class PublicPoolQuery(Query):
     days: Annotated[int, Field(ge=1, le=3660)] = 90
 
@@ -314,6 +319,16 @@ OPERATIONS: tuple[Operation, ...] = (
         lambda s, p, a: s.public_pool(p, a.query.days),
         query=PublicPoolQuery,
         public=True,
+    ),
+    Operation(
+        "circle.read",
+        "GET",
+        "/v1/circle",
+        "The 15-minute convenience circle around a place: each everyday need's nearest "
+        "alliance merchant within the walk, and the gaps.",
+        m.CircleOut,
+        lambda s, p, a: s.circle(p, a.query.lat, a.query.lon),
+        query=CircleQuery,
     ),
     Operation(
         "transparency.publish",
