@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ledger import apikeys, importer, observability, seed, verify
+from ledger import apikeys, importer, observability, published_heads, seed, verify
 from ledger.db import url_from_env
 from ledger.errors import LedgerError
 from ledger.principal import SYSTEM
@@ -78,6 +78,20 @@ def parser() -> argparse.ArgumentParser:
     prune.add_argument("--days", type=int, help="retention window in days")
     ver = sub.add_parser("verify", help="recompute hash chains and balances")
     ver.add_argument("--partitions", type=int, default=1, help="passes, to bound memory")
+    ver.add_argument(
+        "--against",
+        metavar="FILE_OR_URL",
+        help="a kept copy of the public record (GET /v1/public/pool): fail if the journal "
+        "does not lead to the heads published in it",
+    )
+    circ = sub.add_parser(
+        "circle-report", help="the 15-minute circle of each community in a CSV (name,lat,lon)"
+    )
+    circ.add_argument("file", type=Path)
+    circ.add_argument("--format", choices=["csv", "text"], default="csv")
+    circ.add_argument("--output", type=Path, help="write here instead of standard output")
+    pub = sub.add_parser("publish", help="write the day's public record (the release does this)")
+    pub.add_argument("--date", type=_date, help="local date (default: today)")
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
     backup.add_argument("target", type=Path)
     return p
@@ -153,10 +167,20 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "prune-events":
         pruned = await service.prune_events(SYSTEM, args.days)
         _print(f"pruned {pruned} events")
+    elif args.command == "circle-report":
+        return await _circle_report(service, args.file, args.format, args.output)
+    elif args.command == "publish":
+        record = await service.publish(SYSTEM, args.date)
+        _print(record.model_dump_json(indent=2))
     elif args.command == "verify":
-        checked = await verify.verify(ctx, max(1, args.partitions))
+        against = await published_heads.load(args.against) if args.against else []
+        checked = await verify.verify(ctx, max(1, args.partitions), against)
         if checked.ok:
-            _print(f"ok: {checked.entries} journal entries, {checked.accounts} accounts verified")
+            anchored = sum(len(r.anchors) for r in against)
+            _print(
+                f"ok: {checked.entries} journal entries, {checked.accounts} accounts verified"
+                + (f", {anchored} published heads matched" if against else "")
+            )
             return 0
         for problem in checked.problems:
             print(f"FAIL: {problem}", file=sys.stderr)
@@ -189,9 +213,43 @@ async def _import(service: LedgerService, path: Path) -> int:
     return 0
 
 
+async def _circle_report(service: LedgerService, path: Path, form: str, output: Path | None) -> int:
+    from tqdm import tqdm
+
+    from ledger import circle, circle_report
+
+    rules = circle.CircleRules()
+    skipped: list[tuple[int, str]] = []
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        total = max(0, sum(1 for _ in f) - 1)
+    with (
+        path.open(encoding="utf-8-sig", newline="") as f,
+        tqdm(total=total, unit="place", desc="circles", file=sys.stderr) as bar,
+    ):
+        try:
+            communities = list(circle_report.read_communities(f, skipped))
+        except ValueError as exc:
+            print(f"cannot read {path}: {exc}", file=sys.stderr)
+            return 2
+        bar.update(len(skipped))
+        rows = await circle_report.reports(service.ctx, communities, rules, bar.update)
+    for line, problem in skipped:
+        print(f"line {line}: skipped: {problem}", file=sys.stderr)
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        if form == "csv":
+            circle_report.write_csv(out, rows, rules)
+        else:
+            circle_report.write_text(out, rows)
+    finally:
+        if output:
+            out.close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command == "import-merchants" and not args.file.is_file():
+    if args.command in ("import-merchants", "circle-report") and not args.file.is_file():
         print(f"no such file: {args.file}", file=sys.stderr)
         return 2
     observability.configure_logging(logging.INFO if args.command == "serve" else logging.WARNING)

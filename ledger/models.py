@@ -316,3 +316,79 @@ class ErrorBody(Out):
 
 class ErrorOut(Out):
     error: ErrorBody
+
+
+# --- transparency (issue 13) ------------------------------------------------------------------
+
+
+class PublishRequest(Strict):
+    """The local day whose public record to write (default: today)."""
+
+    date: dt.date | None = None
+
+
+class PublishedHead(Out):
+    """Where one journal chain ended when a day's record was published."""
+
+    shard: int
+    seq: int
+    hash: str
+
+
+class PublicDay(Out):
+    """One local day's public record: pool (fen) and points in circulation summed from the
+    journal up to exactly ``heads``; ``hash`` chains it to the record published before it."""
+
+    date: dt.date
+    published_at: Timestamp
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    heads: list[PublishedHead]
+    prev_hash: str
+    hash: str
+
+
+class PublicPoolOut(Out):
+    """Today's pool, points and price, and the daily records, oldest first (public, no key)."""
+
+    as_of: Timestamp
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    days: list[PublicDay]
+
+
+# --- the 15-minute circle (issue 13) ----------------------------------------------------------
+
+
+class CircleMerchant(Out):
+    id: int
+    name: str
+    category: str
+    lat: float
+    lon: float
+    distance_m: int  # straight line
+    walk_m: int  # estimated on foot (straight line × the detour factor)
+    walk_minutes: int
+
+
+class CircleCategory(Out):
+    """One everyday need: the merchant categories that meet it, and the nearest such merchant
+    within the walk (None: a gap)."""
+
+    key: str
+    group: str  # "basic" (基本保障类) or "quality" (品质提升类), or as configured
+    merchant_categories: list[str]
+    count: int
+    nearest: CircleMerchant | None
+
+
+class CircleOut(Out):
+    lat: float
+    lon: float
+    walk_m: int
+    radius_m: int  # the straight-line radius the walk allows
+    categories: list[CircleCategory]
+    gaps: list[str]
+    merchants: list[CircleMerchant]  # every alliance merchant within the walk, nearest first

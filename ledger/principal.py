@@ -11,7 +11,7 @@ from typing import Literal
 
 from ledger.errors import Forbidden
 
-RoleName = Literal["bot", "merchant", "admin", "system"]
+RoleName = Literal["bot", "merchant", "admin", "system", "public"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class Principal:
 
 
 SYSTEM = Principal("system")
+# Anyone, without a key: only the public record (issue 13: the pool and price are public).
+PUBLIC = Principal("public")
 
 # Operation -> roles allowed. "system" (the CLI, tests' seeding) may do everything.
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -49,6 +51,10 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "staff.lookup": frozenset({"bot", "admin"}),
     "stats.read": frozenset({"bot", "admin"}),
     "keys.revoke": frozenset({"admin"}),
+    "transparency.pool": frozenset({"public", "bot", "merchant", "admin"}),
+    "transparency.publish": frozenset({"admin"}),
+    # The bot asks on behalf of the admins it knows (GREENPOINTS_ADMIN_IDS), as for stats.
+    "circle.read": frozenset({"bot", "admin"}),
 }
 
 

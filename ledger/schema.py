@@ -352,3 +352,23 @@ class CodeAttempt(Base):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     window_started_at: Mapped[dt.datetime] = mapped_column(DateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class TransparencyDay(Base):
+    """The public record of one local day: the figures and the heads of every journal chain.
+
+    Written once per day (after the release) and never changed. ``pool_fen`` and ``points`` are
+    what the journal sums to up to exactly the published heads, so anyone holding a copy can
+    check a database against it; ``hash`` chains each day's record to the one published before.
+    """
+
+    __tablename__ = "transparency_days"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    day: Mapped[dt.date] = mapped_column(Date, unique=True)
+    published_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    pool_fen: Mapped[int] = mapped_column(BigInteger)
+    points: Mapped[int] = mapped_column(BigInteger)
+    heads: Mapped[list[Any]] = mapped_column(JSON)  # [[shard, seq, hash], ...] by shard
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))

@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ledger import (
     apikeys,
     balances,
+    circle,
     events,
     members,
     merchants,
@@ -22,6 +23,7 @@ from ledger import (
     releases,
     staff,
     stats,
+    transparency,
 )
 from ledger.context import Ctx
 from ledger.db import Database
@@ -29,6 +31,7 @@ from ledger.errors import InvalidRequest, NotStaff
 from ledger.journal import ensure_shards
 from ledger.models import (
     BalanceOut,
+    CircleOut,
     CodeOut,
     EventsPage,
     Identity,
@@ -40,6 +43,8 @@ from ledger.models import (
     NearbyOut,
     PreviewOut,
     PreviewRequest,
+    PublicDay,
+    PublicPoolOut,
     PurchaseOut,
     PurchaseRequest,
     RedeemInviteRequest,
@@ -224,7 +229,23 @@ class LedgerService:
 
     async def release(self, p: Principal, day: dt.date | None = None) -> ReleaseOut:
         require(p, "releases.run")
-        return await releases.run(self.ctx, day)
+        done = await releases.run(self.ctx, day)
+        # The day's public record follows its release (issue 13), so the heads every copy holds
+        # include the release; a second run finds the record there and changes nothing.
+        await transparency.publish(self.ctx, done.date)
+        return done
+
+    async def publish(self, p: Principal, day: dt.date | None = None) -> PublicDay:
+        require(p, "transparency.publish")
+        return await transparency.publish(self.ctx, day)
+
+    async def circle(self, p: Principal, lat: float, lon: float) -> CircleOut:
+        require(p, "circle.read")
+        return await circle.circle(self.ctx, lat, lon)
+
+    async def public_pool(self, p: Principal, days: int = 90) -> PublicPoolOut:
+        require(p, "transparency.pool")
+        return await transparency.public_pool(self.ctx, days)
 
     async def revoke_key(self, p: Principal, key_id: int) -> apikeys.Revoked:
         """Revoke key ``key_id`` at once in every ledger process (issue 11). Raises NotFound."""

@@ -39,6 +39,9 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.lookup": ("GET", "/v1/staff", True),
     "stats.read": ("GET", "/v1/stats", True),
     "keys.revoke": ("DELETE", "/v1/api-keys/{key_id}", True),  # revoking twice changes nothing
+    "transparency.pool": ("GET", "/v1/public/pool", True),
+    "circle.read": ("GET", "/v1/circle", True),
+    "transparency.publish": ("POST", "/v1/transparency/records", True),
 }
 
 Staff = tuple[str, str]  # (channel, external id) of the staff member acting
@@ -238,3 +241,17 @@ class LedgerClient(abc.ABC):
 
     async def stats(self) -> m.Stats:
         return await self._do(m.Stats, "stats.read")
+
+    # transparency (public: any key, or none, may read it)
+    async def public_pool(self, days: int = 90) -> m.PublicPool:
+        """Pool (fen), points, price and the newest ``days`` daily records (1-3660)."""
+        return await self._do(m.PublicPool, "transparency.pool", query={"days": days})
+
+    async def circle(self, lat: float, lon: float) -> m.Circle:
+        """The 15-minute circle around a place (admins, through the bot or their own key)."""
+        return await self._do(m.Circle, "circle.read", query={"lat": lat, "lon": lon})
+
+    async def publish(self, day: dt.date | None = None) -> m.PublicDay:
+        """Write local ``day``'s public record (admin); the release already does every day."""
+        body = {"date": day.isoformat() if day else None}
+        return await self._do(m.PublicDay, "transparency.publish", body=body)

@@ -188,3 +188,59 @@ class Stats(Model):
     vouchers_outstanding_fen: int
     pool_fen: int
     price: Price
+
+
+class PublishedHead(Model):
+    shard: int
+    seq: int
+    hash: str
+
+
+class PublicDay(Model):
+    """One local day's public record; the price is reported, never promised."""
+
+    date: dt.date
+    published_at: dt.datetime
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    heads: list[PublishedHead]
+    prev_hash: str
+    hash: str
+
+
+class PublicPool(Model):
+    as_of: dt.datetime
+    pool_fen: int
+    points: int
+    fen_per_point: str
+    days: list[PublicDay]
+
+
+class CircleMerchant(Model):
+    id: int
+    name: str
+    category: str
+    lat: float
+    lon: float
+    distance_m: int
+    walk_m: int
+    walk_minutes: int
+
+
+class CircleCategory(Model):
+    key: str
+    group: str
+    merchant_categories: list[str]
+    count: int
+    nearest: CircleMerchant | None
+
+
+class Circle(Model):
+    lat: float
+    lon: float
+    walk_m: int
+    radius_m: int
+    categories: list[CircleCategory]
+    gaps: list[str]
+    merchants: list[CircleMerchant]

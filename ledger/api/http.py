@@ -28,6 +28,7 @@ from ledger.errors import (
     Unavailable,
     UnsupportedMediaType,
 )
+from ledger.principal import PUBLIC
 from ledger.service import LedgerService
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,11 @@ def _json_content_type(request: web.Request, body: bytes) -> None:
 def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handle(request: web.Request) -> web.Response:
         service = request.app[SERVICE]
-        principal = await service.keys.authenticate(_bearer(request), request.remote)
+        principal = (
+            PUBLIC
+            if op.public
+            else await service.keys.authenticate(_bearer(request), request.remote)
+        )
         query = wire.check_query(_query_items(request))
         body: bytes | None = None
         if op.body is not None:

@@ -78,6 +78,8 @@ def document() -> dict[str, Any]:
         }
         error_schema = refs[(ErrorOut, "serialization")]
         for status, text in _ERRORS.items():
+            if op.public and status in ("401", "403"):
+                continue
             responses[status] = {
                 "description": text,
                 "content": {"application/json": {"schema": error_schema}},
@@ -85,7 +87,7 @@ def document() -> dict[str, Any]:
         item: dict[str, Any] = {
             "operationId": op.name,
             "summary": op.summary,
-            "security": [{"bearer": []}],
+            "security": [] if op.public else [{"bearer": []}],
             "parameters": parameters,
             "responses": responses,
         }

@@ -61,6 +61,15 @@ class EventsQuery(Query):
     limit: Annotated[int, Field(ge=1, le=1000)] = 100
 
 
+class CircleQuery(Query):
+    lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+    lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+class PublicPoolQuery(Query):
+    days: Annotated[int, Field(ge=1, le=3660)] = 90
+
+
 class StaffQuery(Query):
     channel: m.Channel
     external_id: m.ExternalId
@@ -107,6 +116,7 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[Query] | None = None
     status: int = 200
+    public: bool = False  # answered without an API key (the public record, issue 13)
 
     @property
     def path_params(self) -> list[str]:
@@ -321,6 +331,37 @@ OPERATIONS: tuple[Operation, ...] = (
         "Revoke an API key: every ledger process refuses it from the next request on.",
         KeyRevokedOut,
         _revoke_key,
+    ),
+    Operation(
+        "transparency.pool",
+        "GET",
+        "/v1/public/pool",
+        "Public, no key: the pool, points in circulation and price, with each day's record "
+        "and the journal heads published in it.",
+        m.PublicPoolOut,
+        lambda s, p, a: s.public_pool(p, a.query.days),
+        query=PublicPoolQuery,
+        public=True,
+    ),
+    Operation(
+        "circle.read",
+        "GET",
+        "/v1/circle",
+        "The 15-minute convenience circle around a place: each everyday need's nearest "
+        "alliance merchant within the walk, and the gaps.",
+        m.CircleOut,
+        lambda s, p, a: s.circle(p, a.query.lat, a.query.lon),
+        query=CircleQuery,
+    ),
+    Operation(
+        "transparency.publish",
+        "POST",
+        "/v1/transparency/records",
+        "Write a day's public record now (the release does this every day); a second call for "
+        "the day returns the first record.",
+        m.PublicDay,
+        lambda s, p, a: s.publish(p, a.body.date),
+        body=m.PublishRequest,
     ),
 )
 
