@@ -393,7 +393,10 @@ def call_and_check(
         headers["Authorization"] = f"Bearer {world.keys[role]}"
     elif role == "forged":
         headers["Authorization"] = f"Bearer {FORGED_KEY}"
-    if (case.path_parameters or {}).get("key_id") in world.real_key_ids:
+    # Whatever spelling reaches the server as one of the run's own keys ("2", "002", 2) is aimed
+    # at a key made to be revoked instead, or the rest of the run would be 401s.
+    raw = str((case.path_parameters or {}).get("key_id", ""))
+    if raw.isascii() and raw.isdigit() and len(raw) < 25 and int(raw) in world.real_key_ids:
         case.path_parameters = {**(case.path_parameters or {}), "key_id": world.new_key_id()}
     if ground(case, world, role) and "/redemptions" in case.path:
         world.reset_throttle()  # a grounded code is a real customer, not a guess
@@ -455,9 +458,11 @@ def test_each_key_reached_what_it_may_do(live: tuple[str, World], tally: Tally) 
 FUZZ_EXAMPLES = int(os.environ.get("GREENPOINTS_HOSTILE_EXAMPLES", "300"))
 UNSTORABLE = ["\x00", "\ud800", "\udfff", "\udbff\udc00"[::-1]]  # NUL; lone/reversed surrogates
 ODD = ["\x01", "\x1f", "\x7f", "\x85", "\u2028", "\u202e", "\ufeff", "\ufffe", "\U0010ffff"]
-WRONG_TYPES = ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-               "application/xml", "application/json; charset=latin-1", "application/octet-stream",
-               "text/json"]
+WRONG_TYPES: list[str | bytes] = [
+    b"application/json\xff", b"text/\xe9", "text/plain", "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x", "application/xml", "application/json; charset=latin-1",
+    "application/octet-stream", "text/json",
+]
 # Kinds every operation must refuse (4xx); ODD text only must not be a 5xx.
 MUST_REFUSE = {"long_int", "unstorable", "duplicate_key", "not_object", "deep", "wrong_type",
                "path_id", "query_unstorable", "query_long_int", "query_not_utf8", "query_twice"}
@@ -651,6 +656,8 @@ def test_hostile_inputs_are_refused_never_a_fault(
             shaped = answer.status_code == 400 and (
                 req.kind == "odd_header" or len(req.url) > 8000
             )
+        if answer.status_code == 401:
+            wrong = True  # every role's key is live; a 401 here means one was lost
         if wrong or not shaped:
             problems.append(f"{req.kind} {req.method} {req.url[:120]} {req.body!r:.120} "
                             f"{req.headers}: {answer.status_code} {answer.text[:200]}")
