@@ -350,6 +350,8 @@ class CodeAttempt(Base):
 
     principal: Mapped[str] = mapped_column(String(200), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
+    # Look-ups counted but not yet settled (ledger.throttle.reserve); reset with the window.
+    pending: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     window_started_at: Mapped[dt.datetime] = mapped_column(DateTime)
     locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
 

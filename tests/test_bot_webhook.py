@@ -11,15 +11,18 @@ from urllib.parse import urlparse
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from hypothesis import HealthCheck, Phase, given, seed, settings
+from hypothesis import strategies as st
 
 from bot.app import build_application, halt, launch
 from bot.config import Settings
 from bot.services import Services
 from bot.storage.db import BotDatabase
-from bot.webhook import SECRET_HEADER, build_web_app
+from bot.webhook import MAX_DEPTH, SECRET_HEADER, build_web_app
 from ledger.principal import Principal
 from ledger.service import LedgerService
 from ledger_client.inprocess import InProcessLedgerClient
+from tests import fuzz_seed
 from tests.fake_telegram import FakeTelegram
 
 TOKEN = "123456:WEBHOOK"
@@ -181,3 +184,43 @@ async def test_probes_answer_odd_requests_without_a_fault(
         if status >= 500:
             problems.append(f"{label}: {status}")
     assert not problems, problems
+
+
+# Generated: the same kinds, new values every run (tests/fuzz_seed.py prints the seed).
+def _nest(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+REFUSED_BODIES = st.one_of(
+    st.one_of(st.lists(st.integers()), st.text(), st.integers(), st.floats(allow_nan=False),
+              st.none(), st.booleans()).map(lambda v: json.dumps(v).encode()),
+    st.integers(MAX_DEPTH + 1, 200_000).map(_nest),
+    st.integers(0, 2**31).map(lambda n: f'{{"update_id": {n}, "update_id": {n + 1}}}'.encode()),
+    st.one_of(st.text(max_size=5), st.floats(allow_nan=False), st.none(), st.booleans(),
+              st.lists(st.integers(), max_size=2)).map(
+        lambda v: json.dumps({"update_id": v, "message": {}}).encode()),
+    st.binary(max_size=64).map(lambda b: b'{"update_id": 1, "x": "' + b"\xff" + b + b'"}'),
+)
+BAD_SECRETS = st.one_of(
+    st.binary(min_size=1, max_size=40).filter(lambda b: b.decode("latin-1").isprintable()),
+    st.binary(min_size=1, max_size=8).map(lambda b: SECRET.encode() + bytes(x | 0x80 for x in b)),
+)
+
+
+@settings(max_examples=60, deadline=None, database=None, derandomize=False,
+          phases=[Phase.generate],
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@seed(fuzz_seed.SEED)
+@given(body=REFUSED_BODIES, secret=BAD_SECRETS, anything=st.binary(max_size=200))
+async def test_generated_bad_input_is_refused(
+    webhook: tuple[FakeTelegram, str], body: bytes, secret: bytes, anything: bytes
+) -> None:
+    fake, url = webhook
+    path = urlparse(url).path
+    sent_before = len(fake.sent)
+    refused, _ = await _raw(url, _post(path, SECRET.encode(), body))
+    forbidden, _ = await _raw(url, _post(path, secret, body))
+    whatever, _ = await _raw(url, _post(path, SECRET.encode(), anything))
+    assert (refused, forbidden) == (400, 403), (fuzz_seed.REPLAY, body[:80], secret)
+    assert whatever < 500, (fuzz_seed.REPLAY, anything)
+    assert len(fake.sent) == sent_before

@@ -4,6 +4,7 @@ and the OpenAPI document."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -570,3 +571,32 @@ async def test_guessing_codes_is_throttled(
     assert other.status == 200
     clock.advance(seconds=3)
     assert (await preview(real.numeric_code)).status == 200
+
+
+async def test_header_bytes_that_are_not_utf8_are_refused_as_json(served: Served) -> None:
+    """No client library sends them, so written by hand: a Content-Type, a request id and a key
+    with bytes that are not UTF-8 are each an ordinary JSON refusal (once, the Content-Type's
+    echo could not be encoded: a 500)."""
+    host, port = served.url.removeprefix("http://").split(":")
+    body = b'{"merchant_id": 1, "member_id": 1, "amount_fen": 1, "idempotency_key": "k-bytes-1"}'
+    key = served.keys["merchant"].encode()
+    for label, headers, want in [
+        ("content type", b"Content-Type: application/json\xff\r\nAuthorization: Bearer " + key,
+         415),
+        ("content type charset", b"Content-Type: application/json; charset=\xe9\r\n"
+         b"Authorization: Bearer " + key, 415),
+        ("request id", b"Content-Type: application/json\r\nX-Request-Id: \xff\xfe\r\n"
+         b"Authorization: Bearer " + key, 201),
+        ("key", b"Content-Type: application/json\r\nAuthorization: Bearer gp_\xff", 401),
+    ]:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(b"POST /v1/purchases HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + headers
+                     + b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        answer = await reader.read()
+        writer.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        status = int(head.split(b" ", 2)[1])
+        assert status == want, (label, answer[:300])
+        decoded = json.loads(payload)
+        assert want == 201 or isinstance(decoded["error"]["message"], str), (label, decoded)
+        body = body.replace(b"k-bytes-1", b"k-bytes-2")

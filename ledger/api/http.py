@@ -122,7 +122,9 @@ def _json_content_type(request: web.Request, body: bytes) -> None:
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(
-            "send the body as application/json (UTF-8)", content_type=(given or "")[:80]
+            "send the body as application/json (UTF-8)",
+            # Header bytes that are not UTF-8 arrive as surrogate escapes: echoed as escapes.
+            content_type=(given or "")[:80].encode("ascii", "backslashreplace").decode(),
         )
 
 

@@ -1,4 +1,5 @@
-"""key revocations: the generation every ledger process checks before trusting a cached key
+"""key revocations (the generation every ledger process checks before trusting a cached key);
+code look-ups in flight per actor (code_attempts.pending), so concurrent guesses are counted
 
 Revision ID: 0005_hardening
 Revises: 0001
@@ -33,6 +34,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_key_revocations")),
     )
+    with op.batch_alter_table("code_attempts") as batch:
+        batch.add_column(sa.Column("pending", sa.Integer(), nullable=False, server_default="0"))
     # Keys revoked before this table existed count as one generation already passed.
     op.execute(
         "INSERT INTO key_revocations (key_id, revoked_at) "
@@ -42,3 +45,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("key_revocations")
+    with op.batch_alter_table("code_attempts") as batch:
+        batch.drop_column("pending")
