@@ -1,0 +1,33 @@
+"""The money rules at their small edges, with answers worked out by hand from DESIGN.md
+("Voucher release": a fraction of each holder's points converted at the current price, in whole
+fen; "Point price" = pool ÷ points, initially 1 fen per point). Found by mutation testing
+(docs/mutation.md): the property tests held for a grant cut off one fen or one point too early.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ledger.money import Price, ReleaseGrant, release_grant
+
+
+@pytest.mark.parametrize(
+    ("points", "fraction_bp", "price", "want"),
+    [
+        (100, 100, Price(0, 0), ReleaseGrant(1, 1)),  # 1 % of 100 at the initial price
+        (100, 100, Price(3, 2), ReleaseGrant(1, 1)),  # 1 point at 1.5 fen: 1 whole fen
+        (100, 100, Price(1, 2), None),  # 1 point at 0.5 fen: worth less than a fen
+        (99, 100, Price(0, 0), None),  # 1 % of 99 is no whole point
+        (200, 100, Price(5, 2), ReleaseGrant(2, 5)),  # 2 points at 2.5 fen
+        (1000, 250, Price(0, 0), ReleaseGrant(25, 25)),
+    ],
+)
+def test_release_grant_edges(points: int, fraction_bp: int, price: Price, want: object) -> None:
+    assert release_grant(points, fraction_bp, price) == want
+
+
+def test_points_for_whole_fen() -> None:
+    """Without a denominator the argument is plain fen."""
+    assert Price(0, 0).points_for(7) == 7
+    assert Price(300, 200).points_for(30) == 20  # 1.5 fen a point
+    assert Price(300, 200).points_for(31) == 20  # floor: no fraction of a point
