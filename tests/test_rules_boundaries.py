@@ -219,9 +219,11 @@ async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> No
         await fails(guess(till), CodeNotFound)
     wait = await fails(guess(till), Throttled)
     assert wait.details["retry_after"] == 2
-    clock.advance(seconds=2)
+    clock.advance(seconds=1.5)  # half a second left: still "wait 1 s", never "wait 0 s"
+    assert (await fails(guess(till), Throttled)).details["retry_after"] == 1
+    clock.advance(seconds=0.5)
     clock.now -= TICK
-    await fails(guess(till), Throttled)
+    assert (await fails(guess(till), Throttled)).details["retry_after"] == 1
     clock.now += TICK  # exactly when the wait ends
     await fails(guess(till), CodeNotFound)  # the 7th: 4 s
     wait = await fails(guess(till), Throttled)
