@@ -228,6 +228,10 @@ async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> No
     await fails(guess(till), CodeNotFound)  # the 7th: 4 s
     wait = await fails(guess(till), Throttled)
     assert wait.details["retry_after"] == 4
+    clock.advance(seconds=4)
+    await fails(guess(till), CodeNotFound)  # the 8th: 8 s (doubling, not growing by 2)
+    assert (await fails(guess(till), Throttled)).details["retry_after"] == 8
+    clock.advance(seconds=8)
 
     # The window: five misses at t0, the sixth at exactly t0 + 15 min still counts as the sixth.
     shop = await s.create_merchant(
@@ -240,7 +244,8 @@ async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> No
             await fails(guess(till), CodeNotFound)
         clock.now = start + WINDOW + late
         await fails(guess(till), CodeNotFound)
-        if late:  # a tick after the window: counting started again, no wait
-            await fails(guess(till), CodeNotFound)
-        else:
-            await fails(guess(till), Throttled)
+        if late:  # a tick after the window: counting started again, that miss the first of five
+            for _ in range(4):
+                await fails(guess(till), CodeNotFound)
+            await fails(guess(till), CodeNotFound)  # the sixth of the new window
+        await fails(guess(till), Throttled)
