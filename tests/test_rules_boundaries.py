@@ -12,6 +12,7 @@ policy (5 unknown codes free in a 15-minute window, then 2, 4, 8 ... seconds).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 
@@ -201,6 +202,27 @@ async def test_the_largest_bill(world: World) -> None:
         )),
     ):
         await fails(attempt, InvalidRequest)
+
+
+async def test_guesses_are_loud(
+    world: World, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ledger/throttle.py: guessing is "loud and slow": every unknown code is a warning naming
+    who guessed and how often in the window, with the code masked (README: codes are redacted
+    from every line)."""
+    s = world.service
+    till = Principal("merchant", world.merchant_id)
+    guessed = "12345678901234567890"
+    with caplog.at_level(logging.WARNING, logger="ledger.throttle"):
+        for _ in range(2):
+            await fails(s.preview_redemption(
+                till, PreviewRequest(code=guessed, merchant_id=world.merchant_id, bill_fen=100)
+            ), CodeNotFound)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ledger.throttle"]
+    assert len(lines) == 2, lines
+    for n, line in enumerate(lines, start=1):
+        assert f"from merchant:{world.merchant_id} ({n} in window)" in line, line
+        assert "code=1234…" in line and guessed not in line, line
 
 
 async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> None:

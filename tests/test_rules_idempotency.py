@@ -143,3 +143,16 @@ async def test_a_throttled_till_gets_its_receipt_and_nothing_else(world: World) 
     await _refused(s, s.redeem(till, RedeemRequest(**{**base, "bill_fen": 5_001})), Throttled)
     await _refused(s, s.redeem(till, RedeemRequest(**{**base, "idempotency_key": "never-used"})),
                    Throttled)
+
+
+def test_fingerprints_survive_an_upgrade() -> None:
+    """A till may retry across a deploy, so a request's fingerprint is a fixed function of its
+    fields: SHA-256 of the compact JSON with sorted keys, whatever order the code builds it in."""
+    from hashlib import sha256
+
+    from ledger.idempotency import request_hash
+
+    canonical = '{"bill_fen":8800,"code":"abc","merchant_id":1}'
+    assert request_hash({"merchant_id": 1, "code": "abc", "bill_fen": 8800}) == sha256(
+        canonical.encode()
+    ).hexdigest()
