@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from ledger.journal import ShardDelta, shard_delta
 from ledger.money import Price, ReleaseGrant, release_grant
 
 
@@ -31,3 +32,18 @@ def test_points_for_whole_fen() -> None:
     assert Price(0, 0).points_for(7) == 7
     assert Price(300, 200).points_for(30) == 20  # 1.5 fen a point
     assert Price(300, 200).points_for(31) == 20  # floor: no fraction of a point
+
+
+def test_a_shard_moves_by_every_posting_to_its_accounts() -> None:
+    """An entry may post to the pool, issuance or concessions more than once (a batch of
+    expiries and a grant together): the shard's slices move by the sum, issuance and concessions
+    counted as what left them."""
+    postings = [
+        ("pool", "fen", 5),
+        ("pool", "fen", 7),
+        ("issuance", "pt", -3),
+        ("issuance", "pt", -4),
+        ("concessions", "fen", -12),
+        ("member:1:points", "pt", 7),
+    ]
+    assert shard_delta(postings) == ShardDelta(pool_fen=12, issued_points=7, concessions_fen=12)
