@@ -29,9 +29,12 @@ async def _refused(
 ) -> None:
     """``attempt`` raises ``error`` and leaves every ledger table as it was."""
     before = await snapshot(s)
-    with pytest.raises(error):
+    with pytest.raises(error) as caught:
         await attempt
     assert diff(before, await snapshot(s)) == []
+    if error is IdempotencyConflict:  # the till is told which of its keys it reused
+        key = caught.value.details.get("key")
+        assert isinstance(key, str) and key.endswith("-key-1"), caught.value.details
 
 
 async def _staff(s: LedgerService, merchant_id: int, who: str) -> dict[str, str]:
