@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ledger.journal import ShardDelta, shard_delta
+from ledger.journal import ShardDelta, check_balanced, shard_delta
 from ledger.money import Price, ReleaseGrant, release_grant
 
 
@@ -47,3 +47,13 @@ def test_a_shard_moves_by_every_posting_to_its_accounts() -> None:
         ("member:1:points", "pt", 7),
     ]
     assert shard_delta(postings) == ShardDelta(pool_fen=12, issued_points=7, concessions_fen=12)
+
+
+def test_an_unbalanced_entry_is_never_posted() -> None:
+    """DESIGN.md "Journal": amounts sum to zero per unit; an entry that does not is a bug in the
+    caller, refused before it is written, naming each unit and by how much it is off."""
+    check_balanced([("member:1:points", "pt", 5), ("issuance", "pt", -5), ("pool", "fen", 0)])
+    with pytest.raises(AssertionError, match=r"unbalanced journal entry: \{'pt': 1\}"):
+        check_balanced([("member:1:points", "pt", 5), ("issuance", "pt", -4)])
+    with pytest.raises(AssertionError, match=r"\{'fen': -3\}"):
+        check_balanced([("pool", "fen", -3), ("member:1:points", "pt", 0)])
