@@ -118,5 +118,11 @@ async def test_every_operation_by_every_role(
                 changed = diff(before, await snapshot(service))
                 if wrong or changed:
                     problems.append(f"{where} should be forbidden: {wrong or ''} {changed}")
+                elif who != "anonymous":  # a 403 says which operation and who was refused
+                    error = answer.body["error"]
+                    named = error.get("details", {}).get("operation")
+                    says_who = f"role '{who}'" in error["message"]
+                    if not (isinstance(named, str) and named and says_who):
+                        problems.append(f"{where}: the refusal does not say why: {error}")
     assert n == len(OPERATIONS) * len(ROLES)
     assert not problems, "\n".join(problems)

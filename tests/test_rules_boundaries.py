@@ -12,6 +12,7 @@ policy (5 unknown codes free in a 15-minute window, then 2, 4, 8 ... seconds).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import pytest
 
@@ -203,6 +204,27 @@ async def test_the_largest_bill(world: World) -> None:
         await fails(attempt, InvalidRequest)
 
 
+async def test_guesses_are_loud(
+    world: World, clock: FixedClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ledger/throttle.py: guessing is "loud and slow": every unknown code is a warning naming
+    who guessed and how often in the window, with the code masked (README: codes are redacted
+    from every line)."""
+    s = world.service
+    till = Principal("merchant", world.merchant_id)
+    guessed = "12345678901234567890"
+    with caplog.at_level(logging.WARNING, logger="ledger.throttle"):
+        for _ in range(2):
+            await fails(s.preview_redemption(
+                till, PreviewRequest(code=guessed, merchant_id=world.merchant_id, bill_fen=100)
+            ), CodeNotFound)
+    lines = [r.getMessage() for r in caplog.records if r.name == "ledger.throttle"]
+    assert len(lines) == 2, lines
+    for n, line in enumerate(lines, start=1):
+        assert f"from merchant:{world.merchant_id} ({n} in window)" in line, line
+        assert "code=1234…" in line and guessed not in line, line
+
+
 async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> None:
     """Five unknown codes in a window are free; the sixth earns a 2 s wait and the seventh 4 s;
     a wait ends exactly when it says; a window is 15 minutes, the instant included."""
@@ -219,13 +241,19 @@ async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> No
         await fails(guess(till), CodeNotFound)
     wait = await fails(guess(till), Throttled)
     assert wait.details["retry_after"] == 2
-    clock.advance(seconds=2)
+    clock.advance(seconds=1.5)  # half a second left: still "wait 1 s", never "wait 0 s"
+    assert (await fails(guess(till), Throttled)).details["retry_after"] == 1
+    clock.advance(seconds=0.5)
     clock.now -= TICK
-    await fails(guess(till), Throttled)
+    assert (await fails(guess(till), Throttled)).details["retry_after"] == 1
     clock.now += TICK  # exactly when the wait ends
     await fails(guess(till), CodeNotFound)  # the 7th: 4 s
     wait = await fails(guess(till), Throttled)
     assert wait.details["retry_after"] == 4
+    clock.advance(seconds=4)
+    await fails(guess(till), CodeNotFound)  # the 8th: 8 s (doubling, not growing by 2)
+    assert (await fails(guess(till), Throttled)).details["retry_after"] == 8
+    clock.advance(seconds=8)
 
     # The window: five misses at t0, the sixth at exactly t0 + 15 min still counts as the sixth.
     shop = await s.create_merchant(
@@ -238,7 +266,8 @@ async def test_the_throttle_at_its_limits(world: World, clock: FixedClock) -> No
             await fails(guess(till), CodeNotFound)
         clock.now = start + WINDOW + late
         await fails(guess(till), CodeNotFound)
-        if late:  # a tick after the window: counting started again, no wait
-            await fails(guess(till), CodeNotFound)
-        else:
-            await fails(guess(till), Throttled)
+        if late:  # a tick after the window: counting started again, that miss the first of five
+            for _ in range(4):
+                await fails(guess(till), CodeNotFound)
+            await fails(guess(till), CodeNotFound)  # the sixth of the new window
+        await fails(guess(till), Throttled)

@@ -101,5 +101,11 @@ async def test_acting_for_a_merchant(
             changed = diff(before, await snapshot(served.service))
             if wrong or changed:
                 problems.append(f"{where}: {wrong or ''} {changed}")
+            elif code == "403":  # the refusal names the merchant, for the till's operator
+                error_body = answer.body["error"]
+                if error_body.get("details") != {"merchant_id": target} or not any(
+                    word in error_body["message"] for word in ("another merchant", "not staff")
+                ):
+                    problems.append(f"{where}: refusal does not say why: {error_body}")
     assert checked == sum(v != "-" for cells in ACTING.values() for v in cells.values()) >= 20
     assert not problems, "\n".join(problems)

@@ -1,0 +1,161 @@
+"""Idempotency keys against every field of each keyed request (issue 15), on SQLite and
+PostgreSQL.
+
+DESIGN.md: "every retryable write takes an idempotency key" and "a retry with the same
+idempotency key returns the first result". So a key reused with the same request is a replay
+(the first answer, nothing booked twice) and reused with any field changed is a conflict that
+changes nothing: never the first receipt for a different request. Keys are per merchant (the
+till's own keys), so the same key at another merchant is another request altogether. Who sent
+it (the ``staff`` member named by the bot) is not part of the request: a retry from the other
+cashier's phone is the same purchase.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ledger.errors import CodeNotFound, CodeUsed, IdempotencyConflict, LedgerError, Throttled
+from ledger.models import PreviewRequest, PurchaseRequest, RedeemInviteRequest, RedeemRequest
+from ledger.principal import SYSTEM, Principal
+from ledger.service import LedgerService
+from tests.conftest import World
+from tests.ledger_support import diff, snapshot
+
+
+async def _refused(
+    s: LedgerService, attempt: Any, error: type[LedgerError] = IdempotencyConflict
+) -> None:
+    """``attempt`` raises ``error`` and leaves every ledger table as it was."""
+    before = await snapshot(s)
+    with pytest.raises(error) as caught:
+        await attempt
+    assert diff(before, await snapshot(s)) == []
+    if error is IdempotencyConflict:  # the till is told which of its keys it reused
+        key = caught.value.details.get("key")
+        assert isinstance(key, str) and key.endswith("-key-1"), caught.value.details
+
+
+async def _staff(s: LedgerService, merchant_id: int, who: str) -> dict[str, str]:
+    invite = await s.create_staff_invite(SYSTEM, merchant_id)
+    await s.redeem_staff_invite(
+        SYSTEM, RedeemInviteRequest(code=invite.code, channel="telegram", external_id=who)
+    )
+    return {"channel": "telegram", "external_id": who}
+
+
+async def test_purchase_key_against_every_field(world: World) -> None:
+    s, shop, other = world.service, world.merchant_id, world.other_merchant_id
+    bot = Principal("bot")
+    first_cashier = await _staff(s, shop, "cashier-1")
+    second_cashier = await _staff(s, shop, "cashier-2")
+    base: dict[str, Any] = {
+        "merchant_id": shop,
+        "member_id": world.member_ids[0],
+        "amount_fen": 12_345,
+        "green_tags": ["own_cup", "no_bag"],
+        "idempotency_key": "purchase-key-1",
+        "staff": first_cashier,
+    }
+    first = await s.record_purchase(bot, PurchaseRequest(**base))
+    same = [
+        base,
+        {**base, "green_tags": ["no_bag", "own_cup"]},  # a set: order is not a difference
+        {**base, "green_tags": ["no_bag", "own_cup", "no_bag"]},
+        {**base, "staff": second_cashier},  # the other cashier's retry
+    ]
+    for request in same:
+        before = await snapshot(s)
+        assert await s.record_purchase(bot, PurchaseRequest(**request)) == first, request
+        assert diff(before, await snapshot(s)) == []
+    for change in (
+        {"member_id": world.member_ids[1]},
+        {"amount_fen": 12_346},
+        {"green_tags": ["own_cup"]},
+        {"green_tags": []},
+    ):
+        await _refused(s, s.record_purchase(bot, PurchaseRequest(**{**base, **change})))
+    # The same key at another merchant is that merchant's own, new purchase.
+    elsewhere = await s.record_purchase(
+        Principal("merchant", other),
+        PurchaseRequest(**{**base, "merchant_id": other, "staff": None}),
+    )
+    assert elsewhere.purchase_id != first.purchase_id and elsewhere.merchant_id == other
+
+
+async def test_redemption_key_against_every_field(world: World) -> None:
+    s, shop, other = world.service, world.merchant_id, world.other_merchant_id
+    bot = Principal("bot")
+    cashier = await _staff(s, shop, "cashier-1")
+    other_cashier = await _staff(s, shop, "cashier-2")
+    mine = await s.issue_code(SYSTEM, world.member_ids[0])
+    theirs = await s.issue_code(SYSTEM, world.member_ids[1])
+    base: dict[str, Any] = {
+        "code": mine.numeric_code,
+        "merchant_id": shop,
+        "bill_fen": 8_800,
+        "idempotency_key": "redeem-key-1",
+        "staff": cashier,
+    }
+    first = await s.redeem(bot, RedeemRequest(**base))
+    for request in (
+        base,
+        {**base, "code": mine.link_code},  # the same code, scanned instead of typed
+        {**base, "staff": other_cashier},
+    ):
+        before = await snapshot(s)
+        assert await s.redeem(bot, RedeemRequest(**request)) == first, request
+        assert diff(before, await snapshot(s)) == []
+    # Another customer's live code under the first one's key: a conflict, never the first
+    # customer's receipt, and the second customer's code stays live.
+    await _refused(s, s.redeem(bot, RedeemRequest(**{**base, "code": theirs.numeric_code})))
+    await _refused(s, s.redeem(bot, RedeemRequest(**{**base, "code": theirs.link_code})))
+    await _refused(s, s.redeem(bot, RedeemRequest(**{**base, "bill_fen": 8_801})))
+    still_live = await s.preview_redemption(
+        bot, PreviewRequest(code=theirs.numeric_code, merchant_id=shop, bill_fen=100, staff=cashier)
+    )
+    assert still_live.code_expires_at == theirs.expires_at
+    # The same key at another merchant is a new redemption there: the code is already used.
+    await _refused(
+        s,
+        s.redeem(Principal("merchant", other),
+                 RedeemRequest(**{**base, "merchant_id": other, "staff": None})),
+        CodeUsed,
+    )
+
+
+async def test_a_throttled_till_gets_its_receipt_and_nothing_else(world: World) -> None:
+    """While locked out for guessing, a retry of a redemption that went through is answered
+    from its key; the same key with another code is refused as throttled, not answered."""
+    s, shop = world.service, world.merchant_id
+    till = Principal("merchant", shop)
+    mine = await s.issue_code(SYSTEM, world.member_ids[0])
+    theirs = await s.issue_code(SYSTEM, world.member_ids[1])
+    base = {"code": mine.numeric_code, "merchant_id": shop, "bill_fen": 5_000,
+            "idempotency_key": "throttled-key"}
+    first = await s.redeem(till, RedeemRequest(**base))
+    for _ in range(6):
+        with pytest.raises(CodeNotFound):
+            await s.preview_redemption(
+                till, PreviewRequest(code="1" * 20, merchant_id=shop, bill_fen=100)
+            )
+    assert await s.redeem(till, RedeemRequest(**base)) == first
+    await _refused(s, s.redeem(till, RedeemRequest(**{**base, "code": theirs.numeric_code})),
+                   Throttled)
+    await _refused(s, s.redeem(till, RedeemRequest(**{**base, "bill_fen": 5_001})), Throttled)
+    await _refused(s, s.redeem(till, RedeemRequest(**{**base, "idempotency_key": "never-used"})),
+                   Throttled)
+
+
+def test_fingerprints_survive_an_upgrade() -> None:
+    """A till may retry across a deploy, so a request's fingerprint is a fixed function of its
+    fields: SHA-256 of the compact JSON with sorted keys, whatever order the code builds it in."""
+    from hashlib import sha256
+
+    from ledger.idempotency import request_hash
+
+    canonical = '{"bill_fen":8800,"code":"abc","merchant_id":1}'
+    assert request_hash({"merchant_id": 1, "code": "abc", "bill_fen": 8800}) == sha256(
+        canonical.encode()
+    ).hexdigest()
