@@ -124,7 +124,7 @@ _SQLITE_MEMBERS = text(
 )
 
 
-def _stamp(value: dt.datetime) -> str:
+def stamp(value: dt.datetime) -> str:
     """A naive-UTC datetime as SQLAlchemy's SQLite DateTime stores it (so reads compare equal)."""
     return value.isoformat(sep=" ", timespec="microseconds")
 
@@ -171,7 +171,7 @@ async def grant_batch(
             raise GrantOverflow(
                 f"members {lo + 1}..{hi}: a grant could exceed 64-bit integers on SQLite"
             )
-        params |= {"day": day.isoformat(), "now": _stamp(now), "expires": _stamp(expires)}
+        params |= {"day": day.isoformat(), "now": stamp(now), "expires": stamp(expires)}
         rows = (await session.execute(_SQLITE_SELECT, params)).all()
         if rows:
             await session.execute(_SQLITE_LOTS, params)
