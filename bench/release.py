@@ -15,6 +15,7 @@ journal entries backing every holding so ``verify`` can pass. Then, timed:
   grant, lot, ``voucher.granted`` event and journal entry, then the merchants, expiry, notices.
   ``--policy airdrop``: each holder also has one purchase (its share value), and 100,000 yuan
   of the pool is divided among them by share value.
+- *feed positions*: what the first feed read after the release does: number its events.
 - *expiring notices*: 87 days later, the ``voucher.expiring`` events for every lot.
 - *expiry*: 90 days later, every lot expires back into the pool.
 
@@ -33,7 +34,7 @@ import time
 from sqlalchemy import DateTime, bindparam, func, select, text, update
 
 from bench._common import insert_members, scratch_database, table
-from ledger import journal, releases, verify
+from ledger import events, journal, releases, verify
 from ledger.journal import FEN, POINTS, Posting
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
@@ -183,6 +184,10 @@ async def run(
             release_s = time.perf_counter() - start
             assert result.members_granted == holders or policy == "airdrop", result
 
+            start = time.perf_counter()
+            sequenced = await events.sequence_pending(svc.ctx.db)
+            sequence_s = time.perf_counter() - start
+
             clock.advance(days=87)
             start = time.perf_counter()
             notices = await releases.notify_expiring(svc.ctx)
@@ -203,6 +208,10 @@ async def run(
                     "release (service, whole day)",
                     f"{release_s:.2f} s = {holders / release_s:,.0f} members/s = "
                     f"{holders / release_s / base_rate:.3f}x baseline",
+                ),
+                (
+                    "feed positions for the events",
+                    f"{sequenced:,} in {sequence_s:.2f} s = {sequenced / sequence_s:,.0f}/s",
                 ),
                 (
                     "expiring notices",
