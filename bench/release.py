@@ -182,6 +182,12 @@ async def run(
             start = time.perf_counter()
             result = await svc.release(SYSTEM, svc.ctx.today())
             release_s = time.perf_counter() - start
+            print(
+                f"[{kind}] release {release_s:.1f} s = {holders / release_s:,.0f} members/s; "
+                f"baseline {base_rate:,.0f} rows/s; {load()}",
+                file=sys.stderr,
+                flush=True,
+            )
             assert result.members_granted == holders or policy == "airdrop", result
 
             start = time.perf_counter()
