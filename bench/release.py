@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.release --db sqlite --members 1000000
     .venv/bin/python -m bench.release --db postgres --members 1000000 --batch 10000
     .venv/bin/python -m bench.release --members 20000 --verify      # small, and verify after
+    .venv/bin/python -m bench.release --policy airdrop              # the 共享购 policy (issue 13)
 
 Setup (not timed): ``--members`` members holding between 100 and 99,999 points (spread by id),
 ``--merchants`` merchants holding points, a pool of one fen per point plus a tenth, and seed
@@ -12,6 +13,9 @@ journal entries backing every holding so ``verify`` can pass. Then, timed:
   (undone afterwards, untimed): the least any release touching every holder's row costs here.
 - *release*: ``LedgerService.release`` for the day, as an operator runs it: every member's
   grant, lot, ``voucher.granted`` event and journal entry, then the merchants, expiry, notices.
+  ``--policy airdrop``: each holder also has one purchase (its share value), and 100,000 yuan
+  of the pool is divided among them by share value.
+- *feed positions*: what the first feed read after the release does: number its events.
 - *expiring notices*: 87 days later, the ``voucher.expiring`` events for every lot.
 - *expiry*: 90 days later, every lot expires back into the pool.
 
@@ -27,10 +31,10 @@ import os
 import sys
 import time
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import DateTime, bindparam, func, select, text, update
 
 from bench._common import insert_members, scratch_database, table
-from ledger import journal, releases, verify
+from ledger import events, journal, releases, verify
 from ledger.journal import FEN, POINTS, Posting
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
@@ -114,6 +118,21 @@ async def seed_holdings(svc: LedgerService, members: int, merchants: int) -> int
     return total
 
 
+async def seed_purchases(svc: LedgerService) -> None:
+    """One purchase per holder at the first merchant (share value for the airdrop policy);
+    rows only: the pool and points were seeded by journal entries already."""
+    async with svc.ctx.db.write() as session:
+        await session.execute(
+            text(
+                "INSERT INTO purchases (merchant_id, member_id, amount_fen, concession_fen,"
+                " member_points, merchant_points, price_pool_fen, price_points, green_tags,"
+                " created_at) SELECT (SELECT min(id) FROM merchants), id, points * 10, points,"
+                " points, 0, 1, 1, '[]', :now FROM members WHERE points > 0"
+            ).bindparams(bindparam("now", type_=DateTime())),
+            {"now": svc.ctx.now()},
+        )
+
+
 async def timed_baseline(svc: LedgerService) -> tuple[float, int]:
     db = svc.ctx.db
     async with db.read() as session:
@@ -136,14 +155,23 @@ def load() -> str:
     return f"load {one:.2f} / {five:.2f} (1 / 5 min)"
 
 
-async def run(kind: str, members: int, merchants: int, batch: int, check: bool) -> None:
+async def run(
+    kind: str, members: int, merchants: int, batch: int, check: bool, policy: str
+) -> None:
     async with scratch_database(kind, "release") as url:
         clock = FixedClock(dt.datetime(2026, 6, 1, 4, 0))  # noon in Shanghai
-        svc = await LedgerService.open(url, Rules(release_batch_size=batch))
+        rules = Rules(
+            release_batch_size=batch,
+            release_policy=policy,  # type: ignore[arg-type]
+            airdrop_daily_fen=10_000_000,  # 100,000 yuan a day
+        )
+        svc = await LedgerService.open(url, rules)
         svc.ctx.clock = clock
         try:
             t0 = time.perf_counter()
             await seed_holdings(svc, members, merchants)
+            if policy == "airdrop":
+                await seed_purchases(svc)
             print(
                 f"seeded {members:,} members in {time.perf_counter() - t0:.1f} s", file=sys.stderr
             )
@@ -154,7 +182,17 @@ async def run(kind: str, members: int, merchants: int, batch: int, check: bool) 
             start = time.perf_counter()
             result = await svc.release(SYSTEM, svc.ctx.today())
             release_s = time.perf_counter() - start
-            assert result.members_granted == holders, (result.members_granted, holders)
+            print(
+                f"[{kind}] release {release_s:.1f} s = {holders / release_s:,.0f} members/s; "
+                f"baseline {base_rate:,.0f} rows/s; {load()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            assert result.members_granted == holders or policy == "airdrop", result
+
+            start = time.perf_counter()
+            sequenced = await events.sequence_pending(svc.ctx.db)
+            sequence_s = time.perf_counter() - start
 
             clock.advance(days=87)
             start = time.perf_counter()
@@ -168,6 +206,7 @@ async def run(kind: str, members: int, merchants: int, batch: int, check: bool) 
 
             rows = [
                 ("database", kind),
+                ("policy", policy),
                 ("members with points", f"{holders:,} (+{merchants:,} merchants)"),
                 ("batch", f"{batch:,} members"),
                 ("baseline: one bare UPDATE", f"{base_s:.2f} s = {base_rate:,.0f} rows/s"),
@@ -175,6 +214,10 @@ async def run(kind: str, members: int, merchants: int, batch: int, check: bool) 
                     "release (service, whole day)",
                     f"{release_s:.2f} s = {holders / release_s:,.0f} members/s = "
                     f"{holders / release_s / base_rate:.3f}x baseline",
+                ),
+                (
+                    "feed positions for the events",
+                    f"{sequenced:,} in {sequence_s:.2f} s = {sequenced / sequence_s:,.0f}/s",
                 ),
                 (
                     "expiring notices",
@@ -199,7 +242,8 @@ async def run(kind: str, members: int, merchants: int, batch: int, check: bool) 
                         f"({time.perf_counter() - start:.1f} s)",
                     )
                 )
-            print(table(rows, f"Daily release, {kind}"))
+            rows.insert(4, ("members granted", f"{result.members_granted:,}"))
+            print(table(rows, f"Daily release, {kind}, {policy}"))
         finally:
             await svc.close()
 
@@ -211,8 +255,9 @@ def main() -> None:
     p.add_argument("--merchants", type=int, default=200)
     p.add_argument("--batch", type=int, default=Rules().release_batch_size)
     p.add_argument("--verify", action="store_true", help="run verify afterwards (slow at 1 M)")
+    p.add_argument("--policy", choices=["fraction", "airdrop"], default="fraction")
     args = p.parse_args()
-    asyncio.run(run(args.db, args.members, args.merchants, args.batch, args.verify))
+    asyncio.run(run(args.db, args.members, args.merchants, args.batch, args.verify, args.policy))
 
 
 if __name__ == "__main__":

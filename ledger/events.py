@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, update
+from sqlalchemy import CursorResult, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.db import Bound, Conn, Database, Statement, column_params
@@ -66,6 +66,14 @@ async def emit_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
         await session.execute(insert(Event), rows)
 
 
+_NUMBER = text(
+    "UPDATE events SET seq = :last + n.rn FROM ("
+    " SELECT id, row_number() OVER (ORDER BY id) AS rn FROM ("
+    "  SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT :size) AS due"
+    ") AS n WHERE events.id = n.id"
+)
+
+
 async def _has_unsequenced(db: Database) -> bool:
     async with db.read() as session:
         first = await session.scalar(select(Event.id).where(Event.seq.is_(None)).limit(1))
@@ -83,25 +91,17 @@ async def sequence_pending(db: Database) -> int:
                 select(FeedState.last_seq).where(FeedState.id == 1).with_for_update()
             )
             assert last is not None
-            ids = (
-                await session.scalars(
-                    select(Event.id)
-                    .where(Event.seq.is_(None))
-                    .order_by(Event.id)
-                    .limit(SEQUENCE_BATCH)
-                )
-            ).all()
-            if not ids:
+            # One statement per batch (a release emits a million events at once): positions
+            # last+1, last+2, … in id order, over the partial index of unsequenced events.
+            numbered = await session.execute(_NUMBER, {"last": last, "size": SEQUENCE_BATCH})
+            count = cast(CursorResult[Any], numbered).rowcount
+            if not count:
                 return total
             await session.execute(
-                update(Event),
-                [{"id": event_id, "seq": last + n} for n, event_id in enumerate(ids, start=1)],
+                update(FeedState).where(FeedState.id == 1).values(last_seq=last + count)
             )
-            await session.execute(
-                update(FeedState).where(FeedState.id == 1).values(last_seq=last + len(ids))
-            )
-        total += len(ids)
-        if len(ids) < SEQUENCE_BATCH:
+        total += count
+        if count < SEQUENCE_BATCH:
             return total
 
 

@@ -21,17 +21,19 @@ events as the fraction release; a batch is one transaction, so a crash resumes e
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import events, journal
 from ledger.journal import FEN, Posting
 from ledger.purchases import credit_merchant
+from ledger.release_grants import stamp
 from ledger.rules import BP, Rules
-from ledger.schema import Event, Member, Purchase, Release, Shard, VoucherLot
+from ledger.schema import Purchase, Release, Shard
 
 
 @dataclass(frozen=True)
@@ -87,76 +89,112 @@ async def _holders(
     return [(int(h), int(c)) for h, c in rows]
 
 
-_members = Member.metadata.tables[Member.__tablename__]
-_CREDIT_MEMBER = (
-    update(_members)
-    .where(_members.c.id == bindparam("m_id"))
-    .values(vouchers_fen=_members.c.vouchers_fen + bindparam("m_fen"))
+_BOUNDS = text(
+    "SELECT max(member_id) FROM (SELECT DISTINCT member_id FROM purchases"
+    " WHERE member_id > :lo AND id <= :last ORDER BY member_id LIMIT :size) AS b"
+)
+# Each member's share value over the batch's id range, from the purchases counted today.
+_SHARES = (
+    "SELECT member_id AS id, sum(concession_fen) * :share_bp / :bp AS share FROM purchases"
+    " WHERE member_id > :lo AND member_id <= :hi AND id <= :last GROUP BY member_id"
+)
+_PG_BATCH = text(
+    f"""
+WITH s AS ({_SHARES}),
+g AS (SELECT id, div(share::numeric * :amount, :shares)::bigint AS fen FROM s),
+granted AS (
+    UPDATE members AS m SET vouchers_fen = m.vouchers_fen + g.fen
+    FROM g WHERE m.id = g.id AND g.fen > 0
+    RETURNING m.id, g.fen
+), lots AS (
+    INSERT INTO voucher_lots
+        (member_id, release_date, amount_fen, remaining_fen, granted_at, expires_at,
+         expiring_notified)
+    SELECT id, :day, fen, fen, :now, :expires, false FROM granted
+), notices AS (
+    INSERT INTO events (type, member_id, merchant_id, payload, created_at)
+    SELECT :event_type, id, NULL,
+           json_build_object('vouchers_fen', fen, 'points_burned', 0,
+                             'expires_at', CAST(:expires_iso AS text),
+                             'release_date', CAST(:day_iso AS text), 'policy', 'airdrop'),
+           :now
+    FROM granted ORDER BY id
+)
+SELECT id, fen FROM granted ORDER BY id
+"""
+)
+# SQLite: the exact grants are computed in Python (its integers are unbounded) and handed
+# back as one JSON parameter that the writes read as a table.
+_SQLITE_SHARES = text(f"{_SHARES} ORDER BY member_id")
+_SQLITE_GRANTS = (
+    "SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS fen"
+    " FROM json_each(:grants)"
+)
+_SQLITE_LOTS = text(
+    "INSERT INTO voucher_lots (member_id, release_date, amount_fen, remaining_fen, granted_at,"
+    f" expires_at, expiring_notified) SELECT id, :day, fen, fen, :now, :expires, 0"
+    f" FROM ({_SQLITE_GRANTS})"
+)
+_SQLITE_EVENTS = text(
+    "INSERT INTO events (type, member_id, merchant_id, payload, created_at)"
+    " SELECT :event_type, id, NULL, json_object('vouchers_fen', fen, 'points_burned', 0,"
+    " 'expires_at', :expires_iso, 'release_date', :day_iso, 'policy', 'airdrop'), :now"
+    f" FROM ({_SQLITE_GRANTS})"
+)
+_SQLITE_MEMBERS = text(
+    "UPDATE members SET vouchers_fen = vouchers_fen + g.fen"
+    f" FROM ({_SQLITE_GRANTS}) AS g WHERE members.id = g.id"
 )
 
 
 async def member_batch(
     session: AsyncSession, release: Release, rules: Rules, now: dt.datetime
 ) -> bool:
-    """Pay the next batch of members; False when none are left. Updates the release row."""
-    rows = await _holders(
-        session,
-        Purchase.member_id,
-        release.member_cursor,
-        release.share_purchase_id,
-        rules.release_batch_size,
-    )
-    if not rows:
+    """Pay the next batch of members; False when none are left. Updates the release row.
+
+    Set-based like ``release_grants``: on PostgreSQL one statement in numeric arithmetic; on
+    SQLite the grants computed in Python from one aggregate, then written by three statements.
+    """
+    last, lo = release.share_purchase_id, release.member_cursor
+    size = rules.release_batch_size
+    hi = await session.scalar(_BOUNDS, {"lo": lo, "last": last, "size": size})
+    if hi is None:
         return False
+    day = release.release_date
     expires = now + dt.timedelta(days=rules.voucher_ttl_days)
-    grants = [
-        (member_id, fen)
-        for member_id, concessions in rows
-        if (
-            fen := payout(
-                release.airdrop_fen,
-                share_of(concessions, rules.airdrop_member_share_bp),
-                release.airdrop_shares,
-            )
-        )
-        > 0
-    ]
+    params: dict[str, object] = {
+        "lo": lo,
+        "hi": int(hi),
+        "last": last,
+        "share_bp": rules.airdrop_member_share_bp,
+        "bp": BP,
+        "amount": release.airdrop_fen,
+        "shares": max(release.airdrop_shares, 1),
+        "event_type": events.VOUCHER_GRANTED,
+        "expires_iso": expires.isoformat(),
+        "day_iso": day.isoformat(),
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        params |= {"day": day, "now": now, "expires": expires}
+        grants = [(int(m), int(f)) for m, f in (await session.execute(_PG_BATCH, params))]
+    else:
+        shares = (await session.execute(_SQLITE_SHARES, params)).all()
+        grants = [
+            (int(m), fen)
+            for m, share in shares
+            if (fen := payout(release.airdrop_fen, int(share), release.airdrop_shares)) > 0
+        ]
+        if grants:
+            params |= {
+                "day": day.isoformat(),
+                "now": stamp(now),
+                "expires": stamp(expires),
+                "grants": json.dumps(grants),
+            }
+            await session.execute(_SQLITE_LOTS, params)
+            await session.execute(_SQLITE_EVENTS, params)
+            await session.execute(_SQLITE_MEMBERS, params)
     if grants:
-        await session.execute(_CREDIT_MEMBER, [{"m_id": m, "m_fen": f} for m, f in grants])
-        await session.execute(
-            insert(VoucherLot),
-            [
-                {
-                    "member_id": m,
-                    "release_date": release.release_date,
-                    "amount_fen": f,
-                    "remaining_fen": f,
-                    "granted_at": now,
-                    "expires_at": expires,
-                    "expiring_notified": False,
-                }
-                for m, f in grants
-            ],
-        )
-        await session.execute(
-            insert(Event),
-            [
-                {
-                    "type": events.VOUCHER_GRANTED,
-                    "member_id": m,
-                    "merchant_id": None,
-                    "payload": {
-                        "vouchers_fen": f,
-                        "points_burned": 0,
-                        "expires_at": expires.isoformat(),
-                        "release_date": release.release_date.isoformat(),
-                        "policy": "airdrop",
-                    },
-                    "created_at": now,
-                }
-                for m, f in grants
-            ],
-        )
         total = sum(f for _m, f in grants)
         postings: list[Posting] = [(journal.member_vouchers(m), FEN, f) for m, f in grants]
         postings.append((journal.POOL, FEN, -total))
@@ -164,13 +202,13 @@ async def member_batch(
             session,
             shard=journal.pick_shard(rules.shards),
             kind="release",
-            ref=f"airdrop:{release.release_date.isoformat()}:members:{rows[0][0]}-{rows[-1][0]}",
+            ref=f"airdrop:{day.isoformat()}:members:{lo + 1}-{hi}",
             postings=postings,
             now=now,
         )
         release.members_granted += len(grants)
         release.vouchers_fen += total
-    release.member_cursor = rows[-1][0]
+    release.member_cursor = int(hi)
     return True
 
 

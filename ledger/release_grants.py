@@ -15,8 +15,9 @@ point is worth one fen (``Price``), written here as the ratio 1/1.
 PostgreSQL: one statement locks the batch's rows (``FOR UPDATE``, so a purchase committing
 meanwhile is either wholly before or wholly after the grant), updates them, inserts the lots and
 the ``voucher.granted`` events and returns the grants, in numeric arithmetic (no overflow).
-SQLite (one writer; nothing else can change the rows inside the transaction): the same as three
-statements in 64-bit integers, refused (``GrantOverflow``) for the batch where one holder's
+SQLite (one writer; nothing else can change the rows inside the transaction): one read of the
+grants and three writes (lots, events, members), each INSERT/UPDATE … SELECT over the same
+derived table, in 64-bit integers, refused (``GrantOverflow``) for the batch where one holder's
 ``burned × pool`` could exceed 2**63 — one holder owning roughly all points of a pool of
 billions of yuan, far beyond what an embedded ledger holds.
 """
@@ -124,7 +125,7 @@ _SQLITE_MEMBERS = text(
 )
 
 
-def _stamp(value: dt.datetime) -> str:
+def stamp(value: dt.datetime) -> str:
     """A naive-UTC datetime as SQLAlchemy's SQLite DateTime stores it (so reads compare equal)."""
     return value.isoformat(sep=" ", timespec="microseconds")
 
@@ -171,7 +172,7 @@ async def grant_batch(
             raise GrantOverflow(
                 f"members {lo + 1}..{hi}: a grant could exceed 64-bit integers on SQLite"
             )
-        params |= {"day": day.isoformat(), "now": _stamp(now), "expires": _stamp(expires)}
+        params |= {"day": day.isoformat(), "now": stamp(now), "expires": stamp(expires)}
         rows = (await session.execute(_SQLITE_SELECT, params)).all()
         if rows:
             await session.execute(_SQLITE_LOTS, params)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import journal, release_airdrop, release_dates, release_expiry, release_grants
 from ledger.context import Ctx
@@ -20,7 +22,7 @@ from ledger.db import insert_on_conflict
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import ReleaseOut
 from ledger.money import Price, release_grant
-from ledger.purchases import credit_merchant, current_price
+from ledger.purchases import current_price
 from ledger.schema import MerchantBalance, Release, Shard
 
 
@@ -104,6 +106,26 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
     return True
 
 
+_balances = MerchantBalance.metadata.tables[MerchantBalance.__tablename__]
+
+
+def _keep_merchant(session: AsyncSession) -> Any:
+    """Add ``points`` and ``fen`` (settlement) to merchant ``m``'s slice of shard ``k``."""
+    stmt = insert_on_conflict(session, _balances).values(
+        merchant_id=bindparam("m"),
+        shard=bindparam("k"),
+        points=bindparam("points"),
+        settlement_fen=bindparam("fen"),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=[_balances.c.merchant_id, _balances.c.shard],
+        set_={
+            "points": _balances.c.points + stmt.excluded.points,
+            "settlement_fen": _balances.c.settlement_fen + stmt.excluded.settlement_fen,
+        },
+    )
+
+
 async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
     """Convert one batch of merchants' points into settlement; False when none are left.
 
@@ -139,37 +161,44 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
                 .order_by(MerchantBalance.merchant_id, MerchantBalance.points.desc())
             )
         ).all()
-        holdings: dict[int, list[tuple[int, int]]] = defaultdict(list)
-        for merchant_id, shard, points in rows:
-            holdings[merchant_id].append((shard, points))
+        holdings: dict[int, int] = defaultdict(int)
+        for merchant_id, _shard, points in rows:
+            holdings[merchant_id] += points
         target = journal.pick_shard(ctx.rules.shards)
         postings: list[Posting] = []
-        burned_total = fen_total = granted = 0
-        for merchant_id, parts in holdings.items():
-            grant = release_grant(sum(p for _s, p in parts), release.fraction_bp, price)
+        burned_total = fen_total = 0
+        kept: list[dict[str, int]] = []
+        for merchant_id, points in holdings.items():
+            grant = release_grant(points, release.fraction_bp, price)
             if grant is None:
                 continue
-            left = grant.points_burned
-            for shard, points in parts:
-                take = min(points, left)
-                left -= take
-                if take:
-                    await session.execute(
-                        update(MerchantBalance)
-                        .where(
-                            MerchantBalance.merchant_id == merchant_id,
-                            MerchantBalance.shard == shard,
-                        )
-                        .values(points=MerchantBalance.points - take)
-                    )
-            await credit_merchant(session, merchant_id, target, 0, grant.vouchers_fen)
+            kept.append(
+                {
+                    "m": merchant_id,
+                    "k": target,
+                    "points": points - grant.points_burned,
+                    "fen": grant.vouchers_fen,
+                }
+            )
             postings += [
                 (journal.merchant_points(merchant_id), POINTS, -grant.points_burned),
                 (journal.merchant_settlement(merchant_id), FEN, grant.vouchers_fen),
             ]
             burned_total += grant.points_burned
             fen_total += grant.vouchers_fen
-            granted += 1
+        granted = len(kept)
+        if kept:
+            # Two statements for the whole batch: each granted merchant's positive slices are
+            # emptied and what it keeps goes, with its settlement, to the target shard's slice
+            # (a merchant's balance is the sum of its slices; every shard is locked meanwhile).
+            await session.execute(
+                update(MerchantBalance)
+                .where(MerchantBalance.merchant_id.in_([k["m"] for k in kept]))
+                .where(MerchantBalance.points > 0)
+                .values(points=0)
+                .execution_options(synchronize_session=False)
+            )
+            await session.execute(_keep_merchant(session), kept)
         if postings:
             postings += [(journal.ISSUANCE, POINTS, burned_total), (journal.POOL, FEN, -fen_total)]
             await journal.post(

@@ -58,7 +58,8 @@ async def request_for(
             **staff,
         },
         "merchants.create": {"name": f"新店{n}", "category": "cafe", "lat": 30.2, "lon": 119.7},
-        "releases.run": {},  # today: a later date is refused, a repeat grants nothing twice
+        # Today's, every time: a date after today is refused (issue 12), a second run reports.
+        "releases.run": {"date": service.ctx.today().isoformat()},
         "staff.invite": {"merchant_id": shop},
         "transparency.publish": {"date": "2026-01-01"},
         "staff.redeem_invite": {
