@@ -292,6 +292,16 @@ async def verify(
             if report.problems:
                 return report
         if partition == 0:
+            walked = {s.k for s in shards}
+            for k in sorted(set(anchors.hashes) - walked):
+                seq = max(anchors.hashes[k])
+                label = anchors.hashes[k][seq][0][1]
+                if seq > 0:
+                    report.problems.append(
+                        f"shard {k}: {label} reach seq {seq} but the shard is gone"
+                    )
+            if report.problems:
+                return report
             _check_records(records, anchors, against, report)
             if report.problems:
                 return report

@@ -67,6 +67,21 @@ def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return sorted(tuple(x) for x in a) == sorted(tuple(x) for x in b)
 
 
+def _member_release_day(ref: str) -> str | None:
+    """``2026-11-20`` of ``release:2026-11-20:members:1-500``; None for other entries."""
+    parts = ref.split(":")
+    return parts[1] if len(parts) >= 3 and parts[0] == "release" and parts[2] == "members" else None
+
+
+def _granted_members(e: JournalEntry) -> list[int]:
+    """Members a release entry credits vouchers to (each one grant, one event)."""
+    return [
+        int(account.split(":")[1])
+        for account, unit, amount in e.postings
+        if unit == journal.FEN and amount > 0 and account.endswith(":vouchers")
+    ]
+
+
 def _ref_id(ref: str, prefix: str) -> int | None:
     rest = ref.removeprefix(prefix)
     return int(rest) if rest != ref and rest.isdigit() else None
@@ -80,7 +95,11 @@ class RowChecker:
         self.booked_redemptions = Bits()
         self.earned = Bits()  # purchase ids that have their points.earned event
         self.redeemed = Bits()  # redemption ids that have their voucher.redeemed event
-        self.granted: Counter[tuple[str, int]] = Counter()  # (release date, member) events
+        # voucher.granted events per release date, and the grants release entries imply: counts
+        # only (a set per member and day would not fit at 12 million members); a date whose
+        # counts differ is searched for its first missing member afterwards.
+        self.granted: Counter[str] = Counter()
+        self.grants: Counter[str] = Counter()
         # Entries before this moment imply no event (a pruned feed); None: all of them do.
         self.events_since: dt.datetime | None = None
         self.purchases = self.redemptions = 0
@@ -109,7 +128,7 @@ class RowChecker:
                 ):
                     self.redeemed.add(payload["redemption_id"])
                 elif type_ == events.VOUCHER_GRANTED and member_id is not None:
-                    self.granted[(str(payload.get("release_date")), int(member_id))] += 1
+                    self.granted[str(payload.get("release_date"))] += 1
             after = rows[-1][0]
 
     def _evented(self, e: JournalEntry) -> bool:
@@ -155,7 +174,9 @@ class RowChecker:
                 p = purchases.get(r.purchase_id) if r and r.purchase_id else None
                 problem = self._redemption(e, where, r, p, codes.get(r.code_id) if r else None)
             elif e.kind == "release" and self._evented(e):
-                problem = self._grants(e, where)
+                day = _member_release_day(e.ref)
+                if day is not None:
+                    self.grants[day] += len(_granted_members(e))
             if problem:
                 problems.append(problem)
                 return
@@ -222,20 +243,57 @@ class RowChecker:
             return f"{where}: its {events.VOUCHER_REDEEMED} event is missing"
         return None
 
-    def _grants(self, e: JournalEntry, where: str) -> str | None:
-        parts = e.ref.split(":")
-        if len(parts) < 3 or parts[2] != "members":
-            return None
-        for account, unit, amount in e.postings:
-            if unit == journal.FEN and amount > 0 and account.endswith(":vouchers"):
-                member = int(account.split(":")[1])
-                if self.granted[(parts[1], member)] < 1:
-                    kind = events.VOUCHER_GRANTED
-                    return f"{where}: the {kind} event of member {member} is missing"
-        return None
+    async def _missing_grant(self, ctx: Ctx, day: str, problems: list[str]) -> None:
+        """The first member a release entry of ``day`` grants vouchers without an event."""
+        evented = Bits()
+        after = 0
+        while True:
+            async with ctx.db.read() as session:
+                rows = (
+                    await session.execute(
+                        select(Event.id, Event.member_id, Event.payload)
+                        .where(Event.id > after, Event.type == events.VOUCHER_GRANTED)
+                        .order_by(Event.id)
+                        .limit(PAGE)
+                    )
+                ).all()
+            if not rows:
+                break
+            for _id, member_id, payload in rows:
+                if member_id is not None and str(payload.get("release_date")) == day:
+                    evented.add(int(member_id))
+            after = rows[-1][0]
+        async with ctx.db.read() as session:
+            entries = (
+                await session.scalars(
+                    select(JournalEntry)
+                    .where(
+                        JournalEntry.kind == "release",
+                        JournalEntry.ref.like(f"release:{day}:members:%"),
+                    )
+                    .order_by(JournalEntry.id)
+                )
+            ).all()
+        for e in entries:
+            for member in _granted_members(e):
+                if member not in evented:
+                    problems.append(
+                        f"journal entry {e.id} ({e.ref}): the {events.VOUCHER_GRANTED} event of "
+                        f"member {member} is missing"
+                    )
+                    return
+        problems.append(
+            f"release of {day}: {self.grants[day]} grants but {self.granted[day]} "
+            f"{events.VOUCHER_GRANTED} events"
+        )
 
     async def finish(self, ctx: Ctx, problems: list[str]) -> None:
-        """Rows no entry books, used codes without a redemption, and holes in the feed."""
+        """Grants without events, rows no entry books, used codes without a redemption, and
+        holes in the feed."""
+        for day in sorted(set(self.grants) | set(self.granted)):
+            if self.grants[day] != self.granted[day]:
+                await self._missing_grant(ctx, day, problems)
+                return
         for model, booked, name in (
             (Purchase, self.booked_purchases, "purchase"),
             (Redemption, self.booked_redemptions, "redemption"),

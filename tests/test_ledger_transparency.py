@@ -17,10 +17,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
-from ledger import journal, transparency
+from ledger import journal, transparency, verify
 from ledger.api.openapi import document
+from ledger.context import Ctx
 from ledger.db import Database
 from ledger.principal import SYSTEM
 from ledger.schema import JournalEntry, Shard, TransparencyDay
@@ -236,7 +237,7 @@ async def test_a_rewritten_history_fails_against_the_published_heads(
     )
     assert clean_url.code == 0, clean_url.err
     await world.service.ctx.db.dispose()
-    async with clones(database_url, 2) as (thorough, careless):
+    async with clones(database_url, 3) as (thorough, careless, shardless):
         await rewrite(thorough, shard, records_too=True)
         await rewrite(careless, shard, records_too=False)
         # Today's verify cannot see the thorough rewrite: every hash in the database agrees.
@@ -258,6 +259,16 @@ async def test_a_rewritten_history_fails_against_the_published_heads(
         first = lazy.err.splitlines()[0]
         assert f"journal entry {pinned} (shard {shard}, seq {seq}" in first, first
         assert f"the record of {first_day['date']}" in first, first
+        # A chain cannot be hidden by dropping its shard's row either.
+        db = Database(shardless)
+        try:
+            async with db.write() as session:
+                await session.execute(delete(Shard).where(Shard.k == shard))
+            report = await verify.verify(Ctx(db))
+        finally:
+            await db.dispose()
+        assert not report.ok and f"shard {shard}: the record of" in report.problems[0]
+        assert "but the shard is gone" in report.problems[0], report.problems
 
 
 async def test_an_unreadable_copy_is_an_error_not_a_pass(
