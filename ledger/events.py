@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, func, insert, select, text, update
+from sqlalchemy import CursorResult, case, delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.db import Bound, Conn, Database, Statement, column_params
@@ -164,5 +164,17 @@ async def prune(db: Database, *, before: dt.datetime, batch: int = PRUNE_BATCH) 
                 return total
             deleted = await session.execute(delete(Event).where(Event.id <= last))
             total += cast(CursorResult[Any], deleted).rowcount
+            # verify must know events older than this may be gone (ledger/verify_rows.py).
+            await session.execute(
+                update(FeedState)
+                .where(FeedState.id == 1)
+                .values(
+                    pruned_before=case(
+                        (FeedState.pruned_before.is_(None), before),
+                        (FeedState.pruned_before < before, before),
+                        else_=FeedState.pruned_before,
+                    )
+                )
+            )
         if last != rows[-1][0]:
             return total

@@ -305,6 +305,9 @@ class FeedState(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Events created before this moment (naive UTC) may have been pruned (``events.prune``), so
+    # ``verify`` expects no event for older journal entries; None: nothing was ever pruned.
+    pruned_before: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class IdempotencyRecord(Base):

@@ -10,8 +10,8 @@ event, or a purchase row edited after the fact is named, not only a bad balance.
 
 Memory stays small at scale: which purchases and redemptions were booked, and which have their
 event, are bitmaps over their (dense, autoincrement) ids — 100 million purchases take 12.5 MB.
-Every implied event is expected: nothing prunes the feed today. Pruning must record its horizon
-(the oldest moment still kept) for ``events_since``, or a deleted oldest event would look pruned.
+Every implied event is expected, except for entries older than the horizon pruning recorded
+(``feed_state.pruned_before``, set by ``events.prune``).
 """
 
 from __future__ import annotations
@@ -106,6 +106,10 @@ class RowChecker:
 
     async def prepare(self, ctx: Ctx) -> None:
         """Read the implied event types once, into bitmaps (events carry the ids as payload)."""
+        async with ctx.db.read() as session:
+            self.events_since = await session.scalar(
+                select(FeedState.pruned_before).where(FeedState.id == 1)
+            )
         after = 0
         wanted = (events.POINTS_EARNED, events.VOUCHER_REDEEMED, events.VOUCHER_GRANTED)
         while True:

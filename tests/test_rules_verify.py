@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from ledger import verify
 from ledger.db import Database
@@ -35,6 +35,7 @@ from ledger.schema import (
     Purchase,
     Release,
     Shard,
+    TransparencyDay,
     VoucherLot,
 )
 from tests.conftest import World
@@ -244,7 +245,8 @@ def merchant_column(column: str, account: str) -> Spoil:
 
 async def negative_account(db: Database, world: World) -> str:
     """A purchase entry rewritten so its member ends at -1 point and its merchant holds the
-    difference; balanced, re-hashed, balance rows moved to match: only the sign check is left."""
+    difference; balanced, re-hashed, balance and purchase rows moved to match: only the sign
+    check is left."""
     e = first_purchase(await longest(db))
     i, member = member_posting(e)
     async with db.read() as session:
@@ -258,8 +260,21 @@ async def negative_account(db: Database, world: World) -> str:
     merchant_id = int(merchant[0].split(":")[1])
     await set_entry(db, e, postings=postings)
     await rechain(db, e.shard)
+    purchase_id = int(e.ref.split(":")[1])
     async with db.write() as session:
         await session.execute(update(Member).where(Member.id == member).values(points=-1))
+        # The day's public record anchors the old heads; a forger drops it too (only
+        # `verify --against` a copy kept elsewhere would still see the rewrite).
+        await session.execute(delete(TransparencyDay))
+        # The purchase row follows its rewritten entry, so the row check has nothing to say.
+        await session.execute(
+            update(Purchase)
+            .where(Purchase.id == purchase_id)
+            .values(
+                member_points=Purchase.member_points - shift,
+                merchant_points=Purchase.merchant_points + shift,
+            )
+        )
         await session.execute(
             update(MerchantBalance)
             .where(MerchantBalance.merchant_id == merchant_id, MerchantBalance.shard == e.shard)

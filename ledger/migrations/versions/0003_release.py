@@ -16,6 +16,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("feed_state", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pruned_before", sa.DateTime(), nullable=True))
     with op.batch_alter_table("releases", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("policy", sa.String(length=16), server_default="fraction", nullable=False)
@@ -36,6 +38,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("feed_state", schema=None) as batch_op:
+        batch_op.drop_column("pruned_before")
     with op.batch_alter_table("releases", schema=None) as batch_op:
         for name in ("share_purchase_id", "airdrop_shares", "airdrop_fen", "policy"):
             batch_op.drop_column(name)
