@@ -78,10 +78,11 @@ class Place:
 
 @dataclass(frozen=True, slots=True)
 class AskLocation:
-    """Ask the person to share their location: Telegram shows a one-tap location keyboard;
-    WeChat points to "+ → 位置". ``prompt`` is the text shown with it."""
+    """Ask the person to share their location: Telegram shows a one-tap location keyboard
+    labelled ``button``; WeChat points to "+ → 位置". ``prompt`` is the text shown with it."""
 
     prompt: str
+    button: str = "📍"
 
 
 @dataclass(frozen=True, slots=True)
