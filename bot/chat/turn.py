@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from bot.chat.channel import Capabilities
 from bot.chat.events import Person
 from bot.chat.replies import ChoiceButton, Reply, TextReply, rows
 from bot.i18n import Translator, translator
@@ -30,12 +31,14 @@ class MenuChange:
 @dataclass
 class Turn:
     """What a feature works with. ``replies`` collects what it says, in order; ``menu`` asks the
-    channel to redraw the person's menu after the replies."""
+    channel to redraw the person's menu after the replies. ``capabilities`` are the person's
+    channel's, for features that lay out stored data in pages (``bot.chat.paging``)."""
 
     person: Person
     services: Services
     profile: Profile
     t: Translator
+    capabilities: Capabilities
     replies: list[Reply] = field(default_factory=list)
     menu: MenuChange | None = None
 

@@ -16,7 +16,7 @@ from telegram import Update
 from telegram.ext import Application, BaseHandler
 
 from bot.channels.telegram.events import event_of
-from bot.channels.telegram.render import render
+from bot.channels.telegram.render import CAPS, render
 from bot.chat.events import Event
 from bot.chat.router import Route
 from bot.chat.turn import Turn
@@ -54,7 +54,7 @@ def _bridge(route: Route) -> Any:
     async def run(update: Update, context: GPContext) -> None:
         event = context.event
         assert event is not None
-        turn = Turn(event.person, context.services, context.need_profile(), context.t)
+        turn = Turn(event.person, context.services, context.need_profile(), context.t, CAPS)
         await feature(event, turn)
         context.profile, context.t = turn.profile, turn.t
         chat_id = int(event.person.address)
