@@ -58,11 +58,15 @@ class TextReply:
 @dataclass(frozen=True, slots=True)
 class Picture:
     """A PNG image. ``caption`` goes under it where the platform allows captions; ``alt_text``
-    is what a channel without images (or without captions, WeChat rule 10) sends as text."""
+    is what a channel without images (or without captions, WeChat rule 10) sends as text.
+    ``choices`` and ``replaces`` mean what they mean on a ``TextReply`` (a fresh QR code
+    replaces the picture whose button asked for it)."""
 
     png: bytes = field(repr=False)
     caption: str | None = None
     alt_text: str | None = None
+    choices: ChoiceRows = ()
+    replaces: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from telegram import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputMediaPhoto,
     KeyboardButton,
     ReplyKeyboardMarkup,
 )
@@ -80,6 +81,25 @@ async def _text(
         await bot.send_message(chat_id, part, reply_markup=part_markup)
 
 
+async def _picture(
+    bot: Bot, chat_id: int, reply: Picture, query: CallbackQuery | None
+) -> None:
+    caption = shorten(reply.caption, CAPS.caption_limit) if reply.caption else None
+    markup = keyboard(reply.choices)
+    if reply.replaces and query is not None and query.message is not None:
+        try:
+            await query.edit_message_media(
+                InputMediaPhoto(reply.png, caption=caption), reply_markup=markup
+            )
+            return
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return
+            if "can't be edited" not in str(exc).lower() and "not found" not in str(exc).lower():
+                raise
+    await bot.send_photo(chat_id, reply.png, caption=caption, reply_markup=markup)
+
+
 async def render(
     bot: Bot, chat_id: int, replies: Sequence[Reply], query: CallbackQuery | None = None
 ) -> None:
@@ -97,12 +117,7 @@ async def render(
             if query is None:  # a toast outside a tap has nothing to pop up on: say it
                 await bot.send_message(chat_id, shorten(reply.text, CAPS.text_limit))
         elif isinstance(reply, Picture):
-            caption = reply.caption
-            await bot.send_photo(
-                chat_id,
-                reply.png,
-                caption=shorten(caption, CAPS.caption_limit) if caption else None,
-            )
+            await _picture(bot, chat_id, reply, query)
         elif isinstance(reply, Place):
             await bot.send_venue(
                 chat_id,
