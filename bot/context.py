@@ -6,6 +6,7 @@ runs, as an i18n middleware would, so handlers never look a language up themselv
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
@@ -43,3 +44,5 @@ class GPContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], di
 
 
 App = Application[Any, Any, Any, Any, Any, Any]
+Hook = Callable[[App], Awaitable[None]]
+"""Work started with the application and stopped before it (``bot.app.launch``/``halt``)."""

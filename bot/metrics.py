@@ -42,6 +42,7 @@ from telegram import Update
 from telegram.error import RetryAfter
 from telegram.ext import AIORateLimiter, ApplicationHandlerStop
 
+from bot.background import running
 from bot.context import App
 from bot.sender import SenderStats, retry_after_seconds
 from bot.storage import outbox
@@ -344,8 +345,6 @@ class _BackgroundCollector(Collector):
         return self._families(None, None, None)
 
     def collect(self) -> Iterator[Metric]:
-        from bot.background import running  # bot.background imports the app, which imports us
-
         background = running(self.app)
         limiter = self.app.bot.rate_limiter
         pacing = limiter.pacing if isinstance(limiter, MeteredRateLimiter) else None

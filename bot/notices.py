@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot import formatting
+from bot.chat.cleaning import clean_text
 from bot.i18n import Translator
 from ledger_client.models import Event
 
@@ -38,7 +39,8 @@ def _moment(payload: Mapping[str, Any], key: str) -> dt.datetime | None:
 
 def _merchant(t: Translator, payload: Mapping[str, Any]) -> str:
     name = payload.get("merchant_name")
-    return name if isinstance(name, str) and name else t._("an alliance merchant")
+    shown = clean_text(name, single_line=True) if isinstance(name, str) else ""
+    return shown or t._("an alliance merchant")
 
 
 def points_earned(t: Translator, payload: Mapping[str, Any]) -> str | None:

@@ -8,14 +8,17 @@ from babel.numbers import format_currency
 
 from bot import formatting
 from bot.chat import choice_data
+from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command
 from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
+from bot.chat.splitting import shorten
 from bot.chat.turn import Turn
 from bot.i18n import Translator
 from ledger_client.models import Activity, Balance, Price
 
 HISTORY = "bal"
+SHOP_SHOWN = 40  # characters of a merchant's name in a history line
 PAGE = 5
 
 
@@ -29,7 +32,7 @@ def price_text(t: Translator, price: Price) -> str:
 
 def activity_line(t: Translator, item: Activity) -> str:
     day = formatting.day(t, item.at)
-    shop = item.merchant_name or ""
+    shop = shorten(clean_text(item.merchant_name or "", single_line=True), SHOP_SHOWN)
     if item.type == "points.earned":
         return t._("{day} · +{points} points · {shop} ({amount})").format(
             day=day,

@@ -66,7 +66,7 @@ venues."""
 
 CONSOLE = Capabilities(
     name="console",
-    edits=False,
+    edits=True,
     inline_choices=True,
     toasts=True,
     venues=True,
@@ -74,7 +74,7 @@ CONSOLE = Capabilities(
     text_unit="chars",
     caption_limit=1024,
 )
-"""The terminal demo shows what Telegram would, without edits (lines cannot be taken back)."""
+"""The terminal demo shows what Telegram would; an edit is printed again, marked "(edited)"."""
 
 
 class ChannelError(Exception):

@@ -98,6 +98,9 @@ class Photo:
     person: Person
     fetch: PhotoFetch = field(compare=False, repr=False)
     caption: str | None = None
+    file_ref: str | None = None
+    """The platform's handle on the stored file (a Telegram ``file_id``), so the same picture
+    can be sent again on the same channel without downloading it (announcements)."""
 
 
 @dataclass(frozen=True, slots=True)

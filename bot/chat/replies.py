@@ -67,6 +67,8 @@ class Picture:
     alt_text: str | None = None
     choices: ChoiceRows = ()
     replaces: bool = False
+    file_ref: str | None = None
+    """Instead of ``png``: a picture the same channel already holds (``Photo.file_ref``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +94,9 @@ class AskLocation:
 @dataclass(frozen=True, slots=True)
 class Toast:
     """A short, passing acknowledgement of a choice ("Expired button"). Channels without toasts
-    drop it or send it as text (``Capabilities.toasts``)."""
+    drop it or send it as text (``Capabilities.toasts``). An empty text only acknowledges: where
+    it stands among the replies says when the tap counts as answered (Telegram stops the
+    button's spinner then)."""
 
     text: str
     alert: bool = False

@@ -65,9 +65,7 @@ async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | 
     return True
 
 
-async def _text(
-    bot: Bot, chat_id: int, reply: TextReply, query: CallbackQuery | None
-) -> None:
+async def _text(bot: Bot, chat_id: int, reply: TextReply, query: CallbackQuery | None) -> None:
     parts = split(reply.text, CAPS.text_limit, CAPS.text_unit) if reply.text.strip() else []
     if not parts:
         return
@@ -81,15 +79,14 @@ async def _text(
         await bot.send_message(chat_id, part, reply_markup=part_markup)
 
 
-async def _picture(
-    bot: Bot, chat_id: int, reply: Picture, query: CallbackQuery | None
-) -> None:
+async def _picture(bot: Bot, chat_id: int, reply: Picture, query: CallbackQuery | None) -> None:
     caption = shorten(reply.caption, CAPS.caption_limit) if reply.caption else None
     markup = keyboard(reply.choices)
     if reply.replaces and query is not None and query.message is not None:
         try:
             await query.edit_message_media(
-                InputMediaPhoto(reply.png, caption=caption), reply_markup=markup
+                InputMediaPhoto(reply.file_ref or reply.png, caption=caption),
+                reply_markup=markup,
             )
             return
         except BadRequest as exc:
@@ -97,25 +94,30 @@ async def _picture(
                 return
             if "can't be edited" not in str(exc).lower() and "not found" not in str(exc).lower():
                 raise
-    await bot.send_photo(chat_id, reply.png, caption=caption, reply_markup=markup)
+    await bot.send_photo(chat_id, reply.file_ref or reply.png, caption=caption, reply_markup=markup)
 
 
 async def render(
     bot: Bot, chat_id: int, replies: Sequence[Reply], query: CallbackQuery | None = None
 ) -> None:
-    """Send ``replies`` to ``chat_id`` in order, answering ``query`` (a tap) first."""
-    if query is not None:
-        toast = next((r for r in replies if isinstance(r, Toast)), None)
-        if toast is None:
-            await query.answer()
-        else:
-            await query.answer(shorten(toast.text, ANSWER_MAX), show_alert=toast.alert)
+    """Send ``replies`` to ``chat_id`` in order. A tap (``query``) is answered once: by the
+    first toast, where it stands in the list (a feature that wants the spinner to stop only once
+    the outcome is readable puts its toast last), or before everything when there is none."""
+    answered = False
+    if query is not None and not any(isinstance(r, Toast) for r in replies):
+        await query.answer()
+        answered = True
     for reply in replies:
         if isinstance(reply, TextReply):
             await _text(bot, chat_id, reply, query)
         elif isinstance(reply, Toast):
             if query is None:  # a toast outside a tap has nothing to pop up on: say it
-                await bot.send_message(chat_id, shorten(reply.text, CAPS.text_limit))
+                if reply.text.strip():
+                    await bot.send_message(chat_id, shorten(reply.text, CAPS.text_limit))
+            elif not answered:
+                text = shorten(reply.text, ANSWER_MAX) if reply.text else None
+                await query.answer(text, show_alert=reply.alert)
+                answered = True
         elif isinstance(reply, Picture):
             await _picture(bot, chat_id, reply, query)
         elif isinstance(reply, Place):
@@ -135,3 +137,5 @@ async def render(
                     [[button]], resize_keyboard=True, one_time_keyboard=True
                 ),
             )
+    if query is not None and not answered:
+        await query.answer()

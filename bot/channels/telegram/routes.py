@@ -1,10 +1,9 @@
 """The chat core's routes as python-telegram-bot handlers.
 
-Each route becomes one PTB handler, in the router's order, so features ported to the neutral
-API and the ones still written against PTB share one dispatch order (and the metrics keep one
-label per feature function: ``balance.show_balance``). The middleware (group -1) has already
-found the profile and language; here the update becomes an event, the feature fills a turn, and
-the turn's replies are rendered.
+Each route becomes one PTB handler, in the router's order, so PTB's dispatch (concurrency, error
+handler, metrics with one label per feature function: ``balance.show_balance``) stays. The
+middleware (group -1) has already found the profile and language; here the update becomes an
+event, the feature fills a turn, and the turn's replies are rendered.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from telegram.ext import Application, BaseHandler
 from bot.channels.telegram.events import event_of
 from bot.channels.telegram.render import CAPS, render
 from bot.chat.events import Event
-from bot.chat.router import Route
+from bot.chat.router import Route, Router
 from bot.chat.turn import Turn
 from bot.context import App, GPContext
 from bot.menus import refresh_chat_menu
@@ -27,8 +26,8 @@ from bot.menus import refresh_chat_menu
 class RouteHandler(BaseHandler[Update, GPContext, None]):
     """Matches the updates whose neutral event ``route`` takes; hands the event on."""
 
-    def __init__(self, route: Route) -> None:
-        super().__init__(_bridge(route))
+    def __init__(self, router: Router, route: Route) -> None:
+        super().__init__(_bridge(router, route))
         self.route = route
 
     def check_update(self, update: object) -> Event | None:
@@ -47,7 +46,7 @@ class RouteHandler(BaseHandler[Update, GPContext, None]):
         context.event = check_result
 
 
-def _bridge(route: Route) -> Any:
+def _bridge(router: Router, route: Route) -> Any:
     feature = route.feature
 
     @functools.wraps(feature)
@@ -55,7 +54,7 @@ def _bridge(route: Route) -> Any:
         event = context.event
         assert event is not None
         turn = Turn(event.person, context.services, context.need_profile(), context.t, CAPS)
-        await feature(event, turn)
+        await router.dispatch(route, event, turn)
         context.profile, context.t = turn.profile, turn.t
         chat_id = int(event.person.address)
         await render(context.bot, chat_id, turn.replies, update.callback_query)
@@ -73,6 +72,6 @@ def _bridge(route: Route) -> Any:
     return run
 
 
-def add_routes(app: App, routes: list[Route]) -> None:
+def add_routes(app: App, router: Router, routes: list[Route]) -> None:
     for route in routes:
-        app.add_handler(RouteHandler(route))
+        app.add_handler(RouteHandler(router, route))
