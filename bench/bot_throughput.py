@@ -206,7 +206,7 @@ async def console_run(
     for start in range(0, count, concurrency):
         await asyncio.gather(
             *(
-                channels[(start + i) % len(channels)].answer(
+                channels[(start + i) % len(channels)].handle(
                     channels[(start + i) % len(channels)].text(command)
                 )
                 for i in range(min(concurrency, count - start))

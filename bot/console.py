@@ -58,7 +58,7 @@ class Console:
         if event is None:
             self.screen.say("   (no such button)")
             return
-        await self.channel.answer(event)
+        await self.channel.handle(event)
         await self.settle()
 
     async def settle(self) -> None:

@@ -139,3 +139,16 @@ def test_no_import_cycles() -> None:
     # packages work, not a cycle between modules with jobs.
     real = [c for c in cycles if not any(len(n.split(".")) < 2 for n in c)]
     assert real == []
+
+
+def test_the_console_is_a_channel() -> None:
+    """The WeChat channel and the outbox are written against ``Channel``; the console, the one
+    channel without a platform, must satisfy it."""
+    from bot.channels.console.channel import ConsoleChannel
+    from bot.chat.channel import CONSOLE, Channel
+    from bot.chat.events import Person
+    from bot.chat.router import Router
+
+    console = ConsoleChannel(None, Router(), None, Person("console", "1"))  # type: ignore[arg-type]
+    assert isinstance(console, Channel)
+    assert console.capabilities is CONSOLE

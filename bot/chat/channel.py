@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.chat.events import Event, Person
 from bot.chat.replies import Notice, Reply
@@ -85,6 +85,7 @@ class PersonGone(ChannelError):
     """The person blocked the bot or unfollowed: stop sending until they come back."""
 
 
+@runtime_checkable
 class Channel(Protocol):
     """One chat platform, as the core and the outbox see it.
 

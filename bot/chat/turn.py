@@ -65,12 +65,6 @@ class Turn:
     def refresh_menu(self, *, staff: bool) -> None:
         self.menu = MenuChange(staff=staff)
 
-    @property
-    def is_admin(self) -> bool:
-        return self.person.channel == "telegram" and self.person.address.lstrip("-").isdigit() and (
-            self.services.is_admin(int(self.person.address))
-        )
-
     async def resolve_member(self) -> tuple[int, bool]:
         """The member id and whether this call created the member, so /start can tell a first
         visit from a return (also when the bot's own record of the chat was lost). Raises the

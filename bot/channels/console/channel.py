@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from bot import scan
@@ -27,9 +27,11 @@ from bot.chat.events import (
     Text,
 )
 from bot.chat.failures import broken_text, busy_text
+from bot.chat.replies import Notice, Reply
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import negotiate, translator
+from bot.notices import notice_text
 from bot.services import Services
 from ledger_client import errors as ledger_errors
 
@@ -46,7 +48,8 @@ def _reader(path: Path) -> Callable[[], Awaitable[bytes]]:
 
 
 class ConsoleChannel:
-    """The console as a channel: ``event_of`` parses a line, ``answer`` runs the turn."""
+    """The console as a ``bot.chat.channel.Channel``: the methods named for console actions turn
+    a line into an event, ``handle`` runs its turn and prints the replies."""
 
     capabilities = CONSOLE
 
@@ -93,7 +96,18 @@ class ConsoleChannel:
                 return payload
         return None
 
-    async def answer(self, event: Event) -> None:
+    async def answer(self, event: Event, replies: Sequence[Reply]) -> None:
+        self.screen.show(replies)
+
+    async def send(self, person: Person, replies: Sequence[Reply]) -> None:
+        self.screen.show(replies)
+
+    async def notify(self, person: Person, notice: Notice, locale: str) -> None:
+        text = notice_text(notice, translator(locale))
+        if text:
+            self.screen.show_text(text)
+
+    async def handle(self, event: Event) -> None:
         """Run one turn and print its replies; a failure on our side is said, not raised."""
         person = event.person
         services = self.services
@@ -120,6 +134,6 @@ class ConsoleChannel:
             log.exception("console: the turn failed")
             self.screen.show_text(broken_text(turn.t))
             return
-        self.screen.show(turn.replies)
+        await self.answer(event, turn.replies)
 
 
