@@ -27,7 +27,7 @@ import qrcode
 from telegram import Update
 
 from bench._common import percentile, table
-from bot import qr
+from bot.media import qr
 
 try:  # the console channel exists from issue 9 on; the same script measures the code before it
     from bot.channels.console.channel import ConsoleChannel
@@ -242,7 +242,7 @@ def qr_rows(repeat: int) -> list[tuple[str, str]]:
     ours = time_per_call(lambda: qr.png(link), repeat)
     baseline = time_per_call(lambda: qrcode_default_png(link), max(1, repeat // 4))
     return [
-        ("QR bot.qr.png", f"{ours:.2f} ms/image"),
+        ("QR bot.media.qr.png", f"{ours:.2f} ms/image"),
         ("QR qrcode.make baseline", f"{baseline:.2f} ms/image"),
         ("QR ratio (baseline / ours)", f"{baseline / ours:.1f}x"),
     ]

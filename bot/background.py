@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from telegram import Bot
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.broadcast_runner import runner, start_runner, stop_runner
-from bot.broadcasts import Broadcasts, record_outcomes
 from bot.context import App, Hook
-from bot.event_reader import EventReader, ReaderTuning
-from bot.sender import ApiCaller, OutboxSender, SenderTuning
+from bot.outbox.broadcast_runner import runner, start_runner, stop_runner
+from bot.outbox.broadcasts import Broadcasts, record_outcomes
+from bot.outbox.event_reader import EventReader, ReaderTuning
+from bot.outbox.sender import ApiCaller, OutboxSender, SenderTuning
 from bot.services import Services
 from bot.telegram_http import AiohttpRequest
 from ledger_client.errors import LedgerClientError
@@ -41,7 +41,7 @@ def sender_bot(app: App) -> tuple[Bot, BaseRequest | None]:
 
     Over the network it gets a connection pool of its own (aiohttp, see ``bot.telegram_http``),
     so a long drain never makes people's replies wait for a connection, and the application's
-    ``AIORateLimiter`` is not in its way (see ``bot.sender``); an in-process Bot API (the
+    ``AIORateLimiter`` is not in its way (see ``bot.outbox.sender``); an in-process Bot API (the
     console) is shared as is. Returns the request the caller must initialize and shut down, if
     a new one was made.
     """

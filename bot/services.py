@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.broadcasts import Progress
 from bot.config import Settings
+from bot.outbox.broadcasts import Progress
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
@@ -31,7 +31,7 @@ class Services:
     flows: FlowStore = field(init=False)
     bot_username: str = "GreenPointsBot"
     channel: str = "telegram"  # the ledger identity channel for people reached through this bot
-    # Set once announcements can run (``bot.broadcast_runner``); None where they cannot.
+    # Set once announcements can run (``bot.outbox.broadcast_runner``); None where they cannot.
     announcer: Announcer | None = None
 
     def __post_init__(self) -> None:

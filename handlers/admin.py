@@ -10,14 +10,14 @@ import datetime as dt
 import secrets
 
 from bot import formatting
-from bot.broadcast_runner import progress_text
-from bot.broadcasts import EVERYONE, Broadcasts, Progress
 from bot.chat import choice_data
 from bot.chat.events import Choice, Command, Event, Photo, Text
 from bot.chat.replies import ChoiceButton, Picture, TextReply, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import N_, Translator
+from bot.outbox.broadcast_runner import progress_text
+from bot.outbox.broadcasts import EVERYONE, Broadcasts, Progress
 from bot.storage.flows import Pending
 from handlers.balance import price_text
 

@@ -20,7 +20,7 @@ import math
 import secrets
 from typing import Any
 
-from bot import formatting, scan
+from bot import formatting
 from bot.amounts import AmountError, AmountProblem, parse_bill
 from bot.chat import choice_data
 from bot.chat.channel import ChannelError
@@ -30,6 +30,7 @@ from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import Translator
+from bot.media import scan
 from bot.storage.chats import utcnow
 from bot.storage.flows import Pending
 from ledger_client import errors as ledger_errors

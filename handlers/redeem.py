@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot import formatting, qr
+from bot import formatting
 from bot.chat import choice_data
 from bot.chat.events import Choice, Command
 from bot.chat.replies import ChoiceButton, Picture, Toast, rows
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import Translator
+from bot.media import qr
 from ledger_client.models import RedemptionCode
 
 FRESH = "qr"

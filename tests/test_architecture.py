@@ -115,7 +115,7 @@ def test_features_and_the_core_import_no_platform_and_no_channel(area: str) -> N
 
 def test_no_import_cycles() -> None:
     """Deferred imports count too: one inside a function to dodge a cycle is still a cycle in
-    the design (``bot.metrics`` once imported ``bot.background`` so, which imported the app)."""
+    the design (``bot.ops.metrics`` once imported ``bot.background`` so, which imported the app)."""
     edges = graph(top_level_only=False)
     cycles: list[list[str]] = []
     state: dict[str, int] = {}

@@ -22,9 +22,9 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw
 
-from bot import qr, scan
 from bot.amounts import AmountError, AmountProblem, parse_bill
 from bot.i18n import translator
+from bot.media import qr, scan
 from ledger.context import utcnow
 from ledger_client.errors import Unavailable
 from ledger_client.models import Receipt

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import formatting
-from bot.event_reader import CURSOR, ReaderTuning
 from bot.i18n import translator
-from bot.notices import render
+from bot.outbox.event_reader import CURSOR, ReaderTuning
+from bot.outbox.notices import render
 from bot.storage import cursors
 from bot.storage.schema import OutboxMessage
 from ledger_client.models import Event
@@ -270,7 +270,7 @@ async def test_the_reader_backs_off_while_the_ledger_is_down_and_catches_up(
 def test_a_notice_keeps_plain_fields_and_reads_as_the_event_did() -> None:
     """Issue 9: notices as kind + fields (a WeChat template needs the fields, not the text),
     rendered in the same words as before for channels that send text."""
-    from bot.notices import as_notice, notice_text
+    from bot.outbox.notices import as_notice, notice_text
     from ledger_client.models import Event
 
     t = translator("en")

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from bot import scan
 from bot.channels.console.screen import Screen
 from bot.chat.channel import CONSOLE
 from bot.chat.events import (
@@ -31,7 +30,8 @@ from bot.chat.replies import Notice, Reply
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import negotiate, translator
-from bot.notices import notice_text
+from bot.media import scan
+from bot.outbox.notices import notice_text
 from bot.services import Services
 from ledger_client import errors as ledger_errors
 

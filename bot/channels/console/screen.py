@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import qr
 from bot.chat.channel import CONSOLE
 from bot.chat.replies import (
     AskLocation,
@@ -27,6 +26,7 @@ from bot.chat.replies import (
     Toast,
 )
 from bot.chat.splitting import split
+from bot.media import qr
 
 CAPS = CONSOLE
 

@@ -44,7 +44,7 @@ from telegram.ext import AIORateLimiter, ApplicationHandlerStop
 
 from bot.background import running
 from bot.context import App
-from bot.sender import SenderStats, retry_after_seconds
+from bot.outbox.sender import SenderStats, retry_after_seconds
 from bot.storage import outbox
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase

@@ -48,7 +48,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
-from bot.pacing import ChatLanes, SendWindow
+from bot.outbox.pacing import ChatLanes, SendWindow
 from bot.storage import outbox
 from bot.storage.chats import ChatStore, utcnow
 from bot.storage.db import BotDatabase
@@ -81,7 +81,7 @@ class SenderTuning:
 
 @dataclass
 class SenderStats:
-    """Running totals since this sender was made, read by ``/metrics`` (``bot.metrics``).
+    """Running totals since this sender was made, read by ``/metrics`` (``bot.ops.metrics``).
 
     Plain numbers the sender bumps as it goes, not Prometheus objects: the hot path stays a few
     additions, and whoever exports them decides names and labels.

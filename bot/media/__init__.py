@@ -1,0 +1,1 @@
+"""Pictures: drawing redemption QR codes and reading codes from photos."""
