@@ -27,7 +27,17 @@ import qrcode
 from telegram import Update
 
 from bench._common import percentile, table
-from bot import qr
+from bot.media import qr
+
+try:  # the console channel exists from issue 9 on; the same script measures the code before it
+    from bot.channels.console.channel import ConsoleChannel
+    from bot.channels.console.screen import Screen
+    from bot.chat.events import Person as ChatPerson
+    from bot.features import neutral_router
+
+    CONSOLE_AVAILABLE = True
+except ImportError:  # pragma: no cover - only on code from before issue 9
+    CONSOLE_AVAILABLE = False
 from bot.context import App
 from tests.bot_harness import Harness, running_bot
 from tests.fake_telegram import Person
@@ -178,6 +188,37 @@ async def ledger_alone(
     return f"{command} ledger.{name} alone", f"{rate:,.0f}/s ({concurrency} at a time)"
 
 
+async def console_run(
+    h: Harness, people: list[Person], command: str, count: int, tmp: Path, concurrency: int = 256
+) -> list[tuple[str, str]]:
+    """The same command through the console channel (``bot.channels.console``): the same router,
+    features and ledger, replies printed into memory instead of Bot API calls, so the figure
+    is the chat core's cost without python-telegram-bot and HTTP."""
+    router = neutral_router()
+    screen = Screen(io.StringIO(), tmp / "pictures")
+    channels = [
+        ConsoleChannel(
+            h.services, router, screen, ChatPerson("console", str(p.id), None, "zh-hans")
+        )
+        for p in people
+    ]
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for start in range(0, count, concurrency):
+        await asyncio.gather(
+            *(
+                channels[(start + i) % len(channels)].handle(
+                    channels[(start + i) % len(channels)].text(command)
+                )
+                for i in range(min(concurrency, count - start))
+            )
+        )
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return [
+        (f"{command} console updates/s", f"{count / seconds:,.0f} ({count} in {seconds:.1f} s)"),
+        (f"{command} console CPU per update", f"{cpu / count * 1000:.2f} ms"),
+    ]
+
+
 def time_per_call(fn: Callable[[], object], repeat: int) -> float:
     """Best of five rounds, ms per call: the steady state, not the first-call warm-up."""
     rounds = []
@@ -201,7 +242,7 @@ def qr_rows(repeat: int) -> list[tuple[str, str]]:
     ours = time_per_call(lambda: qr.png(link), repeat)
     baseline = time_per_call(lambda: qrcode_default_png(link), max(1, repeat // 4))
     return [
-        ("QR bot.qr.png", f"{ours:.2f} ms/image"),
+        ("QR bot.media.qr.png", f"{ours:.2f} ms/image"),
         ("QR qrcode.make baseline", f"{baseline:.2f} ms/image"),
         ("QR ratio (baseline / ours)", f"{baseline / ours:.1f}x"),
     ]
@@ -229,6 +270,8 @@ async def main(args: argparse.Namespace) -> None:
                                   rate=max(1.0, burst.rate * args.paced))
                 rows += burst.rows() + paced.rows()[2:]
                 rows.append(await ledger_alone(h, people, command, args.updates))
+                if CONSOLE_AVAILABLE:
+                    rows += await console_run(h, people, command, args.updates, Path(tmp))
     rows += qr_rows(args.qr_repeat)
     title = (f"bot throughput — drive={args.drive}, ledger in-process on SQLite, "
              f"{args.people} people, {args.updates} updates per command")

@@ -31,7 +31,7 @@ from sqlalchemy import insert
 
 from bench._common import scratch_database, table
 from bench.outbox import Fill, one_run, report
-from bot.broadcasts import Broadcasts
+from bot.outbox.broadcasts import Broadcasts
 from bot.storage.db import BotDatabase
 from bot.storage.schema import Chat
 

@@ -7,27 +7,25 @@ in-process request) and get exactly the application production runs.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from telegram import Update
 from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import BaseRequest
 
-from bot.context import SERVICES_KEY, App, GPContext
+from bot.channels.telegram.routes import add_routes
+from bot.context import SERVICES_KEY, App, GPContext, Hook
 from bot.errors import on_error
+from bot.features import neutral_router
 from bot.menus import register_defaults
-from bot.metrics import MeteredRateLimiter, instrument
 from bot.middleware import prepare
+from bot.ops.metrics import MeteredRateLimiter, instrument
+from bot.outbox.broadcast_runner import runner
 from bot.services import Services
 from bot.telegram_http import AiohttpRequest
-from handlers import admin, balance, fallback, merchant, nearby, redeem, settings, start
 
 log = logging.getLogger(__name__)
 
-# Feature modules in the order their handlers are tried; fallback must stay last.
-FEATURES = (start, balance, nearby, redeem, merchant, admin, settings, fallback)
 
-Hook = Callable[[App], Awaitable[None]]
 HOOKS_KEY = "hooks"
 
 
@@ -66,10 +64,11 @@ def build_application(
 
     app: App = builder.build()
     app.bot_data[SERVICES_KEY] = services
+    services.announcer = runner(app)  # announcements' progress is edited through this app
     app.bot_data[HOOKS_KEY] = (list(on_start or []), list(on_stop or []))
     app.add_handler(TypeHandler(Update, prepare), group=-1)
-    for feature in FEATURES:
-        feature.register(app)
+    router = neutral_router()
+    add_routes(app, router, router.routes)
     app.add_error_handler(on_error)
     instrument(app)
     return app

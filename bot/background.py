@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from telegram import Bot
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.app import Hook
-from bot.broadcast_runner import runner, start_runner, stop_runner
-from bot.broadcasts import Broadcasts, record_outcomes
-from bot.context import App
-from bot.event_reader import EventReader, ReaderTuning
-from bot.sender import OutboxSender, SenderTuning
+from bot.context import App, Hook
+from bot.outbox.broadcast_runner import runner, start_runner, stop_runner
+from bot.outbox.broadcasts import Broadcasts, record_outcomes
+from bot.outbox.event_reader import EventReader, ReaderTuning
+from bot.outbox.sender import ApiCaller, OutboxSender, SenderTuning
 from bot.services import Services
 from bot.telegram_http import AiohttpRequest
 from ledger_client.errors import LedgerClientError
@@ -42,7 +41,7 @@ def sender_bot(app: App) -> tuple[Bot, BaseRequest | None]:
 
     Over the network it gets a connection pool of its own (aiohttp, see ``bot.telegram_http``),
     so a long drain never makes people's replies wait for a connection, and the application's
-    ``AIORateLimiter`` is not in its way (see ``bot.sender``); an in-process Bot API (the
+    ``AIORateLimiter`` is not in its way (see ``bot.outbox.sender``); an in-process Bot API (the
     console) is shared as is. Returns the request the caller must initialize and shut down, if
     a new one was made.
     """
@@ -59,57 +58,85 @@ def sender_bot(app: App) -> tuple[Bot, BaseRequest | None]:
     return shared, None
 
 
+async def start_background(
+    services: Services,
+    bot: ApiCaller,
+    *,
+    own_request: BaseRequest | None = None,
+    sender_tuning: SenderTuning | None = None,
+    reader_tuning: ReaderTuning | None = None,
+) -> Background:
+    """Start the outbox sender (sending through ``bot``) and the ledger event reader."""
+    settings = services.settings
+    sender = OutboxSender(
+        services.db,
+        services.chats,
+        bot,
+        rate_overall=settings.rate_overall,
+        rate_per_chat=settings.rate_per_chat,
+        tuning=sender_tuning,
+        resolvers={"broadcast": Broadcasts(services.db).resolve},
+        on_outcomes=record_outcomes,
+    )
+    reader = EventReader(services, tuning=reader_tuning, on_enqueued=sender.wake)
+    try:
+        # Fix the starting point now, so nothing that happens after start-up is missed.
+        await reader.position()
+    except LedgerClientError as exc:
+        log.warning("event feed: no starting point yet (%s); the reader will retry", exc)
+    tasks = [
+        asyncio.create_task(sender.run(), name="outbox-sender"),
+        asyncio.create_task(reader.run(), name="event-reader"),
+    ]
+    return Background(reader, sender, tasks, own_request)
+
+
+async def stop_background(background: Background) -> None:
+    background.reader.stop()
+    await background.sender.stop()
+    done, pending = await asyncio.wait(background.tasks, timeout=60)
+    for task in pending:
+        task.cancel()
+    for task in [*done, *pending]:
+        with contextlib.suppress(asyncio.CancelledError):
+            if (error := await _result(task)) is not None:
+                log.error("background task %s ended with %r", task.get_name(), error)
+    if background.own_request is not None:
+        await background.own_request.shutdown()
+
+
+async def catch_up(background: Background) -> None:
+    """Read every pending ledger event now (``settle`` without announcements)."""
+    try:
+        await background.reader.catch_up()
+    except LedgerClientError as exc:
+        log.warning("event feed: could not catch up (%s)", exc)
+
+
 def hooks(
     services: Services,
     *,
     sender_tuning: SenderTuning | None = None,
     reader_tuning: ReaderTuning | None = None,
 ) -> tuple[list[Hook], list[Hook]]:
-    settings = services.settings
-
     async def start(app: App) -> None:
         bot, own_request = sender_bot(app)
         if own_request is not None:
             await own_request.initialize()
-        sender = OutboxSender(
-            services.db,
-            services.chats,
+        app.bot_data[BACKGROUND_KEY] = await start_background(
+            services,
             bot,
-            rate_overall=settings.rate_overall,
-            rate_per_chat=settings.rate_per_chat,
-            tuning=sender_tuning,
-            resolvers={"broadcast": Broadcasts(services.db).resolve},
-            on_outcomes=record_outcomes,
+            own_request=own_request,
+            sender_tuning=sender_tuning,
+            reader_tuning=reader_tuning,
         )
-        reader = EventReader(services, tuning=reader_tuning, on_enqueued=sender.wake)
-        try:
-            # Fix the starting point now, so nothing that happens after start-up is missed.
-            await reader.position()
-        except LedgerClientError as exc:
-            log.warning("event feed: no starting point yet (%s); the reader will retry", exc)
-        tasks = [
-            asyncio.create_task(sender.run(), name="outbox-sender"),
-            asyncio.create_task(reader.run(), name="event-reader"),
-        ]
-        app.bot_data[BACKGROUND_KEY] = Background(reader, sender, tasks, own_request)
         await start_runner(app)
 
     async def stop(app: App) -> None:
         await stop_runner(app)
         background = app.bot_data.pop(BACKGROUND_KEY, None)
-        if not isinstance(background, Background):
-            return
-        background.reader.stop()
-        await background.sender.stop()
-        done, pending = await asyncio.wait(background.tasks, timeout=60)
-        for task in pending:
-            task.cancel()
-        for task in [*done, *pending]:
-            with contextlib.suppress(asyncio.CancelledError):
-                if (error := await _result(task)) is not None:
-                    log.error("background task %s ended with %r", task.get_name(), error)
-        if background.own_request is not None:
-            await background.own_request.shutdown()
+        if isinstance(background, Background):
+            await stop_background(background)
 
     return [start], [stop]
 
@@ -135,10 +162,7 @@ async def settle(app: App) -> None:
     background = running(app)
     if background is None:
         return
-    try:
-        await background.reader.catch_up()
-    except LedgerClientError as exc:
-        log.warning("event feed: could not catch up (%s)", exc)
+    await catch_up(background)
     broadcasts = runner(app)
     await broadcasts.enqueued()
     await background.sender.settled()

@@ -6,10 +6,12 @@ runs, as an i18n middleware would, so handlers never look a language up themselv
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot.chat.events import Event
 from bot.i18n import Translator, translator
 from bot.services import Services
 from bot.storage.chats import Profile
@@ -27,6 +29,7 @@ class GPContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], di
         super().__init__(application, chat_id, user_id)
         self.profile: Profile | None = None
         self.t: Translator = translator(None)
+        self.event: Event | None = None  # the neutral event a chat-core route matched
 
     @property
     def services(self) -> Services:
@@ -41,3 +44,5 @@ class GPContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], di
 
 
 App = Application[Any, Any, Any, Any, Any, Any]
+Hook = Callable[[App], Awaitable[None]]
+"""Work started with the application and stopped before it (``bot.app.launch``/``halt``)."""

@@ -11,19 +11,14 @@ import logging
 from telegram import Update
 from telegram.error import Forbidden, TelegramError
 
+from bot.chat.failures import broken_text, busy_text
 from bot.context import GPContext
 from bot.i18n import Translator, negotiate, translator
+
+__all__ = ["broken_text", "busy_text", "on_error"]
 from ledger_client import errors as ledger_errors
 
 log = logging.getLogger(__name__)
-
-
-def busy_text(t: Translator) -> str:
-    return t._("The points service is not answering right now. Please try again in a moment.")
-
-
-def broken_text(t: Translator) -> str:
-    return t._("Sorry, something went wrong on our side. Please try again.")
 
 
 async def _translator(update: object, context: GPContext) -> Translator:

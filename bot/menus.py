@@ -12,7 +12,6 @@ import logging
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
-from bot.context import GPContext
 from bot.i18n import LOCALES, N_, Translator, translator
 
 log = logging.getLogger(__name__)
@@ -65,17 +64,4 @@ async def refresh_chat_menu(
         log.warning("could not set the command menu of chat %s", chat_id, exc_info=True)
 
 
-async def refresh_person_menu(context: GPContext, *, staff: bool) -> None:
-    """``refresh_chat_menu`` for the person this update is from, as their profile stands."""
-    profile = context.need_profile()
-    await refresh_chat_menu(
-        context.bot,
-        profile.chat_id,
-        profile.locale,
-        chosen=profile.locale_chosen,
-        staff=staff,
-        admin=context.services.is_admin(profile.chat_id),
-    )
-
-
-__all__ = ["LOCALES", "commands", "refresh_chat_menu", "refresh_person_menu", "register_defaults"]
+__all__ = ["LOCALES", "commands", "refresh_chat_menu", "register_defaults"]

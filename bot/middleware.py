@@ -5,8 +5,9 @@ deliberate silence (a command in a group gets one pointer to the private chat), 
 only ever see private chats with a known profile.
 
 It is also where an update's handling begins for operators: the update id goes on every log line
-and into the ledger request ids from here on (``bot.logs.begin_update``), the update is counted in
-and its clock started (``bot.metrics``), and one counted out as ``ignored`` if it stops here.
+and into the ledger request ids from here on (``bot.ops.logs.begin_update``), the update is
+counted in and its clock started (``bot.ops.metrics``), and one counted out as ``ignored`` if it
+stops here.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from telegram.ext import ApplicationHandlerStop
 from bot.context import GPContext
 from bot.errors import on_error
 from bot.i18n import negotiate, translator
-from bot.logs import begin_update
-from bot.metrics import IGNORED, MIDDLEWARE, metrics_of
+from bot.ops.logs import begin_update
+from bot.ops.metrics import IGNORED, MIDDLEWARE, metrics_of
 
 
 async def prepare(update: object, context: GPContext) -> None:

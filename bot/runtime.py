@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from bot.app import Hook, build_application, halt, launch
+from bot.app import build_application, halt, launch
 from bot.config import Settings, SettingsError, load_settings, require_token
-from bot.context import App
-from bot.logs import configure_logging
+from bot.context import App, Hook
+from bot.ops.logs import configure_logging
 from bot.services import Services
 from bot.storage.db import BotDatabase
 from bot.webhook import build_web_app

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from bot.config import Settings
+from bot.outbox.broadcasts import Progress
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
 from ledger_client import LedgerClient
+
+
+class Announcer(Protocol):
+    """Moves announcements along: ``launch`` enqueues one's audience in the background;
+    ``show`` redraws its progress message now."""
+
+    def launch(self, broadcast_id: int) -> None: ...
+
+    async def show(self, progress: Progress) -> None: ...
 
 
 @dataclass
@@ -20,6 +31,8 @@ class Services:
     flows: FlowStore = field(init=False)
     bot_username: str = "GreenPointsBot"
     channel: str = "telegram"  # the ledger identity channel for people reached through this bot
+    # Set once announcements can run (``bot.outbox.broadcast_runner``); None where they cannot.
+    announcer: Announcer | None = None
 
     def __post_init__(self) -> None:
         self.chats = ChatStore(self.db)

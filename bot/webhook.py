@@ -29,8 +29,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from telegram import Update
 
+from bot.background import running
 from bot.context import SERVICES_KEY, App
-from bot.metrics import metrics_of
+from bot.ops.metrics import metrics_of
 from bot.services import Services
 from ledger_client.errors import LedgerClientError, Unavailable
 
@@ -162,8 +163,6 @@ async def _ledger(services: Services) -> str:
 
 
 def _sender(app: App) -> str:
-    from bot.background import running  # bot.background imports the app factory
-
     background = running(app)
     if background is None:
         return "stopped"

@@ -9,14 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import CallbackQueryHandler, CommandHandler
-
-from bot import callbacks, formatting, inbox
-from bot.broadcast_runner import progress_text, runner
-from bot.broadcasts import EVERYONE, Broadcasts, Progress
-from bot.context import App, GPContext
+from bot import formatting
+from bot.chat import choice_data
+from bot.chat.events import Choice, Command, Event, Photo, Text
+from bot.chat.replies import ChoiceButton, Picture, TextReply, Toast
+from bot.chat.router import Router
+from bot.chat.turn import Turn
 from bot.i18n import N_, Translator
+from bot.outbox.broadcast_runner import progress_text
+from bot.outbox.broadcasts import EVERYONE, Broadcasts, Progress
 from bot.storage.flows import Pending
 from handlers.balance import price_text
 
@@ -45,86 +46,80 @@ def refused(t: Translator) -> str:
     return t._("Sorry, that is only for alliance administrators.")
 
 
-async def _admin(update: Update, context: GPContext) -> bool:
-    """True for an admin; everyone else is told politely (a button gets a toast)."""
-    if context.services.is_admin(context.need_profile().chat_id):
-        return True
-    if update.callback_query is not None:
-        await update.callback_query.answer(refused(context.t), show_alert=True)
-    elif update.effective_message is not None:
-        await update.effective_message.reply_text(refused(context.t))
-    return False
+def _is_admin(turn: Turn) -> bool:
+    return turn.services.is_admin(turn.profile.chat_id)
 
 
-async def broadcast(update: Update, context: GPContext) -> None:
-    if not await _admin(update, context):
+def _refuse(event: Event, turn: Turn) -> None:
+    """Everyone but an admin is told politely (a button gets an alert)."""
+    if isinstance(event, Choice):
+        turn.say(Toast(refused(turn.t), alert=True))
+    else:
+        turn.text(refused(turn.t))
+
+
+async def broadcast(event: Command, turn: Turn) -> None:
+    if not _is_admin(turn):
+        _refuse(event, turn)
         return
-    assert update.effective_message is not None
-    t = context.t
-    await context.services.flows.start(
-        context.need_profile().chat_id, COMPOSE, {"step": "content"}, TTL
-    )
-    await update.effective_message.reply_text(
-        t._("Send me the announcement: a text, or one photo with a caption. /cancel stops.")
+    await turn.services.flows.start(turn.profile.chat_id, COMPOSE, {"step": "content"}, TTL)
+    turn.text(
+        turn.t._("Send me the announcement: a text, or one photo with a caption. /cancel stops.")
     )
 
 
-async def _on_content(update: Update, context: GPContext, pending: Pending) -> None:
-    message = update.effective_message
-    assert message is not None
-    t = context.t
-    if not context.services.is_admin(context.need_profile().chat_id):
-        await context.services.flows.finish(context.need_profile().chat_id, COMPOSE)
-        await message.reply_text(refused(t))
+async def _on_content(event: Text | Photo, turn: Turn, pending: Pending) -> None:
+    t = turn.t
+    chat_id = turn.profile.chat_id
+    if not _is_admin(turn):
+        await turn.services.flows.finish(chat_id, COMPOSE)
+        turn.text(refused(t))
         return
     if pending.data.get("step") != "content":
-        await message.reply_text(t._("Choose the audience with the buttons above, or /cancel."))
+        turn.text(t._("Choose the audience with the buttons above, or /cancel."))
         return
-    photo = message.photo[-1].file_id if message.photo else None
+    photo = event.file_ref if isinstance(event, Photo) else None
     # A NUL shows as nothing anywhere, and PostgreSQL cannot store it: the announcement would
     # fail only when Send is tapped, after the admin approved it.
-    text = ((message.caption if photo else message.text) or "").replace("\x00", "")
+    raw = event.caption if isinstance(event, Photo) else event.text
+    text = (raw or "").replace("\x00", "")
     limit = MAX_CAPTION if photo else MAX_TEXT
-    if not text.strip() or len(text) > limit:
-        await message.reply_text(
+    if not text.strip() or len(text) > limit or (isinstance(event, Photo) and photo is None):
+        turn.text(
             t._("An announcement needs text of at most {limit} characters. Try again.").format(
                 limit=limit
             )
         )
         return
     nonce = secrets.token_hex(4)
-    chat_id = context.need_profile().chat_id
-    await context.services.flows.start(
+    await turn.services.flows.start(
         chat_id, COMPOSE, {"step": "audience", "text": text, "photo": photo, "nonce": nonce}, TTL
     )
-    counts = await Broadcasts(context.services.db).audience_sizes()
-    rows = [
+    counts = await Broadcasts(turn.services.db).audience_sizes()
+    turn.text(
+        t._("Who should get it?"),
         [
-            InlineKeyboardButton(
-                f"{t._(label)} ({formatting.number(t, counts.get(code, 0))})",
-                callback_data=callbacks.pack(AUDIENCE, code, nonce),
-            )
-        ]
-        for code, label in AUDIENCES.items()
-    ]
-    await message.reply_text(t._("Who should get it?"), reply_markup=InlineKeyboardMarkup(rows))
+            [
+                ChoiceButton(
+                    f"{t._(label)} ({formatting.number(t, counts.get(code, 0))})",
+                    choice_data.pack(AUDIENCE, code, nonce),
+                )
+            ]
+            for code, label in AUDIENCES.items()
+        ],
+    )
 
 
 async def _tapped(
-    context: GPContext,
-    query: CallbackQuery,
-    chat_id: int,
-    prefix: str,
-    choices: set[str],
-    step: str,
+    turn: Turn, event: Choice, prefix: str, choices: set[str], step: str
 ) -> tuple[str, Pending] | None:
     """The choice a composer's button carries, if it belongs to the step the composer is at.
 
     A button from an older composition (its nonce), from an earlier step, or forged, is
     answered as expired and yields None.
     """
-    parts = callbacks.unpack(query.data, prefix, 2)
-    pending = await context.services.flows.get(chat_id)
+    parts = choice_data.unpack(event.data, prefix, 2)
+    pending = await turn.services.flows.get(turn.profile.chat_id)
     if (
         parts is None
         or parts[0] not in choices
@@ -133,90 +128,86 @@ async def _tapped(
         or pending.data.get("nonce") != parts[1]
         or pending.data.get("step") != step
     ):
-        await query.answer(context.t._("This button has expired."))
+        turn.say(Toast(turn.t._("This button has expired.")))
         return None
     return parts[0], pending
 
 
-async def choose_audience(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None and query.message is not None
-    if not await _admin(update, context):
+async def choose_audience(event: Choice, turn: Turn) -> None:
+    if not _is_admin(turn):
+        _refuse(event, turn)
         return
-    t = context.t
-    chat_id = context.need_profile().chat_id
-    tapped = await _tapped(context, query, chat_id, AUDIENCE, set(AUDIENCES), "audience")
+    t = turn.t
+    chat_id = turn.profile.chat_id
+    tapped = await _tapped(turn, event, AUDIENCE, set(AUDIENCES), "audience")
     if tapped is None:
         return
     audience, pending = tapped
-    size = await Broadcasts(context.services.db).audience_size(audience)
+    size = await Broadcasts(turn.services.db).audience_size(audience)
     data = {**pending.data, "step": "confirm", "audience": audience}
-    await context.services.flows.start(chat_id, COMPOSE, data, TTL)
-    await query.answer()
-    await query.edit_message_text(t._("Here is exactly what they will see:"))
+    await turn.services.flows.start(chat_id, COMPOSE, data, TTL)
+    turn.text(t._("Here is exactly what they will see:"), replaces=True)
     if data["photo"]:
-        await context.bot.send_photo(chat_id, data["photo"], caption=data["text"])
+        turn.say(Picture(b"", data["text"], data["text"], file_ref=data["photo"]))
     else:
-        await context.bot.send_message(chat_id, data["text"])
-    keyboard = InlineKeyboardMarkup(
-        [
-            [
-                InlineKeyboardButton(
-                    t._("Send"), callback_data=callbacks.pack(SEND, "ok", data["nonce"])
-                ),
-                InlineKeyboardButton(
-                    t._("Cancel"), callback_data=callbacks.pack(SEND, "no", data["nonce"])
-                ),
-            ]
-        ]
-    )
-    await context.bot.send_message(
-        chat_id,
+        turn.say(TextReply(data["text"]))
+    turn.text(
         t._("Send this announcement to {count} people ({audience})?").format(
             count=formatting.number(t, size), audience=t._(AUDIENCES[audience])
         ),
-        reply_markup=keyboard,
+        [
+            [
+                ChoiceButton(t._("Send"), choice_data.pack(SEND, "ok", data["nonce"])),
+                ChoiceButton(t._("Cancel"), choice_data.pack(SEND, "no", data["nonce"])),
+            ]
+        ],
     )
 
 
-async def confirm(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None and query.message is not None
-    if not await _admin(update, context):
+def _message_id(ref: str | None) -> int | None:
+    """The tapped message's id within its chat, from the channel's ``chat:message`` handle."""
+    tail = (ref or "").rpartition(":")[2]
+    return int(tail) if tail.isdigit() else None
+
+
+async def confirm(event: Choice, turn: Turn) -> None:
+    if not _is_admin(turn):
+        _refuse(event, turn)
         return
-    t = context.t
-    chat_id = context.need_profile().chat_id
-    tapped = await _tapped(context, query, chat_id, SEND, {"ok", "no"}, "confirm")
+    t = turn.t
+    chat_id = turn.profile.chat_id
+    tapped = await _tapped(turn, event, SEND, {"ok", "no"}, "confirm")
     if tapped is None:
         return
     choice, pending = tapped
     # Finishing the flow first makes a double tap on Send start one broadcast, not two.
-    if not await context.services.flows.finish(chat_id, COMPOSE):
-        await query.answer(t._("This button has expired."))
+    if not await turn.services.flows.finish(chat_id, COMPOSE):
+        turn.say(Toast(t._("This button has expired.")))
         return
-    await query.answer()
     if choice == "no":
-        await query.edit_message_text(t._("Cancelled; nothing was sent."))
+        turn.text(t._("Cancelled; nothing was sent."), replaces=True)
         return
     data = pending.data
-    broadcasts = Broadcasts(context.services.db)
+    broadcasts = Broadcasts(turn.services.db)
     broadcast_id = await broadcasts.create(chat_id, data["text"], data["photo"], data["audience"])
     # Enqueueing starts before the admin sees the progress message: whoever sees it (a test's
     # settle, too) can count on the audience being on its way into the outbox.
-    runner(context.application).launch(broadcast_id)
+    if turn.services.announcer is not None:
+        turn.services.announcer.launch(broadcast_id)
     progress = await broadcasts.progress(broadcast_id)
     assert progress is not None
-    await query.edit_message_text(progress_text(t, progress))
-    await broadcasts.set_progress_message(broadcast_id, query.message.message_id)
+    turn.text(progress_text(t, progress), replaces=True)
+    # The tapped message becomes the progress message the runner keeps up to date.
+    message_id = _message_id(event.message_ref)
+    if message_id is not None:
+        await broadcasts.set_progress_message(broadcast_id, message_id)
 
 
-async def cancel_compose(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    chat_id = context.need_profile().chat_id
-    if await context.services.flows.finish(chat_id):
-        await update.effective_message.reply_text(context.t._("Cancelled."))
+async def cancel_compose(event: Command, turn: Turn) -> None:
+    if await turn.services.flows.finish(turn.profile.chat_id):
+        turn.text(turn.t._("Cancelled."))
     else:
-        await update.effective_message.reply_text(context.t._("There is nothing to cancel."))
+        turn.text(turn.t._("There is nothing to cancel."))
 
 
 def _line(t: Translator, p: Progress) -> str:
@@ -233,66 +224,51 @@ def _line(t: Translator, p: Progress) -> str:
     )
 
 
-async def list_broadcasts(update: Update, context: GPContext) -> None:
-    if not await _admin(update, context):
+async def list_broadcasts(event: Command, turn: Turn) -> None:
+    if not _is_admin(turn):
+        _refuse(event, turn)
         return
-    assert update.effective_message is not None
-    t = context.t
-    recent = await Broadcasts(context.services.db).recent()
+    t = turn.t
+    recent = await Broadcasts(turn.services.db).recent()
     if not recent:
-        await update.effective_message.reply_text(
-            t._("No announcements yet. /broadcast starts one.")
-        )
+        turn.text(t._("No announcements yet. /broadcast starts one."))
         return
     running = [p for p in recent if p.state in {"enqueuing", "sending"}]
-    keyboard = (
-        InlineKeyboardMarkup(
-            [
-                [
-                    InlineKeyboardButton(
-                        t._("Cancel #{id}").format(id=p.id),
-                        callback_data=callbacks.pack(STOP, p.id),
-                    )
-                ]
-                for p in running
-            ]
-        )
-        if running
-        else None
-    )
-    await update.effective_message.reply_text(
+    turn.text(
         "\n".join([t._("Recent announcements:")] + [_line(t, p) for p in recent]),
-        reply_markup=keyboard,
+        [
+            [ChoiceButton(t._("Cancel #{id}").format(id=p.id), choice_data.pack(STOP, p.id))]
+            for p in running
+        ],
     )
 
 
-async def stop_broadcast(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None
-    if not await _admin(update, context):
+async def stop_broadcast(event: Choice, turn: Turn) -> None:
+    if not _is_admin(turn):
+        _refuse(event, turn)
         return
-    t = context.t
-    parts = callbacks.unpack(query.data, STOP, 1)
-    broadcast_id = callbacks.as_int(parts[0], 1, 2**62) if parts else None
+    t = turn.t
+    parts = choice_data.unpack(event.data, STOP, 1)
+    broadcast_id = choice_data.as_int(parts[0], 1, 2**62) if parts else None
     if broadcast_id is None:
-        await query.answer(t._("This button has expired."))
+        turn.say(Toast(t._("This button has expired.")))
         return
-    broadcasts = Broadcasts(context.services.db)
+    broadcasts = Broadcasts(turn.services.db)
     if not await broadcasts.cancel(broadcast_id):
-        await query.answer(t._("That announcement is not running."), show_alert=True)
+        turn.say(Toast(t._("That announcement is not running."), alert=True))
         return
-    await query.answer(t._("Cancelled."))
+    turn.say(Toast(t._("Cancelled.")))
     progress = await broadcasts.progress(broadcast_id)
-    if progress is not None:
-        await runner(context.application).show(progress)
+    if progress is not None and turn.services.announcer is not None:
+        await turn.services.announcer.show(progress)
 
 
-async def stats(update: Update, context: GPContext) -> None:
-    if not await _admin(update, context):
+async def stats(event: Command, turn: Turn) -> None:
+    if not _is_admin(turn):
+        _refuse(event, turn)
         return
-    assert update.effective_message is not None
-    t = context.t
-    figures = await context.services.ledger.stats()
+    t = turn.t
+    figures = await turn.services.ledger.stats()
     lines = [
         t._("Alliance figures"),
         t._("Members: {n}").format(n=formatting.number(t, figures.members)),
@@ -305,15 +281,15 @@ async def stats(update: Update, context: GPContext) -> None:
         t._("Points pool: {amount}").format(amount=formatting.money(t, figures.pool_fen)),
         t._("Point price: {price} per point").format(price=price_text(t, figures.price)),
     ]
-    await update.effective_message.reply_text("\n".join(lines))
+    turn.text("\n".join(lines))
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("broadcast", broadcast))
-    app.add_handler(CommandHandler("broadcasts", list_broadcasts))
-    app.add_handler(CommandHandler("stats", stats))
-    app.add_handler(CommandHandler("cancel", cancel_compose))
-    app.add_handler(CallbackQueryHandler(choose_audience, pattern=callbacks.pattern(AUDIENCE)))
-    app.add_handler(CallbackQueryHandler(confirm, pattern=callbacks.pattern(SEND)))
-    app.add_handler(CallbackQueryHandler(stop_broadcast, pattern=callbacks.pattern(STOP)))
-    inbox.on_flow(COMPOSE, _on_content)
+def routes(router: Router) -> None:
+    router.command("broadcast", broadcast)
+    router.command("broadcasts", list_broadcasts)
+    router.command("stats", stats)
+    router.command("cancel", cancel_compose)
+    router.choice(AUDIENCE, choose_audience)
+    router.choice(SEND, confirm)
+    router.choice(STOP, stop_broadcast)
+    router.state(COMPOSE, _on_content)

@@ -5,12 +5,12 @@ the ledger stops working at the next tap, whatever menu or half-finished convers
 still has. Someone who is not staff learns nothing from a code — not whose it is, not whether it
 is valid — and the ledger is not even asked about it.
 
-A redemption moves through two flows kept in the bot's database: ``BILL`` (code checked, waiting
-for the amount) and ``CONFIRM`` (preview shown). The preview's buttons carry the key the flow holds,
-and that key is the ledger's idempotency key, so a double tap, or a tap again after a timeout,
-asks for the same redemption and gets the first receipt back; a second phone has its own flow and
-key and is told the code was used.
-"""
+A redemption is a small state machine whose states this feature registers with the router (see
+``routes``) and keeps in the bot's database: ``BILL`` (code checked, waiting for the amount) and
+``CONFIRM`` (preview shown); free text and photos go to the state the cashier is in. The
+preview's buttons carry the key the flow holds, and that key is the ledger's idempotency key, so
+a double tap, or a tap again after a timeout, asks for the same redemption and gets the first
+receipt back; a second phone has its own flow and key and is told the code was used."""
 
 from __future__ import annotations
 
@@ -20,15 +20,17 @@ import math
 import secrets
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
-from telegram.error import TelegramError
-from telegram.ext import CallbackQueryHandler, CommandHandler
-
-from bot import callbacks, formatting, inbox, scan
+from bot import formatting
 from bot.amounts import AmountError, AmountProblem, parse_bill
-from bot.context import App, GPContext
+from bot.chat import choice_data
+from bot.chat.channel import ChannelError
+from bot.chat.cleaning import clean_text
+from bot.chat.events import Choice, Command, Photo, Text
+from bot.chat.replies import ChoiceButton, Toast
+from bot.chat.router import Router
+from bot.chat.turn import Turn
 from bot.i18n import Translator
-from bot.menus import refresh_person_menu
+from bot.media import scan
 from bot.storage.chats import utcnow
 from bot.storage.flows import Pending
 from ledger_client import errors as ledger_errors
@@ -107,9 +109,15 @@ def amount_text(t: Translator, problem: AmountProblem) -> str:
     )
 
 
+def shown(text: str) -> str:
+    """A masked name or a shop's name as the other side sees it: one clean line (issue 9: a
+    name starting with U+202E turned the cashier's line around)."""
+    return clean_text(text, single_line=True) or "**"
+
+
 def _bill_lines(t: Translator, customer: str, bill_fen: int, vouchers_fen: int) -> list[str]:
     return [
-        t._("Customer: {customer}").format(customer=customer),
+        t._("Customer: {customer}").format(customer=shown(customer)),
         t._("Bill: {amount}").format(amount=formatting.money(t, bill_fen)),
         t._("Vouchers applied: {amount}").format(amount=formatting.money(t, vouchers_fen)),
     ]
@@ -163,33 +171,25 @@ def today_text(t: Translator, link: StaffLink, today: Today) -> str:
     )
 
 
-def cancel_keyboard(t: Translator, key: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(t._("✖ Cancel"), callback_data=callbacks.pack(BUTTON, "no", key))]]
-    )
+def cancel_choices(t: Translator, key: str) -> list[list[ChoiceButton]]:
+    return [[ChoiceButton(t._("✖ Cancel"), choice_data.pack(BUTTON, "no", key))]]
 
 
-def confirm_keyboard(t: Translator, key: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
+def confirm_choices(t: Translator, key: str) -> list[list[ChoiceButton]]:
+    return [
         [
-            [
-                InlineKeyboardButton(
-                    t._("✅ Confirm"), callback_data=callbacks.pack(BUTTON, "ok", key)
-                ),
-                InlineKeyboardButton(
-                    t._("✖ Cancel"), callback_data=callbacks.pack(BUTTON, "no", key)
-                ),
-            ]
+            ChoiceButton(t._("✅ Confirm"), choice_data.pack(BUTTON, "ok", key)),
+            ChoiceButton(t._("✖ Cancel"), choice_data.pack(BUTTON, "no", key)),
         ]
-    )
+    ]
 
 
 # --- who is acting ----------------------------------------------------------------------------
 
 
-async def staff_link(context: GPContext) -> StaffLink | None:
+async def staff_link(turn: Turn) -> StaffLink | None:
     """The merchant this person works for right now, by the ledger's word."""
-    return await context.services.ledger.staff_lookup(*context.need_profile().identity)
+    return await turn.services.ledger.staff_lookup(*turn.profile.identity)
 
 
 def _new_key() -> str:
@@ -201,23 +201,23 @@ def _flow_ttl(code_expires_at: dt.datetime) -> dt.timedelta:
     return min(max(left, dt.timedelta(0)) + FLOW_GRACE, FLOW_MAX)
 
 
-async def _end_flows(context: GPContext) -> None:
-    chat_id = context.need_profile().chat_id
+async def _end_flows(turn: Turn) -> None:
+    chat_id = turn.profile.chat_id
     for kind in (BILL, CONFIRM):
-        await context.services.flows.finish(chat_id, kind)
+        await turn.services.flows.finish(chat_id, kind)
 
 
 # --- linking ----------------------------------------------------------------------------------
 
 
-async def join_as_staff(message: Message, context: GPContext, invite: str) -> None:
-    t = context.t
-    channel, external_id = context.need_profile().identity
-    ledger = context.services.ledger
+async def join_as_staff(turn: Turn, invite: str) -> None:
+    t = turn.t
+    channel, external_id = turn.profile.identity
+    ledger = turn.services.ledger
     try:
         link = await ledger.redeem_staff_invite(invite, channel, external_id)
     except ledger_errors.InviteUsed:
-        current = await staff_link(context)
+        current = await staff_link(turn)
         text = t._("This staff invite was already used; each invite links one person.")
         if current is not None:
             text += "\n" + t._("You are staff of {merchant}.").format(
@@ -225,22 +225,22 @@ async def join_as_staff(message: Message, context: GPContext, invite: str) -> No
             )
         else:
             text += "\n" + t._("Ask your manager for a new one.")
-        await message.reply_text(text)
+        turn.text(text)
         return
     except ledger_errors.InviteExpired:
-        await message.reply_text(
+        turn.text(
             t._("This staff invite has expired. Ask your manager for a new one.")
         )
         return
     except ledger_errors.InviteNotFound:
-        await message.reply_text(
+        turn.text(
             t._(
                 "This staff invite is not valid. Check that the whole link was copied, or ask "
                 "your manager for a new one."
             )
         )
         return
-    await message.reply_text(
+    turn.text(
         "\n".join(
             [
                 t._("You are now staff of {merchant}.").format(merchant=link.merchant_name),
@@ -253,82 +253,76 @@ async def join_as_staff(message: Message, context: GPContext, invite: str) -> No
             ]
         )
     )
-    await refresh_person_menu(context, staff=True)
+    turn.refresh_menu(staff=True)
 
 
 # --- scanning, bill, preview ------------------------------------------------------------------
 
 
-async def take_code(message: Message, context: GPContext, code: str) -> None:
+async def take_code(turn: Turn, code: str) -> None:
     """A code from any source: check who is asking, then the code, then ask for the bill."""
-    t = context.t
-    link = await staff_link(context)
+    t = turn.t
+    link = await staff_link(turn)
     if link is None:
-        await _end_flows(context)
-        await message.reply_text(not_staff_text(t))
+        await _end_flows(turn)
+        turn.text(not_staff_text(t))
         return
-    identity = context.need_profile().identity
+    identity = turn.profile.identity
     try:
         # Checked before the bill is typed, so an expired code is known before anyone types.
-        probe = await context.services.ledger.preview_redemption(
+        probe = await turn.services.ledger.preview_redemption(
             code, link.merchant_id, PROBE_FEN, staff=identity
         )
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise
-        await _end_flows(context)
-        await message.reply_text(problem_text(t, error))
+        await _end_flows(turn)
+        turn.text(problem_text(t, error))
         return
     key = _new_key()
     data = {"code": code, "merchant_id": link.merchant_id, "key": key}
-    chat_id = context.need_profile().chat_id
-    await context.services.flows.start(chat_id, BILL, data, _flow_ttl(probe.code_expires_at))
-    await message.reply_text(
+    chat_id = turn.profile.chat_id
+    await turn.services.flows.start(chat_id, BILL, data, _flow_ttl(probe.code_expires_at))
+    turn.text(
         "\n".join(
             [
                 t._("Code of customer {customer} at {merchant}, valid until {time}.").format(
-                    customer=probe.member_masked,
-                    merchant=link.merchant_name,
+                    customer=shown(probe.member_masked),
+                    merchant=shown(link.merchant_name),
                     time=formatting.clock(t, probe.code_expires_at),
                 ),
                 t._("How much is the bill? Type it in yuan, for example 88.50."),
             ]
         ),
-        reply_markup=cancel_keyboard(t, key),
+        cancel_choices(t, key),
     )
 
 
-async def take_photo(message: Message, context: GPContext) -> None:
-    t = context.t
-    assert message.photo
+async def take_photo(turn: Turn, photo: Photo) -> None:
+    t = turn.t
     image: bytes | None = None
     try:
-        file = await context.bot.get_file(message.photo[-1].file_id)
-        # getFile may answer without a path (a file the Bot API cannot hand over), and then
-        # python-telegram-bot raises RuntimeError, not a TelegramError: the cashier should
-        # hear "send it again", as for a failed download, not "something went wrong".
-        if file.file_path:
-            image = bytes(await file.download_as_bytearray())
-        else:
-            log.warning("getFile gave no path for a photo")
-    except TelegramError:
+        image = await photo.fetch()
+    except ChannelError:
+        # The cashier should hear "send it again", as for any failed download, not "something
+        # went wrong".
         log.warning("could not download a photo", exc_info=True)
     if image is None:
-        await message.reply_text(t._("I could not download that photo. Please send it again."))
+        turn.text(t._("I could not download that photo. Please send it again."))
         return
     texts = await scan.read_qr(image)
     codes = [code for code in map(scan.redemption_code, texts) if code is not None]
     if codes:
-        await take_code(message, context, codes[0])
+        await take_code(turn, codes[0])
     elif texts:
-        await message.reply_text(
+        turn.text(
             t._(
                 "That QR code is not a Green Points redemption code. Ask the customer to open "
                 "/qr in this bot and show that code."
             )
         )
     else:
-        await message.reply_text(
+        turn.text(
             t._(
                 "I could not find a QR code in that photo. Hold the phone closer so the code "
                 "fills most of the picture, keep it sharp and free of glare, or type the 20 "
@@ -338,48 +332,46 @@ async def take_photo(message: Message, context: GPContext) -> None:
 
 
 async def show_preview(
-    message: Message, context: GPContext, data: dict[str, Any], bill_fen: int
+    turn: Turn, data: dict[str, Any], bill_fen: int
 ) -> None:
-    t = context.t
-    identity = context.need_profile().identity
+    t = turn.t
+    identity = turn.profile.identity
     try:
-        preview = await context.services.ledger.preview_redemption(
+        preview = await turn.services.ledger.preview_redemption(
             str(data["code"]), int(data["merchant_id"]), bill_fen, staff=identity
         )
     except ledger_errors.InvalidRequest as error:
-        await message.reply_text(problem_text(t, error))  # over the ledger's limit: ask again
+        turn.text(problem_text(t, error))  # over the ledger's limit: ask again
         return
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise
-        await _end_flows(context)
-        await message.reply_text(problem_text(t, error))
+        await _end_flows(turn)
+        turn.text(problem_text(t, error))
         return
     key = _new_key()
     pending = {**data, "bill_fen": bill_fen, "key": key}
-    chat_id = context.need_profile().chat_id
-    await context.services.flows.start(
+    chat_id = turn.profile.chat_id
+    await turn.services.flows.start(
         chat_id, CONFIRM, pending, _flow_ttl(preview.code_expires_at)
     )
-    await message.reply_text(preview_text(t, preview), reply_markup=confirm_keyboard(t, key))
+    turn.text(preview_text(t, preview), confirm_choices(t, key))
 
 
-async def on_flow_message(update: Update, context: GPContext, pending: Pending) -> None:
+async def on_flow_message(event: Text | Photo, turn: Turn, pending: Pending) -> None:
     """The next message while a redemption is open: an amount, or a new code replacing it."""
-    message = update.effective_message
-    assert message is not None
-    t = context.t
-    if await staff_link(context) is None:
-        await _end_flows(context)
-        await message.reply_text(not_staff_text(t))
+    t = turn.t
+    if await staff_link(turn) is None:
+        await _end_flows(turn)
+        turn.text(not_staff_text(t))
         return
-    if message.photo:
-        await take_photo(message, context)
+    if isinstance(event, Photo):
+        await take_photo(turn, event)
         return
-    text = message.text or ""
+    text = event.text
     code = scan.redemption_code(text)
     if code is not None:
-        await take_code(message, context, code)
+        await take_code(turn, code)
         return
     try:
         bill_fen = parse_bill(text)
@@ -387,137 +379,123 @@ async def on_flow_message(update: Update, context: GPContext, pending: Pending) 
         hint = amount_text(t, error.problem)
         if pending.kind == CONFIRM:
             hint = t._("Tap Confirm or Cancel above, or type a different amount.")
-        await message.reply_text(hint)
+        turn.text(hint)
         return
-    await show_preview(message, context, pending.data, bill_fen)
+    await show_preview(turn, pending.data, bill_fen)
 
 
 # --- confirm / cancel -------------------------------------------------------------------------
 
 
-async def on_button(update: Update, context: GPContext) -> None:
-    """Confirm or Cancel. The tap is answered after the message changes, so the button's spinner
-    stops when the cashier can read the outcome, never before."""
-    query = update.callback_query
-    assert query is not None
-    t = context.t
-    parts = callbacks.unpack(query.data, BUTTON, 2)
+async def on_button(event: Choice, turn: Turn) -> None:
+    """Confirm or Cancel. The tap is answered after the message changes (the channel answers a
+    tap after rendering), so the spinner stops when the cashier can read the outcome."""
+    t = turn.t
+    expired = Toast(t._("This button has expired."))
+    parts = choice_data.unpack(event.data, BUTTON, 2)
     if parts is None or parts[0] not in {"ok", "no"}:
-        await query.answer(t._("This button has expired."))
+        turn.say(expired)
         return
     action, key = parts
-    if await staff_link(context) is None:
-        await _end_flows(context)
-        await query.answer(not_staff_text(t), show_alert=True)
+    if await staff_link(turn) is None:
+        await _end_flows(turn)
+        turn.say(Toast(not_staff_text(t), alert=True))
         return
-    chat_id = context.need_profile().chat_id
-    flows = context.services.flows
+    chat_id = turn.profile.chat_id
+    flows = turn.services.flows
     pending = await flows.get(chat_id)
     if pending is None or pending.kind not in {BILL, CONFIRM} or pending.data.get("key") != key:
-        await query.answer(t._("This button has expired."))
+        turn.say(expired)
         return
     if action == "no":
         # Only the tap that closes the flow may say so: a Confirm racing it may have redeemed.
         if await flows.finish(chat_id, pending.kind):
-            await callbacks.edit_text(query, t._("Cancelled. Nothing was redeemed."))
-            await query.answer()
+            turn.text(t._("Cancelled. Nothing was redeemed."), replaces=True)
+            turn.say(Toast(""))
         else:
-            await query.answer(t._("This button has expired."))
+            turn.say(expired)
         return
     if pending.kind != CONFIRM:
-        await query.answer(t._("This button has expired."))
+        turn.say(expired)
         return
     data = pending.data
     try:
-        receipt = await context.services.ledger.redeem(
+        receipt = await turn.services.ledger.redeem(
             str(data["code"]),
             int(data["merchant_id"]),
             int(data["bill_fen"]),
             key,
-            staff=context.need_profile().identity,
+            staff=turn.profile.identity,
         )
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise  # the flow stays: tapping again retries with the same key
         await flows.finish(chat_id, CONFIRM)
-        await callbacks.edit_text(query, problem_text(t, error))
-        await query.answer()
+        turn.text(problem_text(t, error), replaces=True)
+        turn.say(Toast(""))
         return
     # A twin tap got the same receipt and shows the same text (Telegram calls the second edit
     # "not modified"); a newer scan that replaced this flow in the meantime is left alone.
     current = await flows.get(chat_id)
     if current is not None and current.data.get("key") == key:
         await flows.finish(chat_id, CONFIRM)
-    await callbacks.edit_text(query, receipt_text(t, receipt))
-    await query.answer(t._("Redeemed."))
+    turn.text(receipt_text(t, receipt), replaces=True)
+    turn.say(Toast(t._("Redeemed.")))
 
 
 # --- catchers: free text and photos with no conversation open ---------------------------------
 
 
-async def catch_code_text(update: Update, context: GPContext) -> bool:
-    message = update.effective_message
-    if message is None or not message.text:
-        return False
-    code = scan.redemption_code(message.text)
+async def catch_code(event: Text | Photo, turn: Turn) -> bool:
+    """Typed digits or a link anyone sends; staff photos are scanned, anyone else's go on to the
+    fallback's friendly answer."""
+    if isinstance(event, Photo):
+        if await staff_link(turn) is None:
+            return False
+        await take_photo(turn, event)
+        return True
+    code = scan.redemption_code(event.text)
     if code is None:
         return False
-    await take_code(message, context, code)
-    return True
-
-
-async def catch_photo(update: Update, context: GPContext) -> bool:
-    """Staff photos are scanned; anyone else's go on to the fallback's friendly answer."""
-    message = update.effective_message
-    if message is None or not message.photo:
-        return False
-    if await staff_link(context) is None:
-        return False
-    await take_photo(message, context)
+    await take_code(turn, code)
     return True
 
 
 # --- entry points -----------------------------------------------------------------------------
 
 
-async def open_deep_link(update: Update, context: GPContext, payload: str) -> bool:
-    """Handle a ``/start <payload>`` that is a redemption code or staff invite; False if not."""
-    message = update.effective_message
-    assert message is not None
+async def open_deep_link(turn: Turn, payload: str) -> bool:
+    """Handle a scanned payload (``/start <payload>``, a QR scene) that is a redemption code or
+    a staff invite; False if it is neither."""
     if scan.is_invite(payload):
-        await join_as_staff(message, context, payload.strip())
+        await join_as_staff(turn, payload.strip())
         return True
     code = scan.redemption_code(payload)
     if code is None:
         return False
-    await take_code(message, context, code)
+    await take_code(turn, code)
     return True
 
 
-async def today(update: Update, context: GPContext) -> None:
-    message = update.effective_message
-    assert message is not None
-    t = context.t
-    link = await staff_link(context)
+async def today(event: Command, turn: Turn) -> None:
+    t = turn.t
+    link = await staff_link(turn)
     if link is None:
-        await message.reply_text(
+        turn.text(
             t._(
                 "/today is for the staff of alliance merchants. If you work at one, ask your "
                 "manager for a staff invite."
             )
         )
-        await refresh_person_menu(context, staff=False)  # a menu left from an ended link goes away
+        turn.refresh_menu(staff=False)  # a menu left from an ended link goes away
         return
-    summary = await context.services.ledger.today(
-        link.merchant_id, staff=context.need_profile().identity
-    )
-    await message.reply_text(today_text(t, link, summary))
+    summary = await turn.services.ledger.today(link.merchant_id, staff=turn.profile.identity)
+    turn.text(today_text(t, link, summary))
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("today", today))
-    app.add_handler(CallbackQueryHandler(on_button, pattern=callbacks.pattern(BUTTON)))
-    inbox.on_flow(BILL, on_flow_message)
-    inbox.on_flow(CONFIRM, on_flow_message)
-    inbox.catch(catch_code_text)
-    inbox.catch(catch_photo)
+def routes(router: Router) -> None:
+    router.command("today", today)
+    router.choice(BUTTON, on_button)
+    router.state(BILL, on_flow_message)
+    router.state(CONFIRM, on_flow_message)
+    router.catch(catch_code)

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from telegram import Update
-from telegram.ext import CommandHandler
-
-from bot.context import App, GPContext
+from bot.chat.events import Command, Scan
+from bot.chat.router import Router
+from bot.chat.turn import Turn
 from bot.i18n import Translator
-from bot.members import resolve
-from bot.menus import refresh_person_menu
 from handlers.merchant import open_deep_link
 
 
@@ -31,16 +28,21 @@ def help_text(t: Translator) -> str:
     )
 
 
-async def start(update: Update, context: GPContext) -> None:
-    message = update.effective_message
-    assert message is not None
-    payload = context.args[0] if context.args else ""
-    if payload and await open_deep_link(update, context, payload):
-        return
-    t = context.t
-    services = context.services
-    _member, created = await resolve(context)
-    profile = context.need_profile()
+async def start(event: Command, turn: Turn) -> None:
+    await greet(turn, "")
+
+
+async def scanned(event: Scan, turn: Turn) -> None:
+    """A payload from a link or code: a redemption code or staff invite, else the greeting."""
+    if not await open_deep_link(turn, event.payload):
+        await greet(turn, event.payload)
+
+
+async def greet(turn: Turn, payload: str) -> None:
+    t = turn.t
+    services = turn.services
+    _member, created = await turn.resolve_member()
+    profile = turn.profile
     # Asked before anything is said, so a ledger outage gets one "try again" and no half reply.
     staff = await services.ledger.staff_lookup(*profile.identity) is not None
     name = profile.display_name
@@ -63,15 +65,15 @@ async def start(update: Update, context: GPContext) -> None:
         "",
         help_text(t),
     ]
-    await message.reply_text("\n".join(lines))
-    await refresh_person_menu(context, staff=staff)
+    turn.text("\n".join(lines))
+    turn.refresh_menu(staff=staff)
 
 
-async def help_command(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(help_text(context.t))
+async def help_command(event: Command, turn: Turn) -> None:
+    turn.text(help_text(turn.t))
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("start", start))
-    app.add_handler(CommandHandler("help", help_command))
+def routes(router: Router) -> None:
+    router.command("start", start)
+    router.add("scan", None, scanned)
+    router.command("help", help_command)

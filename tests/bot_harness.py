@@ -22,8 +22,8 @@ from bot import background
 from bot.app import build_application, halt, launch
 from bot.config import Settings
 from bot.context import App
-from bot.event_reader import ReaderTuning
-from bot.sender import SenderTuning
+from bot.outbox.event_reader import ReaderTuning
+from bot.outbox.sender import SenderTuning
 from bot.services import Services
 from bot.storage.db import BotDatabase
 from ledger import apikeys

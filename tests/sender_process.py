@@ -23,8 +23,8 @@ from pathlib import Path
 from telegram import Bot
 from telegram.ext import AIORateLimiter, ExtBot
 
-from bot.broadcasts import Broadcasts, record_outcomes
-from bot.sender import OutboxSender, SenderTuning
+from bot.outbox.broadcasts import Broadcasts, record_outcomes
+from bot.outbox.sender import OutboxSender, SenderTuning
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.telegram_http import AiohttpRequest

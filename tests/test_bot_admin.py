@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert
 
-from bot.broadcasts import Broadcasts
+from bot.outbox.broadcasts import Broadcasts
 from bot.storage.schema import Chat
 from tests.bot_harness import Harness, running_bot
 from tests.conftest import DATABASES

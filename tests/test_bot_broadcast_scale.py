@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
-from bot.broadcasts import Broadcasts
+from bot.outbox.broadcasts import Broadcasts
 from bot.storage import outbox
 from bot.storage.db import BotDatabase
 from bot.storage.schema import Chat, OutboxMessage

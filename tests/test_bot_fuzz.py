@@ -50,10 +50,10 @@ from PIL import Image
 from sqlalchemy import delete
 from telegram import Update
 
-from bot import qr
-from bot.broadcasts import Broadcasts
 from bot.context import GPContext
 from bot.i18n import negotiate, translator
+from bot.media import qr
+from bot.outbox.broadcasts import Broadcasts
 from ledger.schema import Base, CodeAttempt
 from ledger_client.models import RedemptionCode
 from tests import fuzz_seed

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import func, select
 
 from bot import formatting
-from bot.event_reader import CURSOR, ReaderTuning
 from bot.i18n import translator
-from bot.notices import render
+from bot.outbox.event_reader import CURSOR, ReaderTuning
+from bot.outbox.notices import render
 from bot.storage import cursors
 from bot.storage.schema import OutboxMessage
 from ledger_client.models import Event
@@ -265,3 +265,24 @@ async def test_the_reader_backs_off_while_the_ledger_is_down_and_catches_up(
             render(e, t) or "" for e in await member_events(h, member_id)
         )
         assert reader.failures == 0
+
+
+def test_a_notice_keeps_plain_fields_and_reads_as_the_event_did() -> None:
+    """Issue 9: notices as kind + fields (a WeChat template needs the fields, not the text),
+    rendered in the same words as before for channels that send text."""
+    from bot.outbox.notices import as_notice, notice_text
+    from ledger_client.models import Event
+
+    t = translator("en")
+    event = Event(id=1, seq=1, type="points.earned", member_id=9, merchant_id=3,
+                  payload={"points": 1200, "amount_fen": 8850, "merchant_name": "\u202eShop",
+                           "green": True}, created_at=dt.datetime(2026, 11, 22))
+    notice = as_notice(event)
+    assert notice is not None and notice.kind == "points.earned"
+    assert dict(notice.fields) == {"points": 1200, "amount_fen": 8850,
+                                   "merchant_name": "\u202eShop", "green": 1}
+    assert notice_text(notice, t) == (
+        "You earned 1,200 points at Shop on a purchase of CN¥88.50.\n"
+        "Thank you for choosing green: your green bonus is included."
+    )
+    assert as_notice(event.model_copy(update={"type": "member.created"})) is None

@@ -30,12 +30,12 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 from telegram.ext import ExtBot
 
-from bot.broadcasts import Broadcasts
 from bot.config import Settings, SettingsError, load_settings
-from bot.logs import Redactor, begin_update, configure_logging
-from bot.metrics import MeteredRateLimiter, outbox_depth
+from bot.ops.logs import Redactor, begin_update, configure_logging
+from bot.ops.metrics import MeteredRateLimiter, outbox_depth
+from bot.outbox.broadcasts import Broadcasts
+from bot.outbox.sender import SenderTuning
 from bot.runtime import serve_web
-from bot.sender import SenderTuning
 from bot.storage import outbox
 from bot.storage.chats import utcnow
 from bot.storage.outbox import Outgoing

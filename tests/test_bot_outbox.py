@@ -21,8 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
-from bot.pacing import ChatLanes, SendWindow
-from bot.sender import Content, OutboxSender, SenderTuning
+from bot.outbox.pacing import ChatLanes, SendWindow
+from bot.outbox.sender import Content, OutboxSender, SenderTuning
 from bot.storage import outbox
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase

@@ -1,1 +1,2 @@
-"""Pictures the bot sends: pure functions from data to PNG bytes (no chat, no ledger)."""
+"""Pictures: drawing redemption QR codes, pool charts and circle maps (pure functions from data
+to PNG bytes), and reading codes from photos."""

@@ -42,8 +42,9 @@ from telegram import Update
 from telegram.error import RetryAfter
 from telegram.ext import AIORateLimiter, ApplicationHandlerStop
 
+from bot.background import running
 from bot.context import App
-from bot.sender import SenderStats, retry_after_seconds
+from bot.outbox.sender import SenderStats, retry_after_seconds
 from bot.storage import outbox
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
@@ -344,8 +345,6 @@ class _BackgroundCollector(Collector):
         return self._families(None, None, None)
 
     def collect(self) -> Iterator[Metric]:
-        from bot.background import running  # bot.background imports the app, which imports us
-
         background = running(self.app)
         limiter = self.app.bot.rate_limiter
         pacing = limiter.pacing if isinstance(limiter, MeteredRateLimiter) else None

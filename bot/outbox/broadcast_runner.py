@@ -10,9 +10,9 @@ import logging
 from telegram.error import BadRequest, TelegramError
 
 from bot import formatting
-from bot.broadcasts import Broadcasts, Progress
 from bot.context import SERVICES_KEY, App
 from bot.i18n import Translator, translator
+from bot.outbox.broadcasts import Broadcasts, Progress
 from bot.services import Services
 from bot.storage.chats import utcnow
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot import formatting
+from bot.chat.cleaning import clean_text
+from bot.chat.replies import Notice
 from bot.i18n import Translator
 from ledger_client.models import Event
 
@@ -38,7 +40,8 @@ def _moment(payload: Mapping[str, Any], key: str) -> dt.datetime | None:
 
 def _merchant(t: Translator, payload: Mapping[str, Any]) -> str:
     name = payload.get("merchant_name")
-    return name if isinstance(name, str) and name else t._("an alliance merchant")
+    shown = clean_text(name, single_line=True) if isinstance(name, str) else ""
+    return shown or t._("an alliance merchant")
 
 
 def points_earned(t: Translator, payload: Mapping[str, Any]) -> str | None:
@@ -135,3 +138,26 @@ def render(event: Event, t: Translator) -> str | None:
     if renderer is None or event.member_id is None:
         return None
     return renderer(t, event.payload)
+
+
+def as_notice(event: Event) -> Notice | None:
+    """A member event as the neutral notice a channel renders (kind + the event's plain fields:
+    ``points``, ``amount_fen``, ``merchant_name``, moments as ISO strings), or None for events
+    nobody is told about."""
+    if event.type not in RENDERERS or event.member_id is None:
+        return None
+    fields = {
+        key: value
+        for key, value in event.payload.items()
+        if isinstance(value, str | int | type(None)) and not isinstance(value, bool)
+    }
+    if isinstance(event.payload.get("green"), bool):
+        fields["green"] = int(event.payload["green"])
+    return Notice(event.type, fields)
+
+
+def notice_text(notice: Notice, t: Translator) -> str | None:
+    """A neutral notice as one message in ``t``'s language, for channels that send text (the
+    same words as ``render``); None when it says nothing (no points earned)."""
+    renderer = RENDERERS.get(notice.kind)
+    return renderer(t, notice.fields) if renderer is not None else None

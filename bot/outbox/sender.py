@@ -42,14 +42,13 @@ import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from telegram import Bot
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
-from bot.pacing import ChatLanes, SendWindow
+from bot.outbox.pacing import ChatLanes, SendWindow
 from bot.storage import outbox
 from bot.storage.chats import ChatStore, utcnow
 from bot.storage.db import BotDatabase
@@ -82,7 +81,7 @@ class SenderTuning:
 
 @dataclass
 class SenderStats:
-    """Running totals since this sender was made, read by ``/metrics`` (``bot.metrics``).
+    """Running totals since this sender was made, read by ``/metrics`` (``bot.ops.metrics``).
 
     Plain numbers the sender bumps as it goes, not Prometheus objects: the hot path stays a few
     additions, and whoever exports them decides names and labels.
@@ -127,12 +126,19 @@ def retry_after_seconds(exc: RetryAfter) -> float:
     return wait.total_seconds() if isinstance(wait, dt.timedelta) else float(wait)
 
 
+class ApiCaller(Protocol):
+    """What the sender sends through: a ``telegram.Bot``, or the console's printer."""
+
+    async def do_api_request(self, endpoint: str, api_kwargs: dict[str, Any] | None = ..., /
+                             ) -> Any: ...
+
+
 class OutboxSender:
     def __init__(
         self,
         db: BotDatabase,
         chats: ChatStore,
-        bot: Bot,
+        bot: ApiCaller,
         *,
         rate_overall: float,
         rate_per_chat: float,

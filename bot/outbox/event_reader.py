@@ -18,8 +18,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot import notices
 from bot.i18n import translator
+from bot.outbox import notices
 from bot.services import Services
 from bot.storage import cursors
 from bot.storage.outbox import Outgoing, enqueue

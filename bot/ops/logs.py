@@ -59,7 +59,8 @@ class UpdateIdFilter(logging.Filter):
 # --- redaction -----------------------------------------------------------------------------
 
 _B64 = "A-Za-z0-9_-"
-_SEPARATOR = "[ \t\\-\u2013\u2014]"  # how people group a code's digits (bot/scan.py reads these)
+# How people group a code's digits (bot/media/scan.py reads these).
+_SEPARATOR = "[ \t\\-\u2013\u2014]"
 
 Replacement = str | Callable[[re.Match[str]], str]
 
