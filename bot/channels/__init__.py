@@ -1,0 +1,1 @@
+"""Chat platforms the bot serves, each an adapter around the channel-neutral core."""
