@@ -47,8 +47,14 @@ MESSAGE_WINDOW = 48 * 3600.0
 MESSAGE_WINDOW_SENDS = 5
 EVENT_WINDOW = 60.0
 EVENT_WINDOW_SENDS = 3
-WINDOW_EVENTS = {"subscribe", "SCAN", "CLICK", "scancode_push", "scancode_waitmsg",
-                 "location_select"}
+WINDOW_EVENTS = {
+    "subscribe",
+    "SCAN",
+    "CLICK",
+    "scancode_push",
+    "scancode_waitmsg",
+    "location_select",
+}
 
 
 def sign(*parts: str) -> str:
@@ -97,7 +103,8 @@ def to_xml(fields: dict[str, Any]) -> str:
         elif isinstance(value, int | float):
             parts.append(f"<{name}>{value}</{name}>")
         else:
-            parts.append(f"<{name}><![CDATA[{value}]]></{name}>")
+            safe = str(value).replace("]]>", "]]]]><![CDATA[>")  # how CDATA carries "]]>"
+            parts.append(f"<{name}><![CDATA[{safe}]]></{name}>")
     return "<xml>" + "".join(parts) + "</xml>"
 
 
@@ -144,8 +151,12 @@ class Person:
 
 class FakeWeChat:
     def __init__(
-        self, *, token: str = "fake-token", app_id: str = "wxfake0001",
-        app_secret: str = "fake-secret", aes_key: str | None = None,
+        self,
+        *,
+        token: str = "fake-token",
+        app_id: str = "wxfake0001",
+        app_secret: str = "fake-secret",
+        aes_key: str | None = None,
     ) -> None:
         self.token = token
         self.app_id = app_id
@@ -218,8 +229,9 @@ class FakeWeChat:
             await self._changed.wait_for(predicate)
 
     def calls_to(self, path: str, errcode: int | None = 0) -> list[Call]:
-        return [c for c in self.calls if c.path == path
-                and (errcode is None or c.errcode == errcode)]
+        return [
+            c for c in self.calls if c.path == path and (errcode is None or c.errcode == errcode)
+        ]
 
     # --- inbound: deliveries to the bot ---------------------------------------------------
 
@@ -239,19 +251,29 @@ class FakeWeChat:
 
     def signed(self, fields: dict[str, Any]) -> tuple[dict[str, str], str]:
         timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
-        query = {"signature": sign(self.token, timestamp, nonce), "timestamp": timestamp,
-                 "nonce": nonce, "openid": str(fields["FromUserName"])}
+        query = {
+            "signature": sign(self.token, timestamp, nonce),
+            "timestamp": timestamp,
+            "nonce": nonce,
+            "openid": str(fields["FromUserName"]),
+        }
         plain = to_xml(fields)
         if self.box is None:
             return query, plain
         encrypted = self.box.encrypt(plain)
-        query |= {"encrypt_type": "aes",
-                  "msg_signature": sign(self.token, timestamp, nonce, encrypted)}
+        query |= {
+            "encrypt_type": "aes",
+            "msg_signature": sign(self.token, timestamp, nonce, encrypted),
+        }
         return query, to_xml({"ToUserName": ACCOUNT, "Encrypt": encrypted})
 
     def message(self, openid: str, msg_type: str, **extra: Any) -> dict[str, Any]:
-        fields: dict[str, Any] = {"ToUserName": ACCOUNT, "FromUserName": openid,
-                                  "CreateTime": int(time.time()), "MsgType": msg_type}
+        fields: dict[str, Any] = {
+            "ToUserName": ACCOUNT,
+            "FromUserName": openid,
+            "CreateTime": int(time.time()),
+            "MsgType": msg_type,
+        }
         if msg_type != "event":
             fields["MsgId"] = next(self._ids) * 1_000_003
         fields.update(extra)
@@ -275,12 +297,12 @@ class FakeWeChat:
         for _ in range(self.tries):
             started = time.monotonic()
             try:
-                async with asyncio.timeout(self.deadline), self._session.post(
-                    self.bot_url, params=query, data=body.encode()
-                ) as response:
+                async with (
+                    asyncio.timeout(self.deadline),
+                    self._session.post(self.bot_url, params=query, data=body.encode()) as response,
+                ):
                     answer = await response.text()
-                    delivery.tries.append(Try(response.status, answer,
-                                              time.monotonic() - started))
+                    delivery.tries.append(Try(response.status, answer, time.monotonic() - started))
             except TimeoutError:
                 delivery.tries.append(Try(None, "", time.monotonic() - started))
                 continue
@@ -365,8 +387,13 @@ class FakeWeChat:
         await self._notify()
         return web.json_response(answer, dumps=lambda o: json.dumps(o, ensure_ascii=False))
 
-    def _answer(self, path: str, params: dict[str, str], body: dict[str, Any],
-                files: dict[str, tuple[str, bytes]]) -> dict[str, Any]:
+    def _answer(
+        self,
+        path: str,
+        params: dict[str, str],
+        body: dict[str, Any],
+        files: dict[str, tuple[str, bytes]],
+    ) -> dict[str, Any]:
         if path == "/cgi-bin/stable_token":
             if (body.get("appid"), body.get("secret")) != (self.app_id, self.app_secret):
                 return {"errcode": 40125, "errmsg": "invalid appsecret"}
@@ -409,10 +436,12 @@ class FakeWeChat:
             return {"errcode": 40008, "errmsg": "invalid message type"}
         now = self.now()
         open_windows = [
-            (w, limit) for w, span, limit in (
+            (w, limit)
+            for w, span, limit in (
                 (person.event, EVENT_WINDOW, EVENT_WINDOW_SENDS),
                 (person.message, MESSAGE_WINDOW, MESSAGE_WINDOW_SENDS),
-            ) if now - w.opened < span
+            )
+            if now - w.opened < span
         ]
         if not open_windows:
             return {"errcode": 45015, "errmsg": "response out of time limit"}
@@ -431,8 +460,9 @@ class FakeWeChat:
             return {"errcode": 45009, "errmsg": "reach max api daily quota limit"}
         self.template_quota -= 1
         msg_id = next(self._ids)
-        finish = self.event(str(body["touser"]), "TEMPLATESENDJOBFINISH", MsgID=msg_id,
-                            Status=self.template_status)
+        finish = self.event(
+            str(body["touser"]), "TEMPLATESENDJOBFINISH", MsgID=msg_id, Status=self.template_status
+        )
         task = asyncio.ensure_future(self.push(finish))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -455,8 +485,11 @@ class FakeWeChat:
     def _mass_send(self, body: dict[str, Any]) -> dict[str, Any]:
         client_id = str(body.get("clientmsgid") or "")
         if client_id and client_id in self.mass_ids:
-            return {"errcode": 45065, "errmsg": "clientmsgid exist",
-                    "msg_id": self.mass_ids[client_id]}
+            return {
+                "errcode": 45065,
+                "errmsg": "clientmsgid exist",
+                "msg_id": self.mass_ids[client_id],
+            }
         if self.mass_quota <= 0:
             return {"errcode": 45028, "errmsg": "has no masssend quota"}
         self.mass_quota -= 1
@@ -485,8 +518,11 @@ class FakeWeChat:
         if not 1 <= len(scene) <= 64:
             return {"errcode": 40053, "errmsg": "invalid scene"}
         ticket = "TICKET-" + secrets.token_hex(8)
-        return {"ticket": ticket, "url": f"http://weixin.qq.com/q/{scene}",
-                "expire_seconds": body.get("expire_seconds", 0)}
+        return {
+            "ticket": ticket,
+            "url": f"http://weixin.qq.com/q/{scene}",
+            "expire_seconds": body.get("expire_seconds", 0),
+        }
 
 
 @contextlib.asynccontextmanager

@@ -147,7 +147,7 @@ class WeChatDelivery(Base):
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     openid: Mapped[str] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(12))  # processing|done
+    state: Mapped[str] = mapped_column(String(12))  # processing|retried|done
     reply: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
 

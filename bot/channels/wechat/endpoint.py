@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -97,7 +98,7 @@ class WeChatEndpoint:
         self.handle = handle
         self.later = later
         self.deadline = deadline
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Future[Any]] = set()
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get(PATH, self.get)
@@ -145,6 +146,14 @@ class WeChatEndpoint:
         claim = await store.claim_delivery(self.db, inbound.key, inbound.openid)
         if not claim.first:
             return self.codec.seal(claim.reply) if claim.reply else SUCCESS
+        # Once claimed, the delivery is ours to finish even if WeChat hangs up (servers
+        # that cancel handlers on disconnect would otherwise lose it): shield the work.
+        work = asyncio.ensure_future(self._process(inbound, started))
+        self._tasks.add(work)
+        work.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(work)
+
+    async def _process(self, inbound: Inbound, started: float) -> str:
         if inbound.msg_type != "event":
             await store.open_window(self.db, inbound.openid, by_message=True)
         elif inbound.event in WINDOW_EVENTS:
@@ -164,7 +173,11 @@ class WeChatEndpoint:
             await store.finish_delivery(self.db, inbound.key, None)
             return SUCCESS
         reply = _passive(inbound, outs[0]) if outs else None
-        await store.finish_delivery(self.db, inbound.key, reply)
+        if not await store.finish_delivery(self.db, inbound.key, reply):
+            # WeChat retried meanwhile, so it no longer waits for this answer.
+            if outs:
+                self._spawn(self.later(inbound.openid, outs))
+            return SUCCESS
         if len(outs) > 1:
             self._spawn(self.later(inbound.openid, outs[1:]))
         return self.codec.seal(reply) if reply else SUCCESS
@@ -181,7 +194,7 @@ class WeChatEndpoint:
         if outs:
             await self.later(inbound.openid, outs)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> None:
         async def run() -> None:
             try:
                 await coro

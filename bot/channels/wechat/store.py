@@ -63,19 +63,35 @@ async def claim_delivery(db: BotDatabase, key: str, openid: str) -> Claim:
         result = await session.execute(stmt)
         if result.rowcount == 1:  # type: ignore[attr-defined]
             return Claim(first=True)
+        # A retry while the first is still running means WeChat stopped waiting for it:
+        # tell the first to send its reply as service messages instead (finish_delivery).
+        await session.execute(
+            update(WeChatDelivery)
+            .where(WeChatDelivery.key == key, WeChatDelivery.state == "processing")
+            .values(state="retried")
+        )
         row = await session.get(WeChatDelivery, key)
         reply = row.reply if row is not None and row.state == "done" else None
         return Claim(first=False, reply=reply)
 
 
-async def finish_delivery(db: BotDatabase, key: str, reply: str | None) -> None:
-    """Keep the passive reply (plain XML, or None when it went as service messages)."""
+async def finish_delivery(db: BotDatabase, key: str, reply: str | None) -> bool:
+    """Keep the passive reply (plain XML, or None when it went as service messages).
+
+    Returns False when WeChat retried meanwhile: nobody waits for this answer any more, so
+    the caller sends the reply as service messages (and stores none for later retries).
+    """
     async with db.session() as session:
+        state = await session.scalar(
+            select(WeChatDelivery.state).where(WeChatDelivery.key == key).with_for_update()
+        )
+        waited = state == "processing"
         await session.execute(
             update(WeChatDelivery)
             .where(WeChatDelivery.key == key)
-            .values(state="done", reply=reply)
+            .values(state="done", reply=reply if waited else None)
         )
+        return waited
 
 
 async def purge_deliveries(db: BotDatabase, older_than: dt.timedelta) -> int:
@@ -131,7 +147,7 @@ async def open_window(db: BotDatabase, openid: str, *, by_message: bool) -> None
     values["unfollowed_at"] = None
     async with db.session() as session:
         stmt = _insert(session, WeChatWindow).values(
-            openid=openid, message_sent=0, event_sent=0, **values
+            {"openid": openid, "message_sent": 0, "event_sent": 0} | values
         )
         await session.execute(stmt.on_conflict_do_update(index_elements=["openid"], set_=values))
 
