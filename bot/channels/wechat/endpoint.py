@@ -140,7 +140,7 @@ class WeChatEndpoint:
             # since recording a status twice is harmless.
             msg_id = int(inbound.fields.get("MsgID") or 0)
             await store.record_template_result(
-                self.db, msg_id, str(inbound.fields.get("Status") or "")
+                self.db, msg_id, inbound.openid, str(inbound.fields.get("Status") or "")
             )
             return SUCCESS
         claim = await store.claim_delivery(self.db, inbound.key, inbound.openid)

@@ -91,7 +91,9 @@ class InboundCodec:
     def _check(self, query: Mapping[str, str]) -> None:
         try:
             check_signature(
-                self.token, query.get("signature", ""), query.get("timestamp", ""),
+                self.token,
+                query.get("signature", ""),
+                query.get("timestamp", ""),
                 query.get("nonce", ""),
             )
         except InvalidSignatureException as exc:
@@ -111,7 +113,9 @@ class InboundCodec:
                 raise BadRequest("safe mode: the delivery is not encrypted")
             try:
                 xml = self.crypto.decrypt_message(
-                    body, query["msg_signature"], query.get("timestamp", ""),
+                    body,
+                    query["msg_signature"],
+                    query.get("timestamp", ""),
                     query.get("nonce", ""),
                 )
             except InvalidSignatureException as exc:
@@ -124,9 +128,7 @@ class InboundCodec:
             if not isinstance(fields, dict):
                 raise TypeError("empty <xml>")
             openid = fields["FromUserName"]
-            if not isinstance(openid, str) or not openid or not isinstance(
-                fields["MsgType"], str
-            ):
+            if not isinstance(openid, str) or not openid or not isinstance(fields["MsgType"], str):
                 raise TypeError("FromUserName and MsgType must be text")
             message = parse_message(xml)
         except (ExpatError, ValueError, KeyError, TypeError, AttributeError) as exc:

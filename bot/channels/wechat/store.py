@@ -236,6 +236,8 @@ async def choice_for_label(db: BotDatabase, openid: str, label: str) -> str | No
 
 
 async def record_template_send(db: BotDatabase, msg_id: int, openid: str, template_id: str) -> None:
+    """Note a template message the API accepted. Its result event may have come first (they
+    are quick, and bursty): then only the template id is added, the result is kept."""
     async with db.session() as session:
         stmt = _insert(session, WeChatTemplateSend).values(
             msg_id=msg_id,
@@ -244,18 +246,28 @@ async def record_template_send(db: BotDatabase, msg_id: int, openid: str, templa
             status="sent",
             created_at=utcnow(),
         )
-        await session.execute(stmt.on_conflict_do_nothing(index_elements=["msg_id"]))
-
-
-async def record_template_result(db: BotDatabase, msg_id: int, status: str) -> bool:
-    """Store a ``TEMPLATESENDJOBFINISH`` status; False when we never sent that msg_id."""
-    async with db.session() as session:
-        result = await session.execute(
-            update(WeChatTemplateSend)
-            .where(WeChatTemplateSend.msg_id == msg_id)
-            .values(status=status[:40], finished_at=utcnow())
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=["msg_id"], set_={"template_id": template_id})
         )
-        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def record_template_result(db: BotDatabase, msg_id: int, openid: str, status: str) -> None:
+    """Store a ``TEMPLATESENDJOBFINISH`` status (``success``, ``failed:user block``, ...)."""
+    now = utcnow()
+    async with db.session() as session:
+        stmt = _insert(session, WeChatTemplateSend).values(
+            msg_id=msg_id,
+            openid=openid[:64],
+            template_id="",
+            status=status[:40],
+            created_at=now,
+            finished_at=now,
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["msg_id"], set_={"status": status[:40], "finished_at": now}
+            )
+        )
 
 
 async def template_status(db: BotDatabase, msg_id: int) -> str | None:
