@@ -13,6 +13,8 @@ from telegram import Update
 from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import BaseRequest
 
+from bot.channels.telegram.routes import add_routes
+from bot.chat.router import Router
 from bot.context import SERVICES_KEY, App, GPContext
 from bot.errors import on_error
 from bot.menus import register_defaults
@@ -69,7 +71,12 @@ def build_application(
     app.bot_data[HOOKS_KEY] = (list(on_start or []), list(on_stop or []))
     app.add_handler(TypeHandler(Update, prepare), group=-1)
     for feature in FEATURES:
-        feature.register(app)
+        if hasattr(feature, "routes"):  # written in the chat core's neutral terms
+            router = Router()
+            feature.routes(router)
+            add_routes(app, router.routes)
+        else:
+            feature.register(app)
     app.add_error_handler(on_error)
     instrument(app)
     return app

@@ -10,6 +10,7 @@ from typing import Any
 
 from telegram.ext import Application, CallbackContext, ExtBot
 
+from bot.chat.events import Event
 from bot.i18n import Translator, translator
 from bot.services import Services
 from bot.storage.chats import Profile
@@ -27,6 +28,7 @@ class GPContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], di
         super().__init__(application, chat_id, user_id)
         self.profile: Profile | None = None
         self.t: Translator = translator(None)
+        self.event: Event | None = None  # the neutral event a chat-core route matched
 
     @property
     def services(self) -> Services:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from babel.numbers import format_currency
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import CallbackQueryHandler, CommandHandler
 
-from bot import callbacks, formatting
-from bot.context import App, GPContext
+from bot import formatting
+from bot.chat import choice_data
+from bot.chat.events import Choice, Command
+from bot.chat.replies import ChoiceButton, Toast
+from bot.chat.router import Router
+from bot.chat.turn import Turn
 from bot.i18n import Translator
-from bot.members import member_id
 from ledger_client.models import Activity, Balance, Price
 
 HISTORY = "bal"
@@ -50,12 +51,10 @@ def activity_line(t: Translator, item: Activity) -> str:
     )
 
 
-def history_keyboard(t: Translator, before: int | None) -> InlineKeyboardMarkup | None:
+def history_choices(t: Translator, before: int | None) -> list[list[ChoiceButton]]:
     if before is None:
-        return None
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(t._("More history"), callback_data=callbacks.pack(HISTORY, before))]]
-    )
+        return []
+    return [[ChoiceButton(t._("More history"), choice_data.pack(HISTORY, before))]]
 
 
 def balance_text(t: Translator, balance: Balance) -> str:
@@ -86,35 +85,26 @@ def balance_text(t: Translator, balance: Balance) -> str:
     return "\n".join(lines)
 
 
-async def show_balance(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    t = context.t
-    balance = await context.services.ledger.balance(await member_id(context), limit=PAGE)
-    await update.effective_message.reply_text(
-        balance_text(t, balance), reply_markup=history_keyboard(t, balance.activity_next_before)
-    )
+async def show_balance(event: Command, turn: Turn) -> None:
+    t = turn.t
+    balance = await turn.services.ledger.balance(await turn.member_id(), limit=PAGE)
+    turn.text(balance_text(t, balance), history_choices(t, balance.activity_next_before))
 
 
-async def more_history(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None
-    t = context.t
-    parts = callbacks.unpack(query.data, HISTORY, 1)
-    before = callbacks.as_int(parts[0], 1, 2**62) if parts else None
+async def more_history(event: Choice, turn: Turn) -> None:
+    t = turn.t
+    parts = choice_data.unpack(event.data, HISTORY, 1)
+    before = choice_data.as_int(parts[0], 1, 2**62) if parts else None
     if before is None:
-        await query.answer(t._("This button has expired."))
+        turn.say(Toast(t._("This button has expired.")))
         return
-    page = await context.services.ledger.balance(await member_id(context), PAGE, before)
-    await query.answer()
+    page = await turn.services.ledger.balance(await turn.member_id(), PAGE, before)
     text = "\n".join(f"• {activity_line(t, a)}" for a in page.activity) or t._(
         "No earlier movements."
     )
-    assert query.message is not None
-    await context.bot.send_message(
-        query.message.chat.id, text, reply_markup=history_keyboard(t, page.activity_next_before)
-    )
+    turn.text(text, history_choices(t, page.activity_next_before))
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("balance", show_balance))
-    app.add_handler(CallbackQueryHandler(more_history, pattern=callbacks.pattern(HISTORY)))
+def routes(router: Router) -> None:
+    router.command("balance", show_balance)
+    router.choice(HISTORY, more_history)

@@ -26,6 +26,7 @@ from telegram.ext import CallbackQueryHandler, CommandHandler
 
 from bot import callbacks, formatting, inbox, scan
 from bot.amounts import AmountError, AmountProblem, parse_bill
+from bot.chat.cleaning import clean_text
 from bot.context import App, GPContext
 from bot.i18n import Translator
 from bot.menus import refresh_person_menu
@@ -107,9 +108,15 @@ def amount_text(t: Translator, problem: AmountProblem) -> str:
     )
 
 
+def shown(text: str) -> str:
+    """A masked name or a shop's name as the other side sees it: one clean line (issue 9: a
+    name starting with U+202E turned the cashier's line around)."""
+    return clean_text(text, single_line=True) or "**"
+
+
 def _bill_lines(t: Translator, customer: str, bill_fen: int, vouchers_fen: int) -> list[str]:
     return [
-        t._("Customer: {customer}").format(customer=customer),
+        t._("Customer: {customer}").format(customer=shown(customer)),
         t._("Bill: {amount}").format(amount=formatting.money(t, bill_fen)),
         t._("Vouchers applied: {amount}").format(amount=formatting.money(t, vouchers_fen)),
     ]
@@ -287,8 +294,8 @@ async def take_code(message: Message, context: GPContext, code: str) -> None:
         "\n".join(
             [
                 t._("Code of customer {customer} at {merchant}, valid until {time}.").format(
-                    customer=probe.member_masked,
-                    merchant=link.merchant_name,
+                    customer=shown(probe.member_masked),
+                    merchant=shown(link.merchant_name),
                     time=formatting.clock(t, probe.code_expires_at),
                 ),
                 t._("How much is the bill? Type it in yuan, for example 88.50."),

@@ -1,28 +1,35 @@
-"""/nearby: alliance merchants within a 15-minute walk (一刻钟便民生活圈) of a shared location."""
+"""/nearby: alliance merchants within a 15-minute walk (一刻钟便民生活圈) of a shared location.
+
+The list is built from what merchants registered (names up to 200, addresses up to 300, hours up
+to 100 characters), so it is laid out to fit the person's channel (issue 9): each field is
+cleaned and shortened, and the page holds as many of the ledger's ten as fit; "Farther" goes on
+from the first one not shown.
+"""
 
 from __future__ import annotations
 
 import math
 
-from telegram import (
-    InlineKeyboardButton,
-    InlineKeyboardMarkup,
-    KeyboardButton,
-    ReplyKeyboardMarkup,
-    Update,
-)
-from telegram.ext import CallbackQueryHandler, CommandHandler, MessageHandler, filters
-
-from bot import callbacks, formatting
-from bot.context import App, GPContext
+from bot import formatting
+from bot.chat import choice_data
+from bot.chat.channel import Capabilities
+from bot.chat.cleaning import clean_text
+from bot.chat.events import Choice, Command, Location
+from bot.chat.paging import paginate
+from bot.chat.replies import AskLocation, ChoiceButton, Place, Toast
+from bot.chat.router import Router
+from bot.chat.splitting import shorten
+from bot.chat.turn import Turn
 from bot.i18n import N_, Translator
 from ledger_client.errors import NotFound
-from ledger_client.models import Nearby
+from ledger_client.models import Nearby, NearbyMerchant
 
 LIST = "nr"
 MAP = "nm"
 PAGE = 10
 RADII = (1500, 3000, 5000)
+# Shown lengths in a list (characters): enough to recognise a shop, short enough for ten.
+NAME_SHOWN, ADDRESS_SHOWN, HOURS_SHOWN = 40, 60, 30
 CATEGORIES = {
     "grocery": N_("Grocery"),
     "cafe": N_("Café"),
@@ -49,138 +56,151 @@ def valid_coordinates(lat: float, lon: float) -> bool:
     return math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180
 
 
-async def ask_location(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    t = context.t
-    button = KeyboardButton(t._("📍 Send my location"), request_location=True)
-    await update.effective_message.reply_text(
-        t._(
-            "Share your location and I will list alliance merchants within a 15-minute walk. "
-            "You can also send a location at any time."
-        ),
-        reply_markup=ReplyKeyboardMarkup([[button]], resize_keyboard=True, one_time_keyboard=True),
+def shown(text: str | None, limit: int) -> str:
+    """A merchant's field as a list shows it: one clean line, shortened."""
+    return shorten(clean_text(text or "", single_line=True), limit)
+
+
+async def ask_location(event: Command, turn: Turn) -> None:
+    t = turn.t
+    turn.say(
+        AskLocation(
+            t._(
+                "Share your location and I will list alliance merchants within a 15-minute "
+                "walk. You can also send a location at any time."
+            ),
+            t._("📍 Send my location"),
+        )
     )
 
 
-def listing_text(t: Translator, found: Nearby, category: str | None, offset: int) -> str:
+def entry_text(t: Translator, n: int, m: NearbyMerchant) -> str:
+    line = t._("{n}. {name} · {category} · {distance} · {minutes} min walk").format(
+        n=n,
+        name=shown(m.name, NAME_SHOWN),
+        category=category_name(t, m.category),
+        distance=formatting.distance(t, m.distance_m),
+        minutes=formatting.walking_minutes(m.distance_m),
+    )
+    details = " · ".join(
+        part for part in (shown(m.address, ADDRESS_SHOWN), shown(m.hours, HOURS_SHOWN)) if part
+    )
+    return f"{line}\n   {details}" if details else line
+
+
+def listing_page(
+    t: Translator, caps: Capabilities, found: Nearby, category: str | None, offset: int
+) -> tuple[str, int]:
+    """The listing text within the channel's limit (``caps``) and how many merchants it shows.
+    Raises ValueError only for a limit too small to hold a header and footer."""
     radius = formatting.distance(t, found.radius_m)
     if not found.merchants:
         if category:
-            return t._("No {category} within {radius}.").format(
+            text = t._("No {category} within {radius}.").format(
                 category=category_name(t, category), radius=radius
             )
-        return t._("No alliance merchants within {radius} yet.").format(radius=radius)
-    lines = [t._("Alliance merchants within {radius}, nearest first:").format(radius=radius)]
-    for n, m in enumerate(found.merchants, start=offset + 1):
-        lines.append(
-            t._("{n}. {name} · {category} · {distance} · {minutes} min walk").format(
-                n=n,
-                name=m.name,
-                category=category_name(t, m.category),
-                distance=formatting.distance(t, m.distance_m),
-                minutes=formatting.walking_minutes(m.distance_m),
-            )
+        else:
+            text = t._("No alliance merchants within {radius} yet.").format(radius=radius)
+        return text, 0
+    header = t._("Alliance merchants within {radius}, nearest first:").format(radius=radius)
+    entries = [entry_text(t, n, m) for n, m in enumerate(found.merchants, start=offset + 1)]
+
+    def footer(last: int) -> str:
+        return t._("Showing {first}–{last} of {total}.").format(
+            first=offset + 1, last=last, total=found.total
         )
-        details = " · ".join(part for part in (m.address, m.hours) if part)
-        if details:
-            lines.append(f"   {details}")
-    lines.append(
-        t._("Showing {first}–{last} of {total}.").format(
-            first=offset + 1, last=offset + len(found.merchants), total=found.total
-        )
-    )
-    return "\n".join(lines)
+
+    widest = "\n" + footer(offset + len(entries))
+    page = paginate(
+        entries, caps.text_limit, caps.text_unit, header + "\n", widest, separator="\n"
+    )[0]
+    body = page.text.removesuffix(widest)
+    return body + "\n" + footer(offset + page.count), page.count
 
 
-def listing_keyboard(
-    t: Translator, found: Nearby, category: str | None, offset: int
-) -> InlineKeyboardMarkup | None:
+def listing_choices(
+    t: Translator, found: Nearby, category: str | None, offset: int, shown_count: int
+) -> list[list[ChoiceButton]]:
     cat = category or "*"
-    rows: list[list[InlineKeyboardButton]] = []
+    lines: list[list[ChoiceButton]] = []
     maps = [
-        InlineKeyboardButton(f"📍{n}", callback_data=callbacks.pack(MAP, m.id))
-        for n, m in enumerate(found.merchants, start=offset + 1)
+        ChoiceButton(f"📍{n}", choice_data.pack(MAP, m.id))
+        for n, m in enumerate(found.merchants[:shown_count], start=offset + 1)
     ]
-    rows += [maps[i : i + 5] for i in range(0, len(maps), 5)]
+    lines += [maps[i : i + 5] for i in range(0, len(maps), 5)]
     top = sorted(found.categories.items(), key=lambda kv: (-kv[1], kv[0]))[:4]
     filters_row = [
-        InlineKeyboardButton(
+        ChoiceButton(
             ("✓ " if code == category else "") + category_name(t, code),
-            callback_data=callbacks.pack(LIST, code, found.radius_m, 0),
+            choice_data.pack(LIST, code, found.radius_m, 0),
         )
         for code, _count in top
         if len(found.categories) > 1 or category
     ]
     if category:
         filters_row.insert(
-            0,
-            InlineKeyboardButton(
-                t._("All"), callback_data=callbacks.pack(LIST, "*", found.radius_m, 0)
-            ),
+            0, ChoiceButton(t._("All"), choice_data.pack(LIST, "*", found.radius_m, 0))
         )
-    if filters_row:
-        rows.append(filters_row)
+    lines.append(filters_row)
     paging = []
     if offset > 0:
         paging.append(
-            InlineKeyboardButton(
-                t._("◀ Nearer"),
-                callback_data=callbacks.pack(LIST, cat, found.radius_m, max(0, offset - PAGE)),
+            ChoiceButton(
+                t._("◀ Nearer"), choice_data.pack(LIST, cat, found.radius_m, max(0, offset - PAGE))
             )
         )
-    if offset + PAGE < found.total:
+    if offset + shown_count < found.total:
         paging.append(
-            InlineKeyboardButton(
-                t._("Farther ▶"),
-                callback_data=callbacks.pack(LIST, cat, found.radius_m, offset + PAGE),
+            ChoiceButton(
+                t._("Farther ▶"), choice_data.pack(LIST, cat, found.radius_m, offset + shown_count)
             )
         )
-    if paging:
-        rows.append(paging)
+    lines.append(paging)
     if found.total == 0:
-        rows.append(
+        lines.append(
             [
-                InlineKeyboardButton(
+                ChoiceButton(
                     t._("Widen to {radius}").format(radius=formatting.distance(t, radius)),
-                    callback_data=callbacks.pack(LIST, cat, radius, 0),
+                    choice_data.pack(LIST, cat, radius, 0),
                 )
                 for radius in RADII
                 if radius > found.radius_m
             ]
         )
-    rows = [row for row in rows if row]  # Telegram refuses empty rows
-    return InlineKeyboardMarkup(rows) if rows else None
+    return [line for line in lines if line]
 
 
 async def _search(
-    context: GPContext, lat: float, lon: float, radius: int, category: str | None, offset: int
-) -> tuple[str, InlineKeyboardMarkup | None]:
-    found = await context.services.ledger.nearby(lat, lon, radius, category, PAGE, offset)
-    t = context.t
-    return listing_text(t, found, category, offset), listing_keyboard(t, found, category, offset)
+    turn: Turn,
+    lat: float,
+    lon: float,
+    radius: int,
+    category: str | None,
+    offset: int,
+    *,
+    replaces: bool,
+) -> None:
+    found = await turn.services.ledger.nearby(lat, lon, radius, category, PAGE, offset)
+    text, count = listing_page(turn.t, turn.capabilities, found, category, offset)
+    turn.text(text, listing_choices(turn.t, found, category, offset, count), replaces=replaces)
 
 
-async def on_location(update: Update, context: GPContext) -> None:
-    message = update.effective_message
-    assert message is not None and message.location is not None
-    t = context.t
-    lat, lon = message.location.latitude, message.location.longitude
+async def on_location(event: Location, turn: Turn) -> None:
+    t = turn.t
+    lat, lon = event.lat, event.lon
     if not valid_coordinates(lat, lon):
-        await message.reply_text(t._("That location is not on this planet. Please send it again."))
+        turn.text(t._("That location is not on this planet. Please send it again."))
         return
-    text, keyboard = await _search(context, lat, lon, RADII[0], None, 0)
+    await _search(turn, lat, lon, RADII[0], None, 0, replaces=False)
     # Remembered only once the ledger answered, so the buttons below have a place to work from.
-    await context.services.chats.set_location(context.need_profile().chat_id, lat, lon)
-    await message.reply_text(text, reply_markup=keyboard)
+    await turn.services.chats.set_location(turn.profile.chat_id, lat, lon)
 
 
-async def on_list_button(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None
-    t = context.t
-    parts = callbacks.unpack(query.data, LIST, 3)
-    radius = callbacks.as_int(parts[1], 1, RADII[-1]) if parts else None
-    offset = callbacks.as_int(parts[2], 0, 1000) if parts else None
+async def on_list_button(event: Choice, turn: Turn) -> None:
+    t = turn.t
+    parts = choice_data.unpack(event.data, LIST, 3)
+    radius = choice_data.as_int(parts[1], 1, RADII[-1]) if parts else None
+    offset = choice_data.as_int(parts[2], 0, 1000) if parts else None
     category = parts[0] if parts else None
     if (
         parts is None
@@ -188,44 +208,47 @@ async def on_list_button(update: Update, context: GPContext) -> None:
         or offset is None
         or (category != "*" and category not in CATEGORIES)
     ):
-        await query.answer(t._("This button has expired."))
+        turn.say(Toast(t._("This button has expired.")))
         return
-    location = context.need_profile().last_location
+    location = turn.profile.last_location
     if location is None:
-        await query.answer(t._("Please send your location again."), show_alert=True)
+        turn.say(Toast(t._("Please send your location again."), alert=True))
         return
-    text, keyboard = await _search(
-        context, location[0], location[1], radius, None if category == "*" else category, offset
+    await _search(
+        turn,
+        location[0],
+        location[1],
+        radius,
+        None if category == "*" else category,
+        offset,
+        replaces=True,
     )
-    await query.answer()
-    await callbacks.edit_text(query, text, keyboard)
 
 
-async def on_map_button(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None and query.message is not None
-    parts = callbacks.unpack(query.data, MAP, 1)
-    merchant_id = callbacks.as_int(parts[0], 1, 2**62) if parts else None
+async def on_map_button(event: Choice, turn: Turn) -> None:
+    parts = choice_data.unpack(event.data, MAP, 1)
+    merchant_id = choice_data.as_int(parts[0], 1, 2**62) if parts else None
     if merchant_id is None:
-        await query.answer(context.t._("This button has expired."))
+        turn.say(Toast(turn.t._("This button has expired.")))
         return
     try:
-        merchant = await context.services.ledger.get_merchant(merchant_id)
+        merchant = await turn.services.ledger.get_merchant(merchant_id)
     except NotFound:
-        await query.answer(context.t._("That merchant has left the alliance."), show_alert=True)
+        turn.say(Toast(turn.t._("That merchant has left the alliance."), alert=True))
         return
-    await query.answer()
-    await context.bot.send_venue(
-        query.message.chat.id,
-        merchant.lat,
-        merchant.lon,
-        merchant.name,
-        merchant.address or category_name(context.t, merchant.category),
+    turn.say(
+        Place(
+            clean_text(merchant.name, single_line=True),
+            clean_text(merchant.address or "", single_line=True)
+            or category_name(turn.t, merchant.category),
+            merchant.lat,
+            merchant.lon,
+        )
     )
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("nearby", ask_location))
-    app.add_handler(MessageHandler(filters.LOCATION, on_location))
-    app.add_handler(CallbackQueryHandler(on_list_button, pattern=callbacks.pattern(LIST)))
-    app.add_handler(CallbackQueryHandler(on_map_button, pattern=callbacks.pattern(MAP)))
+def routes(router: Router) -> None:
+    router.command("nearby", ask_location)
+    router.add("location", None, on_location)
+    router.choice(LIST, on_list_button)
+    router.choice(MAP, on_map_button)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
-from telegram.ext import CallbackQueryHandler, CommandHandler
-
-from bot import callbacks, formatting, qr
-from bot.context import App, GPContext
+from bot import formatting, qr
+from bot.chat import choice_data
+from bot.chat.events import Choice, Command
+from bot.chat.replies import ChoiceButton, Picture, Toast, rows
+from bot.chat.router import Router
+from bot.chat.turn import Turn
 from bot.i18n import Translator
-from bot.members import member_id
 from ledger_client.models import RedemptionCode
 
 FRESH = "qr"
@@ -46,39 +46,29 @@ def caption(t: Translator, code: RedemptionCode) -> str:
     return "\n".join(lines)
 
 
-def keyboard(t: Translator) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(t._("🔄 New code"), callback_data=callbacks.pack(FRESH, "new"))]]
-    )
+def fresh_choice(t: Translator) -> ChoiceButton:
+    return ChoiceButton(t._("🔄 New code"), choice_data.pack(FRESH, "new"))
 
 
-async def _fresh(context: GPContext) -> tuple[bytes, str]:
-    code = await context.services.ledger.issue_code(await member_id(context))
-    image = qr.png(context.services.deep_link(code.link_code))
-    return image, caption(context.t, code)
+async def _fresh(turn: Turn, *, replaces: bool) -> Picture:
+    code = await turn.services.ledger.issue_code(await turn.member_id())
+    image = qr.png(turn.services.deep_link(code.link_code))
+    text = caption(turn.t, code)
+    return Picture(image, text, text, rows([fresh_choice(turn.t)]), replaces=replaces)
 
 
-async def show_code(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    image, text = await _fresh(context)
-    await update.effective_message.reply_photo(
-        image, caption=text, reply_markup=keyboard(context.t)
-    )
+async def show_code(event: Command, turn: Turn) -> None:
+    turn.say(await _fresh(turn, replaces=False))
 
 
-async def new_code(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None
-    if callbacks.unpack(query.data, FRESH, 1) != ["new"]:
-        await query.answer(context.t._("This button has expired."))
+async def new_code(event: Choice, turn: Turn) -> None:
+    if choice_data.unpack(event.data, FRESH, 1) != ["new"]:
+        turn.say(Toast(turn.t._("This button has expired.")))
         return
-    image, text = await _fresh(context)
-    await query.answer(context.t._("Here is a new code; the old one no longer works."))
-    await query.edit_message_media(
-        InputMediaPhoto(image, caption=text), reply_markup=keyboard(context.t)
-    )
+    picture = await _fresh(turn, replaces=True)
+    turn.say(Toast(turn.t._("Here is a new code; the old one no longer works.")), picture)
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("qr", show_code))
-    app.add_handler(CallbackQueryHandler(new_code, pattern=callbacks.pattern(FRESH)))
+def routes(router: Router) -> None:
+    router.command("qr", show_code)
+    router.choice(FRESH, new_code)

@@ -2,50 +2,40 @@
 
 from __future__ import annotations
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.ext import CallbackQueryHandler, CommandHandler
-
-from bot import callbacks
-from bot.context import App, GPContext
-from bot.i18n import LOCALES, Translator, translator
-from bot.menus import refresh_person_menu
+from bot.chat import choice_data
+from bot.chat.events import Choice, Command
+from bot.chat.replies import ChoiceButton, Toast
+from bot.chat.router import Router
+from bot.chat.turn import Turn
+from bot.i18n import LOCALES, Translator
 
 LANGUAGE = "lang"
 NOTICES = "ntc"
 NAMES = {"zh_Hans": "简体中文", "zh_Hant": "繁體中文", "en": "English"}
 
 
-def language_keyboard(current: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
+def language_choices(current: str) -> list[list[ChoiceButton]]:
+    return [
         [
-            [
-                InlineKeyboardButton(
-                    ("✓ " if code == current else "") + NAMES[code],
-                    callback_data=callbacks.pack(LANGUAGE, code),
-                )
-                for code in LOCALES
-            ]
+            ChoiceButton(
+                ("✓ " if code == current else "") + NAMES[code], choice_data.pack(LANGUAGE, code)
+            )
+            for code in LOCALES
         ]
-    )
+    ]
 
 
-async def language(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    await update.effective_message.reply_text(
-        context.t._("Choose your language:"),
-        reply_markup=language_keyboard(context.need_profile().locale),
-    )
+async def language(event: Command, turn: Turn) -> None:
+    turn.text(turn.t._("Choose your language:"), language_choices(turn.profile.locale))
 
 
-async def choose_language(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None
-    parts = callbacks.unpack(query.data, LANGUAGE, 1)
+async def choose_language(event: Choice, turn: Turn) -> None:
+    parts = choice_data.unpack(event.data, LANGUAGE, 1)
     if not parts or parts[0] not in LOCALES:
-        await query.answer(context.t._("This button has expired."))
+        turn.say(Toast(turn.t._("This button has expired.")))
         return
-    services = context.services
-    current = context.need_profile()
+    services = turn.services
+    current = turn.profile
     # The ledger is asked first: if it is down, nothing has changed yet and the person is told
     # to try again, rather than being left with a half-switched language.
     if current.member_id is not None:
@@ -53,20 +43,17 @@ async def choose_language(update: Update, context: GPContext) -> None:
     staff = await services.ledger.staff_lookup(*current.identity) is not None
     profile = await services.chats.set_locale(current.chat_id, parts[0])
     assert profile is not None
-    context.profile, context.t = profile, translator(profile.locale)
-    await query.answer()
-    await callbacks.edit_text(
-        query,
-        context.t._("I will speak {language} from now on.").format(language=NAMES[profile.locale]),
+    turn.switch_profile(profile)
+    turn.text(
+        turn.t._("I will speak {language} from now on.").format(language=NAMES[profile.locale]),
+        replaces=True,
     )
-    await refresh_person_menu(context, staff=staff)
+    turn.refresh_menu(staff=staff)
 
 
-def notices_keyboard(t: Translator, on: bool) -> InlineKeyboardMarkup:
+def notices_choices(t: Translator, on: bool) -> list[list[ChoiceButton]]:
     label = t._("Turn notices off") if on else t._("Turn notices on")
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton(label, callback_data=callbacks.pack(NOTICES, int(not on)))]]
-    )
+    return [[ChoiceButton(label, choice_data.pack(NOTICES, int(not on)))]]
 
 
 def settings_text(t: Translator, on: bool) -> str:
@@ -83,29 +70,23 @@ def settings_text(t: Translator, on: bool) -> str:
     )
 
 
-async def settings(update: Update, context: GPContext) -> None:
-    assert update.effective_message is not None
-    on = context.need_profile().notices
-    await update.effective_message.reply_text(
-        settings_text(context.t, on), reply_markup=notices_keyboard(context.t, on)
-    )
+async def settings(event: Command, turn: Turn) -> None:
+    on = turn.profile.notices
+    turn.text(settings_text(turn.t, on), notices_choices(turn.t, on))
 
 
-async def toggle_notices(update: Update, context: GPContext) -> None:
-    query = update.callback_query
-    assert query is not None
-    parts = callbacks.unpack(query.data, NOTICES, 1)
+async def toggle_notices(event: Choice, turn: Turn) -> None:
+    parts = choice_data.unpack(event.data, NOTICES, 1)
     if not parts or parts[0] not in {"0", "1"}:
-        await query.answer(context.t._("This button has expired."))
+        turn.say(Toast(turn.t._("This button has expired.")))
         return
     on = parts[0] == "1"
-    await context.services.chats.set_notices(context.need_profile().chat_id, on)
-    await query.answer()
-    await callbacks.edit_text(query, settings_text(context.t, on), notices_keyboard(context.t, on))
+    await turn.services.chats.set_notices(turn.profile.chat_id, on)
+    turn.text(settings_text(turn.t, on), notices_choices(turn.t, on), replaces=True)
 
 
-def register(app: App) -> None:
-    app.add_handler(CommandHandler("language", language))
-    app.add_handler(CommandHandler("settings", settings))
-    app.add_handler(CallbackQueryHandler(choose_language, pattern=callbacks.pattern(LANGUAGE)))
-    app.add_handler(CallbackQueryHandler(toggle_notices, pattern=callbacks.pattern(NOTICES)))
+def routes(router: Router) -> None:
+    router.command("language", language)
+    router.command("settings", settings)
+    router.choice(LANGUAGE, choose_language)
+    router.choice(NOTICES, toggle_notices)

@@ -309,6 +309,40 @@ async def test_nearby_offers_a_wider_radius_when_nothing_is_near(harness: Harnes
     assert "1. 锦城绿色生活超市 · Grocery · 2.2 km · 28 min walk" in wider.text
 
 
+async def test_nearby_with_longest_names_addresses_and_hours_fits_telegram(
+    harness: Harness,
+) -> None:
+    """Issue 9: ten merchants whose fields are as long as the ledger accepts made a 6,224-char
+    list that Telegram refused; the list now fits 4,096 characters and shows all ten."""
+    from ledger.models import MerchantIn
+
+    spot = {"lat": 30.5, "lon": 120.5}  # far from the seeded shops
+    for n in range(10):
+        await harness.ledger.create_merchant(
+            SYSTEM,
+            MerchantIn(
+                name="\u202e" + f"长名{n}" + "名" * 196,
+                category="fruit",
+                address="址" * 300,
+                hours="时" * 100,
+                lat=spot["lat"] + 0.0001 * n,
+                lon=spot["lon"],
+            ),
+        )
+    mei = harness.person(1035, "Mei", "en")
+    before = len(harness.fake.sent)
+    mei.shares_location(spot["lat"], spot["lon"])
+    listing = await harness.fake.next_to(1035, before)
+    assert listing.method == "sendMessage"
+    assert len(listing.text) <= 4096
+    numbered = [line for line in listing.text.splitlines() if re.match(r"\d+\. ", line)]
+    assert [line.split(".")[0] for line in numbered] == [str(n) for n in range(1, 11)]
+    assert numbered[0].startswith("1. 长名0名")  # the override is gone, the name starts visibly
+    assert "\u202e" not in listing.text
+    assert "Showing 1–10 of 10." in listing.text
+    assert len([label for label, _ in listing.buttons if label.startswith("📍")]) == 10
+
+
 # --- /qr --------------------------------------------------------------------------------------
 
 

@@ -243,6 +243,21 @@ async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness:
     assert SHOP_NAME in notice.text and "CN¥70.80" in notice.text
 
 
+async def test_a_name_starting_with_a_bidi_override_is_masked_from_its_first_letter(
+    harness: Harness,
+) -> None:
+    """Issue 9: a customer named U+202E… made the cashier's line render reversed and the mask
+    show the override as the first letter."""
+    h = harness
+    rlo = h.person(2002, "\u202e\u2066Rae Lo", "en")
+    await h.ask(rlo, "/start")
+    cashier = await staff_member(h)
+    _photo, link, _digits = await shows_qr(h, rlo)
+    opened = await h.ask(cashier, f"/start {start_payload(link)}")
+    assert opened.text.startswith(f"Code of customer R** at {SHOP_NAME}, valid until ")
+    assert not any(0x202A <= ord(ch) <= 0x202E or 0x2066 <= ord(ch) <= 0x2069 for ch in opened.text)
+
+
 async def test_photo_of_the_qr_redeems(harness: Harness) -> None:
     h = harness
     zoe, _member_id = await customer(h)

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import unicodedata
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.chat import cleaning
 from bot.storage.db import BotDatabase
 from bot.storage.schema import Chat
 
@@ -23,17 +23,11 @@ NAME_MAX = 64  # the column's width, and the ledger's limit on a member's displa
 
 
 def clean_name(name: str | None) -> str | None:
-    """A person's name fit to store and greet them with: control characters become spaces,
-    runs of spaces one, at most ``NAME_MAX`` characters; None when nothing is left.
-
-    A Telegram name is whatever its owner typed, and PostgreSQL cannot store a NUL in text at
-    all: stored as sent, such a name failed every update from that person, for good. Other
-    control characters (a newline, an escape) only garble a greeting, so they go too.
-    """
-    if not name:
-        return None
-    visible = "".join(" " if unicodedata.category(ch) in {"Cc", "Cs"} else ch for ch in name)
-    return " ".join(visible.split())[:NAME_MAX] or None
+    """A person's name fit to store and show others (``bot.chat.cleaning.clean_name``): no
+    control or format characters (a NUL that PostgreSQL cannot store, a bidi override that turns
+    a cashier's line around: issue 9), runs of spaces one, at most ``NAME_MAX`` characters;
+    None when nothing visible is left."""
+    return cleaning.clean_name(name, NAME_MAX)
 
 
 def utcnow() -> dt.datetime:

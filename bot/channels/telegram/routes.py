@@ -1,0 +1,78 @@
+"""The chat core's routes as python-telegram-bot handlers.
+
+Each route becomes one PTB handler, in the router's order, so features ported to the neutral
+API and the ones still written against PTB share one dispatch order (and the metrics keep one
+label per feature function: ``balance.show_balance``). The middleware (group -1) has already
+found the profile and language; here the update becomes an event, the feature fills a turn, and
+the turn's replies are rendered.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from telegram import Update
+from telegram.ext import Application, BaseHandler
+
+from bot.channels.telegram.events import event_of
+from bot.channels.telegram.render import CAPS, render
+from bot.chat.events import Event
+from bot.chat.router import Route
+from bot.chat.turn import Turn
+from bot.context import App, GPContext
+from bot.menus import refresh_chat_menu
+
+
+class RouteHandler(BaseHandler[Update, GPContext, None]):
+    """Matches the updates whose neutral event ``route`` takes; hands the event on."""
+
+    def __init__(self, route: Route) -> None:
+        super().__init__(_bridge(route))
+        self.route = route
+
+    def check_update(self, update: object) -> Event | None:
+        if not isinstance(update, Update):
+            return None
+        event = event_of(update, update.get_bot())
+        return event if event is not None and self.route.matches(event) else None
+
+    def collect_additional_context(
+        self,
+        context: GPContext,
+        update: Update,
+        application: Application[Any, Any, Any, Any, Any, Any],
+        check_result: Any,
+    ) -> None:
+        context.event = check_result
+
+
+def _bridge(route: Route) -> Any:
+    feature = route.feature
+
+    @functools.wraps(feature)
+    async def run(update: Update, context: GPContext) -> None:
+        event = context.event
+        assert event is not None
+        turn = Turn(event.person, context.services, context.need_profile(), context.t, CAPS)
+        await feature(event, turn)
+        context.profile, context.t = turn.profile, turn.t
+        chat_id = int(event.person.address)
+        await render(context.bot, chat_id, turn.replies, update.callback_query)
+        if turn.menu is not None:
+            profile = turn.profile
+            await refresh_chat_menu(
+                context.bot,
+                chat_id,
+                profile.locale,
+                chosen=profile.locale_chosen,
+                staff=turn.menu.staff,
+                admin=context.services.is_admin(chat_id),
+            )
+
+    return run
+
+
+def add_routes(app: App, routes: list[Route]) -> None:
+    for route in routes:
+        app.add_handler(RouteHandler(route))
