@@ -19,7 +19,7 @@ from bot.channels.wechat.inbound import cdata_safe
 TEXT_LIMIT = 2048  # bytes
 LABEL_LIMIT = 128  # bytes of msgmenucontent
 ID_LIMIT = 64  # bytes of msgmenuid
-_ID_OK = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
+_ID_OK = re.compile(r"^[A-Za-z0-9_.:|*\-]{1,64}$")
 _LINK = re.compile(r"(<a [^>]*>.*?</a>)", re.DOTALL)
 _LABEL_BAD = re.compile(r"[&\"<>=#?\r\n\t]+")
 

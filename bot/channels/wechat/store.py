@@ -223,6 +223,15 @@ async def remember_choices(db: BotDatabase, openid: str, choices: Mapping[str, s
             )
 
 
+async def choice_map(db: BotDatabase, openid: str) -> dict[str, str]:
+    """The chat's label -> choice data map (what a menu-link tap without id is matched by)."""
+    async with db.session() as session:
+        rows = await session.execute(
+            select(WeChatChoice.label, WeChatChoice.data).where(WeChatChoice.openid == openid)
+        )
+        return {str(row[0]): str(row[1]) for row in rows}
+
+
 async def choice_for_label(db: BotDatabase, openid: str, label: str) -> str | None:
     async with db.session() as session:
         return await session.scalar(
