@@ -72,8 +72,11 @@ def event_of(update: Update, bot: Bot) -> Event | None:
     if text is None:
         return None
     entities = message.entities
-    if text.startswith("/") and entities and entities[0].type == "bot_command" and (
-        entities[0].offset == 0
+    if (
+        text.startswith("/")
+        and entities
+        and entities[0].type == "bot_command"
+        and (entities[0].offset == 0)
     ):
         parsed = _command(text, bot.username if bot.username else None)
         if parsed is None:

@@ -65,9 +65,7 @@ async def _edit(query: CallbackQuery, text: str, markup: InlineKeyboardMarkup | 
     return True
 
 
-async def _text(
-    bot: Bot, chat_id: int, reply: TextReply, query: CallbackQuery | None
-) -> None:
+async def _text(bot: Bot, chat_id: int, reply: TextReply, query: CallbackQuery | None) -> None:
     parts = split(reply.text, CAPS.text_limit, CAPS.text_unit) if reply.text.strip() else []
     if not parts:
         return
@@ -81,9 +79,7 @@ async def _text(
         await bot.send_message(chat_id, part, reply_markup=part_markup)
 
 
-async def _picture(
-    bot: Bot, chat_id: int, reply: Picture, query: CallbackQuery | None
-) -> None:
+async def _picture(bot: Bot, chat_id: int, reply: Picture, query: CallbackQuery | None) -> None:
     caption = shorten(reply.caption, CAPS.caption_limit) if reply.caption else None
     markup = keyboard(reply.choices)
     if reply.replaces and query is not None and query.message is not None:

@@ -143,7 +143,14 @@ class WeChatEndpoint:
                 self.db, msg_id, inbound.openid, str(inbound.fields.get("Status") or "")
             )
             return SUCCESS
-        claim = await store.claim_delivery(self.db, inbound.key, inbound.openid)
+        window: store.WindowChange | None = None
+        if inbound.msg_type != "event":
+            window = "message"
+        elif inbound.event in WINDOW_EVENTS:
+            window = "event"
+        elif inbound.event == "unsubscribe":
+            window = "unfollow"
+        claim = await store.claim_delivery(self.db, inbound.key, inbound.openid, window)
         if not claim.first:
             return self.codec.seal(claim.reply) if claim.reply else SUCCESS
         # Once claimed, the delivery is ours to finish even if WeChat hangs up (servers
@@ -154,12 +161,6 @@ class WeChatEndpoint:
         return await asyncio.shield(work)
 
     async def _process(self, inbound: Inbound, started: float) -> str:
-        if inbound.msg_type != "event":
-            await store.open_window(self.db, inbound.openid, by_message=True)
-        elif inbound.event in WINDOW_EVENTS:
-            await store.open_window(self.db, inbound.openid, by_message=False)
-        elif inbound.event == "unsubscribe":
-            await store.mark_unfollowed(self.db, inbound.openid)
         task = asyncio.ensure_future(self.handle(inbound))
         remaining = self.deadline - (time.monotonic() - started)
         done, _ = await asyncio.wait({task}, timeout=max(remaining, 0.0))

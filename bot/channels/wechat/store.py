@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -53,7 +53,14 @@ class Claim:
     reply: str | None = None
 
 
-async def claim_delivery(db: BotDatabase, key: str, openid: str) -> Claim:
+WindowChange = Literal["message", "event", "unfollow"]
+
+
+async def claim_delivery(
+    db: BotDatabase, key: str, openid: str, window: WindowChange | None = None
+) -> Claim:
+    """Claim a delivery; the first claim also records the window it opens (or the unfollow)
+    in the same transaction, so a delivery costs two transactions: this and finish_delivery."""
     async with db.session() as session:
         stmt = (
             _insert(session, WeChatDelivery)
@@ -62,6 +69,10 @@ async def claim_delivery(db: BotDatabase, key: str, openid: str) -> Claim:
         )
         result = await session.execute(stmt)
         if result.rowcount == 1:  # type: ignore[attr-defined]
+            if window == "unfollow":
+                await _mark_unfollowed(session, openid)
+            elif window is not None:
+                await _open_window(session, openid, by_message=window == "message")
             return Claim(first=True)
         # A retry while the first is still running means WeChat stopped waiting for it:
         # tell the first to send its reply as service messages instead (finish_delivery).
@@ -82,16 +93,17 @@ async def finish_delivery(db: BotDatabase, key: str, reply: str | None) -> bool:
     the caller sends the reply as service messages (and stores none for later retries).
     """
     async with db.session() as session:
-        state = await session.scalar(
-            select(WeChatDelivery.state).where(WeChatDelivery.key == key).with_for_update()
-        )
-        waited = state == "processing"
-        await session.execute(
+        result = await session.execute(
             update(WeChatDelivery)
-            .where(WeChatDelivery.key == key)
-            .values(state="done", reply=reply if waited else None)
+            .where(WeChatDelivery.key == key, WeChatDelivery.state == "processing")
+            .values(state="done", reply=reply)
         )
-        return waited
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            return True
+        await session.execute(
+            update(WeChatDelivery).where(WeChatDelivery.key == key).values(state="done")
+        )
+        return False
 
 
 async def purge_deliveries(db: BotDatabase, older_than: dt.timedelta) -> int:
@@ -140,27 +152,35 @@ async def store_token(db: BotDatabase, app_id: str, token: str, expires_in: int)
 async def open_window(db: BotDatabase, openid: str, *, by_message: bool) -> None:
     """A message opens 5 sends in 48 h, a click/scan/follow 3 in 1 minute; a follow also
     lifts an unfollow (rule 12)."""
+    async with db.session() as session:
+        await _open_window(session, openid, by_message=by_message)
+
+
+async def _open_window(session: AsyncSession, openid: str, *, by_message: bool) -> None:
     now = utcnow()
     values: dict[str, Any] = (
         {"message_at": now, "message_sent": 0} if by_message else {"event_at": now, "event_sent": 0}
     )
     values["unfollowed_at"] = None
-    async with db.session() as session:
-        stmt = _insert(session, WeChatWindow).values(
-            {"openid": openid, "message_sent": 0, "event_sent": 0} | values
-        )
-        await session.execute(stmt.on_conflict_do_update(index_elements=["openid"], set_=values))
+    stmt = _insert(session, WeChatWindow).values(
+        {"openid": openid, "message_sent": 0, "event_sent": 0} | values
+    )
+    await session.execute(stmt.on_conflict_do_update(index_elements=["openid"], set_=values))
 
 
 async def mark_unfollowed(db: BotDatabase, openid: str) -> None:
-    now = utcnow()
     async with db.session() as session:
-        stmt = _insert(session, WeChatWindow).values(
-            openid=openid, message_sent=0, event_sent=0, unfollowed_at=now
-        )
-        await session.execute(
-            stmt.on_conflict_do_update(index_elements=["openid"], set_={"unfollowed_at": now})
-        )
+        await _mark_unfollowed(session, openid)
+
+
+async def _mark_unfollowed(session: AsyncSession, openid: str) -> None:
+    now = utcnow()
+    stmt = _insert(session, WeChatWindow).values(
+        openid=openid, message_sent=0, event_sent=0, unfollowed_at=now
+    )
+    await session.execute(
+        stmt.on_conflict_do_update(index_elements=["openid"], set_={"unfollowed_at": now})
+    )
 
 
 async def take_send(db: BotDatabase, openid: str) -> bool:
