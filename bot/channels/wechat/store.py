@@ -183,6 +183,14 @@ async def _mark_unfollowed(session: AsyncSession, openid: str) -> None:
     )
 
 
+async def unfollowed(db: BotDatabase, openid: str) -> bool:
+    async with db.session() as session:
+        at = await session.scalar(
+            select(WeChatWindow.unfollowed_at).where(WeChatWindow.openid == openid)
+        )
+        return at is not None
+
+
 async def take_send(db: BotDatabase, openid: str) -> bool:
     """Reserve one customer-service send in a window the person opened; False = none left.
 
