@@ -87,3 +87,31 @@ async def test_notify_sends_a_template_and_falls_back_over_quota(rig: WeChatRig)
         )
     with pytest.raises(ChannelError, match="no WeChat template"):
         await channel.notify(Person("wechat", "o_c"), Notice("points.earned", {}), "en")
+
+
+async def test_menus_are_one_conditional_menu_per_role_and_language(rig: WeChatRig) -> None:
+    from bot.channels.wechat.menus import setup_menus
+
+    tags = await setup_menus(rig.api)
+    assert len(tags) == 9 and len(rig.fake.menus) == 9
+    cashier_zh = next(
+        m for m in rig.fake.menus if m["matchrule"] == {"tag_id": str(tags["gp-cashier-zh_Hans"])}
+    )
+    assert cashier_zh["button"][0] == {
+        "type": "scancode_waitmsg",
+        "name": "扫码核销",
+        "key": "scan",
+    }
+    more = cashier_zh["button"][-1]["sub_button"]
+    assert {"type": "location_select", "name": "附近商家", "key": "nearby"} in more
+    consumer_en = next(
+        m for m in rig.fake.menus if m["matchrule"] == {"tag_id": str(tags["gp-consumer-en"])}
+    )
+    assert [b["name"] for b in consumer_en["button"]] == ["Balance", "My code", "More"]
+    for menu in rig.fake.menus:  # the platform's limits: 3 top buttons x 5, 16 / 60 bytes
+        assert len(menu["button"]) <= 3
+        for button in menu["button"]:
+            assert len(button["name"].encode()) <= 16
+            assert len(button.get("sub_button", [])) <= 5
+    again = await setup_menus(rig.api, tags)  # re-run: no new tags
+    assert again == tags and len(rig.fake.tags) == 9
