@@ -153,9 +153,9 @@ class FakeWeChat:
     def __init__(
         self,
         *,
-        token: str = "fake-token",
-        app_id: str = "wxfake0001",
-        app_secret: str = "fake-secret",
+        token: str = "faketoken1",
+        app_id: str = "wx00000000000fa4e1",
+        app_secret: str = "0000000000000000000000000000fa4e",
         aes_key: str | None = None,
     ) -> None:
         self.token = token

@@ -115,3 +115,35 @@ async def test_menus_are_one_conditional_menu_per_role_and_language(rig: WeChatR
             assert len(button.get("sub_button", [])) <= 5
     again = await setup_menus(rig.api, tags)  # re-run: no new tags
     assert again == tags and len(rig.fake.tags) == 9
+
+
+async def test_setup_menus_command_keeps_tag_ids_and_reuses_them(
+    rig: WeChatRig, tmp_path: Path
+) -> None:
+    from bot.channels.wechat.cli import run_setup_menus
+    from bot.channels.wechat.settings import load_wechat_settings
+
+    settings = load_wechat_settings(
+        app_id=rig.fake.app_id,
+        app_secret=rig.fake.app_secret,
+        token=rig.fake.token,
+        api_url=rig.fake.api_url,
+    )
+    url = f"sqlite:///{tmp_path / 'cli-bot.db'}"
+    first = await run_setup_menus(settings, url)
+    second = await run_setup_menus(settings, url)
+    assert first == second and len(rig.fake.tags) == 9
+    assert len(rig.fake.menus) == 18  # each run sets every menu again
+
+
+def test_the_wechat_command_stops_on_a_missing_setting(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("APP_ID", "APP_SECRET", "TOKEN", "AES_KEY"):
+        monkeypatch.delenv(f"GREENPOINTS_WECHAT_{name}", raising=False)
+    assert main(["wechat", "setup-menus"]) == 2
+    err = capsys.readouterr().err
+    assert err == "GREENPOINTS_WECHAT_APP_ID: is not set\n"
