@@ -187,6 +187,8 @@ async def test_refusals_are_4xx_never_5xx(rig: WeChatRig) -> None:
         assert await post(query, b"<xml><unclosed></xml>") == 400
         assert await post(query, b"<xml><FromUserName>o</FromUserName></xml>") == 400
         assert await post(query, b"") == 400
+        too_long = to_xml(fake.text("o" * 65, "hi"))  # openids are 28 characters
+        assert await post(query, too_long.encode()) == 400
         bomb = b'<!DOCTYPE x [<!ENTITY e "boom">]><xml><A>&e;</A></xml>'
         assert await post(query, bomb) == 400
     assert not rig.bot.handled

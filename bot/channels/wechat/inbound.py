@@ -128,8 +128,10 @@ class InboundCodec:
             if not isinstance(fields, dict):
                 raise TypeError("empty <xml>")
             openid = fields["FromUserName"]
-            if not isinstance(openid, str) or not openid or not isinstance(fields["MsgType"], str):
+            if not isinstance(openid, str) or not isinstance(fields["MsgType"], str):
                 raise TypeError("FromUserName and MsgType must be text")
+            if not 0 < len(openid) <= 64:
+                raise ValueError("FromUserName must be 1 to 64 characters")
             message = parse_message(xml)
         except (ExpatError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise BadRequest(f"unreadable message: {type(exc).__name__}") from exc
