@@ -206,6 +206,7 @@ class FakeWeChat:
     async def start(self) -> None:
         app = web.Application(client_max_size=4 * 1024 * 1024)
         app.router.add_post("/cgi-bin/{path:.*}", self._api)
+        app.router.add_get("/cgi-bin/media/get", self._media_get)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         self._session = aiohttp.ClientSession()
@@ -360,6 +361,17 @@ class FakeWeChat:
         old = self.current_token
         self._issue_token()
         del self.valid_tokens[old]
+
+    async def _media_get(self, request: web.Request) -> web.Response:
+        params = dict(request.query)
+        error = self._token_error(params.get("access_token", ""))
+        content = self.media.get(params.get("media_id", ""))
+        if not error and content is None:
+            error = 40007
+        self.calls.append(Call("/cgi-bin/media/get", params, {}, error, self.now()))
+        if error:
+            return web.json_response({"errcode": error, "errmsg": "refused"})
+        return web.Response(body=content, content_type="image/jpeg")
 
     def _token_error(self, token: str) -> int:
         if token not in self.valid_tokens:

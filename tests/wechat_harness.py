@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.channels.wechat.api import WeChatApi
-from bot.channels.wechat.endpoint import PATH, Outgoing, OutText, WeChatEndpoint
+from bot.channels.wechat.endpoint import PATH, Handler, Outgoing, OutText, WeChatEndpoint
 from bot.channels.wechat.inbound import Inbound, InboundCodec
 from bot.channels.wechat.outbound import CustomerService
 from bot.channels.wechat.render import page_text
@@ -99,8 +99,13 @@ async def serve_endpoint(endpoint: WeChatEndpoint) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def wechat_rig(
-    db_url: str, *, aes_key: str | None = AES_KEY, deadline: float = 4.5
+    db_url: str,
+    *,
+    aes_key: str | None = AES_KEY,
+    deadline: float = 4.5,
+    handler: Callable[[WeChatApi, BotDatabase], Handler] | None = None,
 ) -> AsyncIterator[WeChatRig]:
+    """``handler(api, db)`` replaces the scripted bot behind the endpoint when given."""
     fake = FakeWeChat(aes_key=aes_key)
     await fake.start()
     db = BotDatabase(db_url)
@@ -117,7 +122,11 @@ async def wechat_rig(
             await service.send(openid, outs)
 
         endpoint = WeChatEndpoint(
-            InboundCodec(fake.token, fake.app_id, aes_key), db, bot, later, deadline=deadline
+            InboundCodec(fake.token, fake.app_id, aes_key),
+            db,
+            bot if handler is None else handler(api, db),
+            later,
+            deadline=deadline,
         )
         async with serve_endpoint(endpoint) as url:
             fake.bot_url = url

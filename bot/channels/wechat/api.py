@@ -243,6 +243,29 @@ class WeChatApi:
         )
         return str(result["media_id"])
 
+    async def download_media(self, media_id: str) -> bytes:
+        """A temporary media file a person sent (a photo of a code); raises WeChatApiError."""
+        token = await self.access_token()
+        for attempt in range(2):
+            async with self.session.get(
+                self.base_url + "/cgi-bin/media/get",
+                params={"access_token": token, "media_id": media_id},
+                timeout=aiohttp.ClientTimeout(total=20),
+            ) as response:
+                response.raise_for_status()
+                body = await response.read()
+                if not response.content_type.startswith(("application/json", "text/plain")):
+                    return body
+            data = json.loads(body)
+            if not isinstance(data, dict):
+                raise WeChatApiError(-2, "answer is not a JSON object", "/cgi-bin/media/get")
+            errcode = int(data.get("errcode") or 0)
+            if errcode in TOKEN_ERRORS and not attempt:
+                token = await self._refresh(rejected=token)
+                continue
+            raise WeChatApiError(errcode, str(data.get("errmsg", "")), "/cgi-bin/media/get")
+        raise AssertionError("unreachable")
+
     async def mass_send_text(self, text: str, client_msg_id: str, tag_id: int | None = None) -> int:
         """An announcement to every follower (or one tag); returns msg_id. The caller checks
         the 4-a-month limit first (outbound.announce)."""
