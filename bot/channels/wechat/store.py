@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
@@ -34,9 +34,13 @@ MASS_SENDS_PER_MONTH = 4
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
-def _insert(session: AsyncSession, table: Any) -> Any:
-    """An INSERT that can ignore or update on conflict, in the session's dialect."""
-    if session.get_bind().dialect.name == "postgresql":
+Executor = AsyncSession | AsyncConnection
+
+
+def _insert(executor: Executor, table: Any) -> Any:
+    """An INSERT that can ignore or update on conflict, in the connection's dialect."""
+    bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+    if bind.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
 
@@ -61,27 +65,33 @@ async def claim_delivery(
 ) -> Claim:
     """Claim a delivery; the first claim also records the window it opens (or the unfollow)
     in the same transaction, so a delivery costs two transactions: this and finish_delivery."""
-    async with db.session() as session:
+    # On the hot path: a Core connection, not an ORM session (a session costs more to build
+    # than these statements take to run).
+    async with db.engine.begin() as conn:
         stmt = (
-            _insert(session, WeChatDelivery)
+            _insert(conn, WeChatDelivery)
             .values(key=key, openid=openid, state="processing", created_at=utcnow())
             .on_conflict_do_nothing(index_elements=["key"])
         )
-        result = await session.execute(stmt)
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        result = await conn.execute(stmt)
+        if result.rowcount == 1:
             if window == "unfollow":
-                await _mark_unfollowed(session, openid)
+                await _mark_unfollowed(conn, openid)
             elif window is not None:
-                await _open_window(session, openid, by_message=window == "message")
+                await _open_window(conn, openid, by_message=window == "message")
             return Claim(first=True)
         # A retry while the first is still running means WeChat stopped waiting for it:
         # tell the first to send its reply as service messages instead (finish_delivery).
-        await session.execute(
+        await conn.execute(
             update(WeChatDelivery)
             .where(WeChatDelivery.key == key, WeChatDelivery.state == "processing")
             .values(state="retried")
         )
-        row = await session.get(WeChatDelivery, key)
+        row = (
+            await conn.execute(
+                select(WeChatDelivery.state, WeChatDelivery.reply).where(WeChatDelivery.key == key)
+            )
+        ).first()
         reply = row.reply if row is not None and row.state == "done" else None
         return Claim(first=False, reply=reply)
 
@@ -92,15 +102,15 @@ async def finish_delivery(db: BotDatabase, key: str, reply: str | None) -> bool:
     Returns False when WeChat retried meanwhile: nobody waits for this answer any more, so
     the caller sends the reply as service messages (and stores none for later retries).
     """
-    async with db.session() as session:
-        result = await session.execute(
+    async with db.engine.begin() as conn:
+        result = await conn.execute(
             update(WeChatDelivery)
             .where(WeChatDelivery.key == key, WeChatDelivery.state == "processing")
             .values(state="done", reply=reply)
         )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if result.rowcount == 1:
             return True
-        await session.execute(
+        await conn.execute(
             update(WeChatDelivery).where(WeChatDelivery.key == key).values(state="done")
         )
         return False
@@ -156,7 +166,7 @@ async def open_window(db: BotDatabase, openid: str, *, by_message: bool) -> None
         await _open_window(session, openid, by_message=by_message)
 
 
-async def _open_window(session: AsyncSession, openid: str, *, by_message: bool) -> None:
+async def _open_window(session: Executor, openid: str, *, by_message: bool) -> None:
     now = utcnow()
     values: dict[str, Any] = (
         {"message_at": now, "message_sent": 0} if by_message else {"event_at": now, "event_sent": 0}
@@ -173,7 +183,7 @@ async def mark_unfollowed(db: BotDatabase, openid: str) -> None:
         await _mark_unfollowed(session, openid)
 
 
-async def _mark_unfollowed(session: AsyncSession, openid: str) -> None:
+async def _mark_unfollowed(session: Executor, openid: str) -> None:
     now = utcnow()
     stmt = _insert(session, WeChatWindow).values(
         openid=openid, message_sent=0, event_sent=0, unfollowed_at=now
