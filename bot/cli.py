@@ -14,6 +14,7 @@ commands:
              when polling (127.0.0.1:8088; port 0: off); logs: GREENPOINTS_LOG_LEVEL,
              GREENPOINTS_LOG_FORMAT=json
   demo       chat with the bot in this terminal: no token, no network
+  wechat …   operate the WeChat account: setup-menus (greenpoints wechat --help)
 """
 
 
@@ -31,6 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bot.runtime import main as run_bot
 
         return run_bot()
+    if command == "wechat":
+        from bot.channels.wechat.cli import main as run_wechat
+
+        return run_wechat(rest)
     if command == "demo":
         from bot.console import main as run_demo
 

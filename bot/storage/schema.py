@@ -129,3 +129,89 @@ class Cursor(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- WeChat Official Account channel (issue 10; rules in shared/WECHAT.md) -----------------
+
+
+class WeChatDelivery(Base):
+    """One inbound WeChat delivery, claimed once across every bot process (WECHAT.md rule 1).
+
+    ``key`` is the SHA-256 hex of FromUserName + (MsgId, or CreateTime + Event + EventKey):
+    WeChat retries a request up to three times and a retry may reach another process, and MsgId
+    alone or FromUserName + CreateTime alone have both collided in practice. ``reply`` keeps the
+    passive reply (plain XML) so a retry after a lost answer gets the same one.
+    """
+
+    __tablename__ = "wechat_deliveries"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(12))  # processing|retried|done
+    reply: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+
+
+class WeChatToken(Base):
+    """The one access_token every process uses (WECHAT.md rule 4: one shared cache)."""
+
+    __tablename__ = "wechat_tokens"
+
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_token: Mapped[str] = mapped_column(String(1024))
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    fetched_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class WeChatWindow(Base):
+    """The customer-service windows a person opened, and what we sent in each (rule 2).
+
+    A message opens 5 sends in 48 h; a click, scan or follow 3 sends in 1 minute. Counted here,
+    in the shared database, so no process sends outside a window or over its count.
+    """
+
+    __tablename__ = "wechat_windows"
+
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    message_sent: Mapped[int] = mapped_column(Integer, default=0)
+    event_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    event_sent: Mapped[int] = mapped_column(Integer, default=0)
+    unfollowed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class WeChatChoice(Base):
+    """The choices last offered in a chat by label, for taps that arrive without a menu id."""
+
+    __tablename__ = "wechat_choices"
+
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128), primary_key=True)
+    data: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class WeChatTemplateSend(Base):
+    """A template message sent, and its delivery result from ``TEMPLATESENDJOBFINISH``."""
+
+    __tablename__ = "wechat_template_sends"
+
+    msg_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    openid: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(40))  # sent, or the event's Status
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class WeChatMassSend(Base):
+    """An announcement as a mass send; ``client_msg_id`` makes a re-run send nothing twice."""
+
+    __tablename__ = "wechat_mass_sends"
+
+    client_msg_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    month: Mapped[str] = mapped_column(String(7), index=True)  # YYYY-MM (Beijing time)
+    state: Mapped[str] = mapped_column(String(12))  # sending|sent|failed
+    msg_id: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)

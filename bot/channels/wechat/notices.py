@@ -1,0 +1,72 @@
+"""Core notices as WeChat template data (WECHAT.md rule 3, DESIGN.md "Notices").
+
+A template message carries structured fields only (each at most 20 characters, one line, no
+emoji), so a notice's plain values are formatted here: fen as yuan with two decimals, moments in
+Beijing time, names cleaned and shortened. Which template key receives which value depends on
+the template the operator picked in the console, so the key names are part of the mapping
+handed in (defaults follow the public library's common keys).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+
+from bot.channels.wechat.api import template_field
+from bot.channels.wechat.store import BEIJING
+from bot.chat.cleaning import clean_name
+from bot.chat.replies import Notice, NoticeValue
+
+# Our value name -> the template's key, per notice kind.
+DEFAULT_KEYS: dict[str, dict[str, str]] = {
+    "points.earned": {"merchant": "thing1", "points": "number2", "amount": "amount3"},
+    "voucher.granted": {"amount": "amount1", "expires_at": "time2"},
+    "voucher.expiring": {"amount": "amount1", "expires_at": "time2"},
+    "voucher.redeemed": {"merchant": "thing1", "amount": "amount2"},
+    "redemption.receipt": {"merchant": "thing1", "amount": "amount2", "voucher": "amount3"},
+}
+
+
+def yuan(fen: int) -> str:
+    """Integer fen as ``¥12.50`` (no floats on the way)."""
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{sign}¥{whole}.{cents:02d}"
+
+
+def beijing_time(iso_utc: str) -> str:
+    moment = dt.datetime.fromisoformat(iso_utc.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M")
+
+
+def _value(name: str, raw: NoticeValue) -> str | None:
+    if raw is None:
+        return None
+    if name.endswith("_fen") and isinstance(raw, int):
+        return yuan(raw)
+    if name == "expires_at" and isinstance(raw, str):
+        return beijing_time(raw)
+    if name == "points" and isinstance(raw, int):
+        return str(raw)
+    return clean_name(str(raw), limit=64)
+
+
+def template_data(
+    notice: Notice, keys: Mapping[str, Mapping[str, str]] = DEFAULT_KEYS
+) -> dict[str, str]:
+    """The template's data for a notice: {template key: value within the field rules}.
+
+    ``amount_fen`` feeds ``amount``, ``voucher_fen`` feeds ``voucher``; fields the notice lacks
+    are left out. Raises KeyError for a kind with no key mapping (announcements are mass
+    sends, not templates).
+    """
+    mapping = keys[notice.kind]
+    values: dict[str, str] = {}
+    for name, raw in notice.fields.items():
+        text = _value(name, raw)
+        ours = name.removesuffix("_fen")
+        if text is not None and ours in mapping:
+            values[mapping[ours]] = template_field(text)
+    return values

@@ -1,0 +1,138 @@
+"""The WeChat channel's real parts wired together for tests: a bot database (SQLite file or
+PostgreSQL), the /wechat endpoint served on 127.0.0.1, our API client pointed at the fake.
+
+Until the channel-neutral core lands, the conversation behind the endpoint is ``ScriptedBot``:
+small, deterministic replies that exercise what the channel must guarantee (one passive reply,
+the rest as service messages, pages within 2,048 bytes, the deadline), counting each delivery it
+was handed so tests can prove a retried delivery ran once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.channels.wechat.api import WeChatApi
+from bot.channels.wechat.endpoint import PATH, Handler, Outgoing, OutText, WeChatEndpoint
+from bot.channels.wechat.inbound import Inbound, InboundCodec
+from bot.channels.wechat.outbound import CustomerService
+from bot.channels.wechat.render import page_text
+from bot.storage.db import BotDatabase
+from tests.databases import fresh_postgres
+from tests.fake_wechat import FakeWeChat
+
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"  # 43 characters, test only
+
+
+@dataclass
+class ScriptedBot:
+    handled: Counter[str] = field(default_factory=Counter)  # delivery key -> times handled
+    gate: asyncio.Event = field(default_factory=asyncio.Event)  # "slow" waits for it
+
+    async def __call__(self, inbound: Inbound) -> Sequence[Outgoing]:
+        self.handled[inbound.key] += 1
+        fields = inbound.fields
+        if inbound.msg_type == "text":
+            content = str(fields.get("Content", ""))
+            if content == "slow":
+                await self.gate.wait()
+                return [OutText("slow answer")]
+            if content == "three":
+                return [OutText("one"), OutText("two"), OutText("three")]
+            if content == "long":
+                return [OutText(p) for p in page_text("积分说明\n" * 600)]
+            return [OutText(f"got: {content}")]
+        message = inbound.message  # wechatpy's typed message or event
+        if message.type == "location":
+            lat, lon = message.location
+            return [OutText(f"at {lat},{lon}")]
+        if message.type == "event" and message.event == "subscribe_scan":
+            return [OutText(f"welcome {message.scene_id}")]
+        if message.type == "event" and message.event == "subscribe":
+            return [OutText("welcome")]
+        if message.type == "event" and message.event == "scancode_waitmsg":
+            return [OutText(f"scanned {message.scan_result}")]
+        return []
+
+
+@dataclass
+class WeChatRig:
+    fake: FakeWeChat
+    db: BotDatabase
+    api: WeChatApi
+    endpoint: WeChatEndpoint
+    bot: ScriptedBot
+    url: str
+    session: aiohttp.ClientSession
+
+
+@contextlib.asynccontextmanager
+async def bot_database_url(kind: str, tmp_path: Path) -> AsyncIterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / f'bot-{uuid.uuid4().hex[:8]}.db'}"
+    else:
+        async with fresh_postgres() as url:
+            yield url
+
+
+@contextlib.asynccontextmanager
+async def serve_endpoint(endpoint: WeChatEndpoint) -> AsyncIterator[str]:
+    app = web.Application()
+    endpoint.routes(app)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield str(server.make_url(PATH))
+    finally:
+        await endpoint.drain()
+        await server.close()
+
+
+@contextlib.asynccontextmanager
+async def wechat_rig(
+    db_url: str,
+    *,
+    aes_key: str | None = AES_KEY,
+    deadline: float = 4.5,
+    handler: Callable[[WeChatApi, BotDatabase], Handler] | None = None,
+) -> AsyncIterator[WeChatRig]:
+    """``handler(api, db)`` replaces the scripted bot behind the endpoint when given."""
+    fake = FakeWeChat(aes_key=aes_key)
+    await fake.start()
+    db = BotDatabase(db_url)
+    await db.upgrade()
+    session = aiohttp.ClientSession()
+    try:
+        api = WeChatApi(
+            session, db, app_id=fake.app_id, app_secret=fake.app_secret, base_url=fake.api_url
+        )
+        bot = ScriptedBot()
+        service = CustomerService(api, db)
+
+        async def later(openid: str, outs: Sequence[Outgoing]) -> None:
+            await service.send(openid, outs)
+
+        endpoint = WeChatEndpoint(
+            InboundCodec(fake.token, fake.app_id, aes_key),
+            db,
+            bot if handler is None else handler(api, db),
+            later,
+            deadline=deadline,
+        )
+        async with serve_endpoint(endpoint) as url:
+            fake.bot_url = url
+            yield WeChatRig(fake, db, api, endpoint, bot, url, session)
+    finally:
+        await fake.close()
+        await session.close()
+        await db.dispose()
+    assert not fake.failures, fake.failures
