@@ -20,7 +20,7 @@ import math
 import secrets
 from typing import Any
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
+from telegram import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
 from telegram.error import TelegramError
 from telegram.ext import CallbackQueryHandler, CommandHandler
 
@@ -355,13 +355,27 @@ async def show_preview(
         await _end_flows(context)
         await message.reply_text(problem_text(t, error))
         return
+    key = await _await_confirm(context, data, preview)
+    await message.reply_text(preview_text(t, preview), reply_markup=confirm_keyboard(t, key))
+
+
+async def _await_confirm(context: GPContext, data: dict[str, Any], preview: Preview) -> str:
+    """Open the CONFIRM flow for this preview; the flow keeps the figures the cashier reads out,
+    and the redemption carries them so the ledger books exactly those or refuses (issue 11)."""
     key = _new_key()
-    pending = {**data, "bill_fen": bill_fen, "key": key}
+    pending = {
+        "code": data["code"],
+        "merchant_id": data["merchant_id"],
+        "bill_fen": preview.bill_fen,
+        "vouchers_applied_fen": preview.vouchers_applied_fen,
+        "pay_fen": preview.pay_fen,
+        "key": key,
+    }
     chat_id = context.need_profile().chat_id
     await context.services.flows.start(
         chat_id, CONFIRM, pending, _flow_ttl(preview.code_expires_at)
     )
-    await message.reply_text(preview_text(t, preview), reply_markup=confirm_keyboard(t, key))
+    return key
 
 
 async def on_flow_message(update: Update, context: GPContext, pending: Pending) -> None:
@@ -428,14 +442,23 @@ async def on_button(update: Update, context: GPContext) -> None:
         await query.answer(t._("This button has expired."))
         return
     data = pending.data
+    identity = context.need_profile().identity
+    bill_fen = int(data["bill_fen"])
     try:
+        if "vouchers_applied_fen" not in data:  # a flow opened before previews were carried
+            raise ledger_errors.AmountsChanged("no previewed figures in this flow")
         receipt = await context.services.ledger.redeem(
             str(data["code"]),
             int(data["merchant_id"]),
-            int(data["bill_fen"]),
+            bill_fen,
             key,
-            staff=context.need_profile().identity,
+            staff=identity,
+            vouchers_applied_fen=int(data["vouchers_applied_fen"]),
+            pay_fen=int(data["pay_fen"]),
         )
+    except ledger_errors.AmountsChanged:
+        await _show_fresh_preview(query, context, data, bill_fen)
+        return
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise  # the flow stays: tapping again retries with the same key
@@ -450,6 +473,41 @@ async def on_button(update: Update, context: GPContext) -> None:
         await flows.finish(chat_id, CONFIRM)
     await callbacks.edit_text(query, receipt_text(t, receipt))
     await query.answer(t._("Redeemed."))
+
+
+async def _show_fresh_preview(
+    query: CallbackQuery, context: GPContext, data: dict[str, Any], bill_fen: int
+) -> None:
+    """The ledger's figures moved since the preview (a release, an expiry, a new cap): nothing
+    was redeemed; the same message now shows the new figures to read out and confirm."""
+    t = context.t
+    chat_id = context.need_profile().chat_id
+    try:
+        preview = await context.services.ledger.preview_redemption(
+            str(data["code"]),
+            int(data["merchant_id"]),
+            bill_fen,
+            staff=context.need_profile().identity,
+        )
+    except ledger_errors.LedgerClientError as error:
+        if isinstance(error, ledger_errors.Unavailable):
+            raise
+        await context.services.flows.finish(chat_id, CONFIRM)
+        await callbacks.edit_text(query, problem_text(t, error))
+        await query.answer()
+        return
+    key = await _await_confirm(context, data, preview)
+    text = "\n".join(
+        [
+            t._(
+                "⚠ The amounts changed since the preview (vouchers were granted or expired, "
+                "or the merchant's terms changed). Nothing was redeemed."
+            ),
+            preview_text(t, preview),
+        ]
+    )
+    await callbacks.edit_text(query, text, reply_markup=confirm_keyboard(t, key))
+    await query.answer(t._("The amounts changed: check the new figures."), show_alert=True)
 
 
 # --- catchers: free text and photos with no conversation open ---------------------------------

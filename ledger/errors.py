@@ -97,6 +97,14 @@ class CodeRevoked(LedgerError):
     status = 409
 
 
+class AmountsChanged(LedgerError):
+    """The ledger's figures differ from the preview the redemption carries; ``details`` holds
+    the fresh ones (``vouchers_applied_fen``, ``pay_fen``, ``points_to_earn``)."""
+
+    code = "amounts_changed"
+    status = 409
+
+
 class InviteNotFound(LedgerError):
     """No such staff invite."""
 
@@ -157,6 +165,7 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     CodeExpired,
     CodeUsed,
     CodeRevoked,
+    AmountsChanged,
     InviteNotFound,
     InviteExpired,
     InviteUsed,

@@ -106,9 +106,15 @@ class PreviewRequest(Strict):
 
 
 class RedeemRequest(Strict):
+    """``vouchers_applied_fen`` and ``pay_fen`` are the figures of the preview the cashier read
+    out; the ledger books them or refuses with ``amounts_changed`` (DESIGN.md, "What was
+    previewed is what is booked")."""
+
     code: Code
     merchant_id: Id
     bill_fen: Fen
+    vouchers_applied_fen: Annotated[int, Field(ge=0, le=100_000_000_000)]
+    pay_fen: Annotated[int, Field(ge=0, le=100_000_000_000)]
     idempotency_key: IdempotencyKey
     staff: Identity | None = None
 

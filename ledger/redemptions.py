@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import codes, events, idempotency, journal, merchants, throttle
+from ledger import codes, events, idempotency, journal, merchants, previewed, throttle
 from ledger.context import Ctx
 from ledger.errors import (
     CodeExpired,
@@ -172,7 +172,12 @@ def _redeem_fingerprint(req: RedeemRequest) -> str:
     secret = codes.parse_redemption_code(req.code)
     code = codes.redemption_hash(secret) if secret is not None else req.code
     return idempotency.request_hash(
-        {"code": code, "merchant_id": req.merchant_id, "bill_fen": req.bill_fen}
+        {
+            "code": code,
+            "merchant_id": req.merchant_id,
+            "bill_fen": req.bill_fen,
+            "vouchers_applied_fen": req.vouchers_applied_fen,
+        }
     )
 
 
@@ -202,6 +207,15 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
         applied = vouchers_applicable(
             req.bill_fen, merchant.voucher_cap_bp, sum(lot.remaining_fen for lot in lots)
         )
+        if applied != req.vouchers_applied_fen:
+            fresh = split_purchase(
+                req.bill_fen - applied,
+                merchant.concession_bp,
+                False,
+                await current_price(session),
+                ctx.rules,
+            )
+            previewed.check_unchanged(req, applied, fresh.member_points)
         for lot_id, remaining in _spend_lots(lots, applied):
             await session.execute(
                 update(VoucherLot).where(VoucherLot.id == lot_id).values(remaining_fen=remaining)

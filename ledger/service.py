@@ -17,6 +17,7 @@ from ledger import (
     members,
     merchants,
     migrate,
+    previewed,
     purchases,
     redemptions,
     releases,
@@ -150,6 +151,7 @@ class LedgerService:
     async def redeem(self, p: Principal, req: RedeemRequest) -> RedemptionOut:
         require(p, "redemptions.redeem")
         self._check_amount(req.bill_fen)
+        previewed.check_consistent(req)
         actor = await self._acting_merchant(p, req.merchant_id, req.staff)
         staff_label = actor if actor.startswith("staff:") else None
         return await redemptions.redeem(self.ctx, req, actor, staff_label)

@@ -164,11 +164,19 @@ class LedgerClient(abc.ABC):
         bill_fen: int,
         idempotency_key: str,
         staff: Staff | None = None,
+        *,
+        vouchers_applied_fen: int,
+        pay_fen: int,
     ) -> m.Receipt:
+        """Book the redemption the cashier previewed: ``vouchers_applied_fen`` and ``pay_fen``
+        are that preview's figures. Raises ``AmountsChanged`` (fresh figures in its properties)
+        when the ledger would book others, e.g. a release or an expiry came in between."""
         body = {
             "code": code,
             "merchant_id": merchant_id,
             "bill_fen": bill_fen,
+            "vouchers_applied_fen": vouchers_applied_fen,
+            "pay_fen": pay_fen,
             "idempotency_key": idempotency_key,
             **_staff(staff),
         }

@@ -61,6 +61,20 @@ class CodeRevoked(CodeProblem):
     code = "code_revoked"
 
 
+class AmountsChanged(LedgerClientError):
+    """The ledger's figures differ from the preview the redemption carried: show a new one."""
+
+    code = "amounts_changed"
+
+    @property
+    def vouchers_applied_fen(self) -> int:
+        return int(self.details.get("vouchers_applied_fen", 0))
+
+    @property
+    def pay_fen(self) -> int:
+        return int(self.details.get("pay_fen", 0))
+
+
 class InviteProblem(LedgerClientError):
     """Any reason a staff invite cannot be used."""
 
@@ -114,6 +128,7 @@ _ALL: list[type[LedgerClientError]] = [
     CodeExpired,
     CodeUsed,
     CodeRevoked,
+    AmountsChanged,
     InviteNotFound,
     InviteExpired,
     InviteUsed,

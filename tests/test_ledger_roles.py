@@ -55,6 +55,8 @@ async def request_for(
             "code": code,
             "merchant_id": shop,
             "bill_fen": 1000,
+            "vouchers_applied_fen": 0,
+            "pay_fen": 1000,
             "idempotency_key": f"roles-r-{n:04d}",
             **staff,
         },

@@ -309,7 +309,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         body: dict[str, Any] = dict(case.body)
         amount = rng.randint(1, 200_000)
         swaps = {"merchant_id": world.shop, "member_id": member, "amount_fen": amount,
-                 "bill_fen": amount}
+                 "bill_fen": amount, "vouchers_applied_fen": 0, "pay_fen": amount}
         body.update({name: value for name, value in swaps.items() if name in body})
         if "code" in body:
             invites = case.path.startswith("/v1/staff-invites")
