@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from ledger import apikeys, importer, observability, seed, verify
 from ledger.db import url_from_env
 from ledger.errors import LedgerError
+from ledger.models import RevokeStaffRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -48,8 +49,22 @@ def parser() -> argparse.ArgumentParser:
     key.add_argument("--label", default="")
     invite = sub.add_parser("staff-invite", help="create a one-time staff invite")
     invite.add_argument("--merchant", type=int, required=True)
+    invite.add_argument(
+        "--role",
+        choices=["owner", "cashier"],
+        help="default: owner for the merchant's first invite, cashier after it",
+    )
     invite.add_argument("--bot-username", help="print the t.me deep link for this bot")
     invite.add_argument("--qr", type=Path, help="also write the deep link as a QR PNG")
+    staff_list = sub.add_parser("staff-list", help="list a merchant's owners and cashiers")
+    staff_list.add_argument("--merchant", type=int, required=True)
+    staff_list.add_argument("--all", action="store_true", help="include revoked staff")
+    revoke = sub.add_parser(
+        "staff-revoke", help="revoke a staff member at once (their next call is refused)"
+    )
+    revoke.add_argument("--merchant", type=int, required=True)
+    revoke.add_argument("--channel", required=True, help="e.g. telegram, wechat")
+    revoke.add_argument("--external-id", required=True, help="their id on that channel")
     release = sub.add_parser("release", help="run the day's voucher release and expiry")
     release.add_argument("--date", type=_date, help="local date (default: today)")
     ver = sub.add_parser("verify", help="recompute hash chains and balances")
@@ -99,10 +114,10 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
         _print(key)
         print("store it now: only its hash is kept", file=sys.stderr)
     elif args.command == "staff-invite":
-        invite = await service.create_staff_invite(SYSTEM, args.merchant)
+        invite = await service.create_staff_invite(SYSTEM, args.merchant, args.role)
         merchant = await service.get_merchant(SYSTEM, args.merchant)
         _print(
-            f"staff invite for {merchant.name} (#{merchant.id}), valid until "
+            f"{invite.role} invite for {merchant.name} (#{merchant.id}), valid until "
             f"{invite.expires_at:%Y-%m-%d %H:%M} UTC:",
             invite.code,
         )
@@ -114,6 +129,21 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
 
                 qrcode.make(link).save(args.qr)
                 _print(f"QR written to {args.qr}")
+    elif args.command == "staff-list":
+        listed = await service.list_staff(SYSTEM, args.merchant, include_revoked=args.all)
+        for person in listed.staff:
+            when = person.revoked_at
+            gone = f"  revoked {when:%Y-%m-%d %H:%M} UTC" if when else ""
+            _print(f"{person.role:8} {person.channel}:{person.external_id}{gone}")
+        _print(f"{len(listed.staff)} staff")
+    elif args.command == "staff-revoke":
+        target = RevokeStaffRequest(channel=args.channel, external_id=args.external_id)
+        done = await service.revoke_staff(SYSTEM, args.merchant, target)
+        assert done.revoked_at is not None
+        _print(
+            f"revoked {done.role} {done.channel}:{done.external_id} at "
+            f"{done.revoked_at:%Y-%m-%d %H:%M} UTC; their next call is refused"
+        )
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))

@@ -133,6 +133,27 @@ class NotStaff(LedgerError):
     status = 403
 
 
+class StaffRevoked(LedgerError):
+    """The identity's staff link to that merchant was revoked; a new invite links it again."""
+
+    code = "staff_revoked"
+    status = 403
+
+
+class NotOwner(LedgerError):
+    """Only an owner (or manager) of the merchant may do this; cashiers may not."""
+
+    code = "not_owner"
+    status = 403
+
+
+class StaffNotFound(LedgerError):
+    """The identity is not (and never was) staff of that merchant."""
+
+    code = "staff_not_found"
+    status = 404
+
+
 class IdempotencyConflict(LedgerError):
     """The idempotency key was already used for a different request."""
 
@@ -170,6 +191,9 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     InviteExpired,
     InviteUsed,
     NotStaff,
+    StaffRevoked,
+    NotOwner,
+    StaffNotFound,
     IdempotencyConflict,
     Throttled,
     Unavailable,

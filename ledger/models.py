@@ -22,6 +22,7 @@ from pydantic import (
 Locale = Literal["zh_Hans", "zh_Hant", "en"]
 LOCALES: tuple[str, ...] = ("zh_Hans", "zh_Hant", "en")
 Role = Literal["bot", "merchant", "admin"]
+StaffRole = Literal["owner", "cashier"]
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 IdempotencyKey = Annotated[
@@ -124,7 +125,20 @@ class ReleaseRequest(Strict):
 
 
 class StaffInviteRequest(Strict):
+    """``role`` unset: the merchant's first invite makes an owner, later ones cashiers. ``staff``
+    is the owner the bot acts for (an owner may invite cashiers only)."""
+
     merchant_id: Id
+    role: StaffRole | None = None
+    staff: Identity | None = None
+
+
+class RevokeStaffRequest(Strict):
+    """Who to revoke (``channel``, ``external_id``); ``staff`` is the owner the bot acts for."""
+
+    channel: Channel
+    external_id: ExternalId
+    staff: Identity | None = None
 
 
 class RedeemInviteRequest(Strict):
@@ -281,6 +295,7 @@ class InviteOut(Out):
     code: str
     merchant_id: int
     expires_at: Timestamp
+    role: StaffRole = "cashier"
 
 
 class StaffOut(Out):
@@ -288,6 +303,22 @@ class StaffOut(Out):
     merchant_name: str
     channel: str
     external_id: str
+    role: StaffRole = "cashier"
+    revoked_at: Timestamp | None = None
+
+
+class StaffMemberOut(Out):
+    channel: str
+    external_id: str
+    role: StaffRole
+    since: Timestamp
+    revoked_at: Timestamp | None = None
+    revoked_by: str | None = None
+
+
+class StaffListOut(Out):
+    merchant_id: int
+    staff: list[StaffMemberOut]
 
 
 class TodayOut(Out):

@@ -107,7 +107,9 @@ class MerchantBalance(Base):
 
 
 class Staff(Base):
-    """A chat identity allowed to redeem codes for one merchant."""
+    """A chat identity working for one merchant: an ``owner`` (or manager), who invites and
+    revokes staff, or a ``cashier``. A revoked link stays, with ``revoked_at``, so the person can
+    be told why they are refused and the record of who worked there is kept."""
 
     __tablename__ = "staff"
 
@@ -115,6 +117,9 @@ class Staff(Base):
     external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    role: Mapped[str] = mapped_column(String(16), server_default="cashier")
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class StaffInvite(Base):
@@ -127,6 +132,7 @@ class StaffInvite(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     used_by: Mapped[str | None] = mapped_column(String(170))
+    role: Mapped[str] = mapped_column(String(16), server_default="cashier")
 
 
 class Shard(Base):

@@ -37,6 +37,8 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.invite": ("POST", "/v1/staff-invites", False),
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
+    "staff.list": ("GET", "/v1/merchants/{merchant_id}/staff", True),
+    "staff.revoke": ("POST", "/v1/merchants/{merchant_id}/staff/revoke", True),
     "stats.read": ("GET", "/v1/stats", True),
 }
 
@@ -219,18 +221,51 @@ class LedgerClient(abc.ABC):
         return await self._do(m.Merchant, "merchants.create", body=fields)
 
     # staff
-    async def create_staff_invite(self, merchant_id: int) -> m.StaffInvite:
-        return await self._do(m.StaffInvite, "staff.invite", body={"merchant_id": merchant_id})
+    async def create_staff_invite(
+        self, merchant_id: int, role: str | None = None, staff: Staff | None = None
+    ) -> m.StaffInvite:
+        """``role`` "owner" or "cashier"; unset, the merchant's first invite makes an owner.
+        The bot names the owner it acts for in ``staff`` (owners invite cashiers only)."""
+        body = {"merchant_id": merchant_id, "role": role, **_staff(staff)}
+        return await self._do(m.StaffInvite, "staff.invite", body=body)
+
+    async def list_staff(
+        self, merchant_id: int, staff: Staff | None = None, include_revoked: bool = False
+    ) -> m.StaffList:
+        query = {
+            "staff_channel": staff[0] if staff else None,
+            "staff_external_id": staff[1] if staff else None,
+            "include_revoked": "true" if include_revoked else None,
+        }
+        return await self._do(m.StaffList, "staff.list", {"merchant_id": merchant_id}, query)
+
+    async def revoke_staff(
+        self, merchant_id: int, channel: str, external_id: str, staff: Staff | None = None
+    ) -> m.StaffMember:
+        """Revoke at once; the revoked person's next call is refused with ``StaffRevoked``.
+        Revoking again answers the first revocation (so a retry is safe)."""
+        body = {"channel": channel, "external_id": external_id, **_staff(staff)}
+        return await self._do(
+            m.StaffMember, "staff.revoke", {"merchant_id": merchant_id}, body=body
+        )
 
     async def redeem_staff_invite(self, code: str, channel: str, external_id: str) -> m.StaffLink:
         body = {"code": code, "channel": channel, "external_id": external_id}
         return await self._do(m.StaffLink, "staff.redeem_invite", body=body)
 
-    async def staff_lookup(self, channel: str, external_id: str) -> m.StaffLink | None:
+    async def staff_lookup(
+        self, channel: str, external_id: str, include_revoked: bool = False
+    ) -> m.StaffLink | None:
+        """The person's live staff link; with ``include_revoked`` a revoked one too (its
+        ``revoked_at`` set), so the bot can tell them why they are refused."""
         found = await self._do(
             m.StaffLookup,
             "staff.lookup",
-            query={"channel": channel, "external_id": external_id},
+            query={
+                "channel": channel,
+                "external_id": external_id,
+                "include_revoked": "true" if include_revoked else None,
+            },
         )
         return found.staff
 

@@ -95,6 +95,22 @@ class NotStaff(LedgerClientError):
     code = "not_staff"
 
 
+class StaffRevoked(NotStaff):
+    """The person's staff access was revoked (``details["revoked_at"]``)."""
+
+    code = "staff_revoked"
+
+
+class NotOwner(LedgerClientError):
+    """Only an owner of the merchant may do this."""
+
+    code = "not_owner"
+
+
+class StaffNotFound(NotFound):
+    code = "staff_not_found"
+
+
 class IdempotencyConflict(LedgerClientError):
     code = "idempotency_conflict"
 
@@ -133,6 +149,9 @@ _ALL: list[type[LedgerClientError]] = [
     InviteExpired,
     InviteUsed,
     NotStaff,
+    StaffRevoked,
+    NotOwner,
+    StaffNotFound,
     IdempotencyConflict,
     Throttled,
     Unavailable,

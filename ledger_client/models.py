@@ -158,6 +158,7 @@ class StaffInvite(Model):
     code: str
     merchant_id: int
     expires_at: dt.datetime
+    role: str = "cashier"
 
 
 class StaffLink(Model):
@@ -165,6 +166,22 @@ class StaffLink(Model):
     merchant_name: str
     channel: str
     external_id: str
+    role: str = "cashier"  # "owner" or "cashier"
+    revoked_at: dt.datetime | None = None
+
+
+class StaffMember(Model):
+    channel: str
+    external_id: str
+    role: str
+    since: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revoked_by: str | None = None
+
+
+class StaffList(Model):
+    merchant_id: int
+    staff: list[StaffMember]
 
 
 class StaffLookup(Model):

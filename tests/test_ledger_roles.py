@@ -36,6 +36,10 @@ async def request_for(
     staff = {"staff": {"channel": STAFF[0], "external_id": STAFF[1]}} if role == "bot" else {}
     path = {"member_id": str(member), "merchant_id": str(shop)}
     code = ""
+    if op == "staff.revoke":  # a cashier of the shop to revoke
+        hired = await service.create_staff_invite(SYSTEM, shop, "cashier")
+        target = {"channel": "roles", "external_id": f"cashier-{n}"}
+        await service.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=hired.code, **target))
     if op.startswith("redemptions."):
         code = (await service.issue_code(SYSTEM, member)).numeric_code
     bodies: dict[str, dict[str, Any]] = {
@@ -62,7 +66,8 @@ async def request_for(
         },
         "merchants.create": {"name": f"新店{n}", "category": "cafe", "lat": 30.2, "lon": 119.7},
         "releases.run": {"date": (dt.date(2030, 1, 1) + dt.timedelta(days=n)).isoformat()},
-        "staff.invite": {"merchant_id": shop},
+        "staff.invite": {"merchant_id": shop, **staff},
+        "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
         "staff.redeem_invite": {
             "code": (await service.create_staff_invite(SYSTEM, shop)).code,
             "channel": "telegram",
@@ -72,6 +77,9 @@ async def request_for(
     queries: dict[str, dict[str, str]] = {
         "merchants.nearby": {"lat": "30.2341", "lon": "119.7239"},
         "merchants.today": (
+            {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
+        ),
+        "staff.list": (
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.lookup": {"channel": STAFF[0], "external_id": STAFF[1]},

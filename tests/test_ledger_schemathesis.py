@@ -67,7 +67,8 @@ T = TypeVar("T")
 # run without a key is its own test, where Schemathesis makes up the header (or leaves it out).
 KEYED = ("bot", "merchant", "admin", "forged")
 FORGED_KEY = "gp_admin_" + "x" * 32
-STAFF = {"channel": "telegram", "external_id": "777"}
+STAFF = {"channel": "telegram", "external_id": "777"}  # the shop's owner (its first invite)
+CASHIERS = [{"channel": "test", "external_id": f"cashier-{n}"} for n in range(8)]  # to revoke
 SEED = 20_260_401
 MAX_EXAMPLES = 25
 # Every refusal the document lists; anything else for invalid input (a 2xx, a 5xx) is a failure.
@@ -126,6 +127,7 @@ class World:
     codes: dict[str, list[str]]  # live redemption codes, per role, of members nobody re-issues
     invites: list[str]
     reset_throttle: Callable[[], None]
+    vouchers: dict[str, int]  # code -> its member's vouchers (fen) when it was issued
 
 
 @dataclass
@@ -207,13 +209,19 @@ class LiveLedger:
         await s.release(SYSTEM, s.ctx.now().date())  # vouchers, so redemptions apply some
         invite = await s.create_staff_invite(SYSTEM, shop.id)
         await s.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=invite.code, **STAFF))
+        for cashier in CASHIERS:
+            hired = await s.create_staff_invite(SYSTEM, shop.id)
+            await s.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=hired.code, **cashier))
         keys = {role: await apikeys.create(s.ctx, role, None) for role in ("bot", "admin")}
         keys["merchant"] = await apikeys.create(s.ctx, "merchant", shop.id)
         # Members 3.. are never a path parameter, so their codes are never revoked by a re-issue.
         codes: dict[str, list[str]] = {}
+        vouchers: dict[str, int] = {}
         for n, role in enumerate(("bot", "merchant")):
             issued = [await s.issue_code(SYSTEM, m) for m in members[3 + 6 * n: 9 + 6 * n]]
             codes[role] = [c.numeric_code for c in issued] + [c.link_code for c in issued]
+            for c in issued:
+                vouchers[c.numeric_code] = vouchers[c.link_code] = c.vouchers_fen
         invites = [(await s.create_staff_invite(SYSTEM, shop.id)).code for _ in range(6)]
 
         async def reset() -> None:
@@ -228,6 +236,7 @@ class LiveLedger:
             codes=codes,
             invites=invites,
             reset_throttle=lambda: self.run(reset()),
+            vouchers=vouchers,
         )
 
 
@@ -301,7 +310,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         query.update(lat=30.2341, lon=119.7239)
     if "channel" in query:
         query.update(STAFF)
-    if role == "bot" and case.path.endswith("/today"):
+    if role == "bot" and (case.path.endswith("/today") or case.path.endswith("/staff")):
         query.update(staff_channel=STAFF["channel"], staff_external_id=STAFF["external_id"])
     if query != (case.query or {}):
         case.query = query
@@ -315,7 +324,13 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
             invites = case.path.startswith("/v1/staff-invites")
             codes = world.codes.get(role, world.codes["bot"])
             body["code"] = rng.choice(world.invites if invites else codes)
-        if role == "bot" and case.path in STAFF_PATHS:
+        if "pay_fen" in body:  # the figures a preview showed: the cap is 20 % of the bill
+            applied = min(world.vouchers.get(body.get("code", ""), 0), amount * 2000 // 10_000)
+            body.update(vouchers_applied_fen=applied, pay_fen=amount - applied)
+        if case.path.endswith("/staff/revoke"):
+            body.update(rng.choice(CASHIERS))
+        if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
+                              or case.path == "/v1/staff-invites"):
             body["staff"] = STAFF
         case.body = body
     return True
