@@ -154,6 +154,15 @@ class StaffNotFound(LedgerError):
     status = 404
 
 
+class UndoRefused(LedgerError):
+    """The redemption cannot be undone; ``details["reason"]`` says why: ``window_closed``,
+    ``cashier_window_closed``, ``not_redeemed_by_you``, ``points_already_used`` or
+    ``made_before_undo_existed``."""
+
+    code = "undo_refused"
+    status = 409
+
+
 class IdempotencyConflict(LedgerError):
     """The idempotency key was already used for a different request."""
 
@@ -194,6 +203,7 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     StaffRevoked,
     NotOwner,
     StaffNotFound,
+    UndoRefused,
     IdempotencyConflict,
     Throttled,
     Unavailable,

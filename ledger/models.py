@@ -120,6 +120,14 @@ class RedeemRequest(Strict):
     staff: Identity | None = None
 
 
+class UndoRedemptionRequest(Strict):
+    """``merchant_id``: the merchant the redemption was made at; ``staff``: who the bot acts for
+    (an owner, or the cashier who redeemed it, within minutes)."""
+
+    merchant_id: Id
+    staff: Identity | None = None
+
+
 class ReleaseRequest(Strict):
     date: dt.date | None = None
 
@@ -239,6 +247,19 @@ class RedemptionOut(Out):
     points_earned: int
     member_masked: str
     at: Timestamp
+
+
+class UndoOut(Out):
+    """A redemption undone: the vouchers (fen) back with the member, the points taken back."""
+
+    redemption_id: int
+    merchant_id: int
+    bill_fen: int
+    vouchers_returned_fen: int
+    points_taken_back: int
+    merchant_points_taken_back: int
+    undone_at: Timestamp
+    undone_by: str
 
 
 class MerchantOut(Out):

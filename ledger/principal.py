@@ -40,6 +40,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "redemptions.preview": frozenset({"merchant", "bot"}),
     "redemptions.redeem": frozenset({"merchant", "bot"}),
     "redemptions.today": frozenset({"merchant", "bot"}),
+    "redemptions.undo": frozenset({"merchant", "bot", "admin"}),
     "merchants.read": frozenset({"bot", "merchant", "admin"}),
     "merchants.write": frozenset({"admin"}),
     "events.read": frozenset({"bot", "admin"}),

@@ -28,7 +28,7 @@ from ledger.journal import FEN, Posting
 from ledger.models import CodeOut, PreviewOut, PreviewRequest, RedeemRequest, RedemptionOut
 from ledger.money import split_purchase, vouchers_applicable
 from ledger.purchases import book_purchase, credit_merchant, current_price
-from ledger.schema import Member, Redemption, RedemptionCode, VoucherLot
+from ledger.schema import Member, Redemption, RedemptionCode, RedemptionLot, VoucherLot
 
 log = logging.getLogger(__name__)
 
@@ -216,7 +216,9 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
                 ctx.rules,
             )
             previewed.check_unchanged(req, applied, fresh.member_points)
-        for lot_id, remaining in _spend_lots(lots, applied):
+        before = {lot.id: lot.remaining_fen for lot in lots}
+        spent = _spend_lots(lots, applied)
+        for lot_id, remaining in spent:
             await session.execute(
                 update(VoucherLot).where(VoucherLot.id == lot_id).values(remaining_fen=remaining)
             )
@@ -263,6 +265,14 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
             .returning(Redemption.id)
         )
         assert redemption_id is not None
+        if spent:  # what an undo puts back, lot by lot (ledger/undo.py)
+            await session.execute(
+                insert(RedemptionLot),
+                [
+                    {"redemption_id": redemption_id, "lot_id": lot_id, "fen": before[lot_id] - left}
+                    for lot_id, left in spent
+                ],
+            )
         postings: list[Posting] = (
             [
                 (journal.member_vouchers(member.id), FEN, -applied),

@@ -34,6 +34,10 @@ class Rules(BaseSettings):
     max_amount_fen: int = Field(100_000_000, ge=1)  # one million yuan per bill
     shards: int = Field(16, ge=1, le=1024)
     release_batch_size: int = Field(500, ge=1, le=100_000)
+    # Undo a redemption (issue 11): owners until the end of its local day (0) or for this many
+    # hours after it; the cashier who redeemed it for this many minutes, inside that window.
+    undo_window_hours: int = Field(0, ge=0, le=24 * 31)
+    undo_cashier_minutes: int = Field(15, ge=0, le=24 * 60)
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""

@@ -264,6 +264,28 @@ class Redemption(Base):
     __table_args__ = (Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),)
 
 
+class RedemptionLot(Base):
+    """How much of which voucher lot a redemption spent, so an undo puts back exactly those
+    fen in exactly those lots, with their original expiry."""
+
+    __tablename__ = "redemption_lots"
+
+    redemption_id: Mapped[int] = mapped_column(ForeignKey("redemptions.id"), primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("voucher_lots.id"), primary_key=True)
+    fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class RedemptionUndo(Base):
+    """A redemption undone (撤销核销); one per redemption, whose answer a second undo gets."""
+
+    __tablename__ = "redemption_undos"
+
+    redemption_id: Mapped[int] = mapped_column(ForeignKey("redemptions.id"), primary_key=True)
+    undone_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    undone_by: Mapped[str] = mapped_column(String(200))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
 class Event(Base):
     """The feed consumers read. ``seq`` (the cursor) is given after commit, in commit order."""
 

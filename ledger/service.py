@@ -24,6 +24,7 @@ from ledger import (
     staff,
     staff_access,
     stats,
+    undo,
 )
 from ledger.context import Ctx
 from ledger.db import Database
@@ -56,6 +57,8 @@ from ledger.models import (
     StaffRole,
     StatsOut,
     TodayOut,
+    UndoOut,
+    UndoRedemptionRequest,
     UpdateMemberRequest,
 )
 from ledger.principal import Principal, require, require_own_merchant
@@ -168,6 +171,23 @@ class LedgerService:
         actor = await self._acting_merchant(p, req.merchant_id, req.staff)
         staff_label = actor if actor.startswith("staff:") else None
         return await redemptions.redeem(self.ctx, req, actor, staff_label)
+
+    async def undo_redemption(
+        self, p: Principal, redemption_id: int, req: UndoRedemptionRequest
+    ) -> UndoOut:
+        """Undo (撤销核销) within the window: owners, merchant and admin keys; a cashier their
+        own redemption within minutes (ledger/undo.py). A second undo answers the first."""
+        require(p, "redemptions.undo")
+        require_own_merchant(p, req.merchant_id)
+        if p.role == "bot":
+            if req.staff is None:
+                raise InvalidRequest("the bot must name the staff member it acts for")
+            link = await staff_access.acting(self.ctx, req.merchant_id, req.staff)
+            actor = f"staff:{req.staff.channel}:{req.staff.external_id}"
+            return await undo.undo(
+                self.ctx, redemption_id, req.merchant_id, actor, owner=link.role == "owner"
+            )
+        return await undo.undo(self.ctx, redemption_id, req.merchant_id, p.label, owner=True)
 
     async def today(
         self,

@@ -28,6 +28,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "purchases.record": ("POST", "/v1/purchases", True),
     "redemptions.preview": ("POST", "/v1/redemptions/preview", True),
     "redemptions.redeem": ("POST", "/v1/redemptions", True),
+    "redemptions.undo": ("POST", "/v1/redemptions/{redemption_id}/undo", True),
     "merchants.nearby": ("GET", "/v1/merchants/nearby", True),
     "merchants.get": ("GET", "/v1/merchants/{merchant_id}", True),
     "merchants.create": ("POST", "/v1/merchants", False),
@@ -183,6 +184,18 @@ class LedgerClient(abc.ABC):
             **_staff(staff),
         }
         return await self._do(m.Receipt, "redemptions.redeem", body=body)
+
+    async def undo_redemption(
+        self, redemption_id: int, merchant_id: int, staff: Staff | None = None
+    ) -> m.Undo:
+        """Undo a redemption (撤销核销); asking again answers the first undo. Raises
+        ``UndoRefused`` (``reason`` in its details) and ``NotOwner``/``StaffRevoked``."""
+        return await self._do(
+            m.Undo,
+            "redemptions.undo",
+            {"redemption_id": redemption_id},
+            body={"merchant_id": merchant_id, **_staff(staff)},
+        )
 
     async def today(
         self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None

@@ -111,6 +111,16 @@ class StaffNotFound(NotFound):
     code = "staff_not_found"
 
 
+class UndoRefused(LedgerClientError):
+    """The redemption cannot be undone; ``reason`` says why."""
+
+    code = "undo_refused"
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", ""))
+
+
 class IdempotencyConflict(LedgerClientError):
     code = "idempotency_conflict"
 
@@ -152,6 +162,7 @@ _ALL: list[type[LedgerClientError]] = [
     StaffRevoked,
     NotOwner,
     StaffNotFound,
+    UndoRefused,
     IdempotencyConflict,
     Throttled,
     Unavailable,

@@ -104,6 +104,17 @@ class Receipt(Model):
     at: dt.datetime
 
 
+class Undo(Model):
+    redemption_id: int
+    merchant_id: int
+    bill_fen: int
+    vouchers_returned_fen: int
+    points_taken_back: int
+    merchant_points_taken_back: int
+    undone_at: dt.datetime
+    undone_by: str
+
+
 class Merchant(Model):
     id: int
     name: str

@@ -14,7 +14,7 @@ from ledger.models import RedeemInviteRequest
 from ledger.principal import PERMISSIONS, SYSTEM
 from ledger.service import LedgerService
 from tests.conftest import Served, World
-from tests.ledger_support import diff, http, is_error, snapshot
+from tests.ledger_support import diff, http, is_error, pay_with_code, snapshot
 
 ROLES = ("bot", "merchant", "admin")
 # Operations guarded by another operation's permission.
@@ -34,8 +34,11 @@ async def request_for(
     """(path values, body, query) of a valid call of ``op`` by ``role``; makes what it needs."""
     shop, member = world.merchant_id, world.member_ids[0]
     staff = {"staff": {"channel": STAFF[0], "external_id": STAFF[1]}} if role == "bot" else {}
-    path = {"member_id": str(member), "merchant_id": str(shop)}
+    path = {"member_id": str(member), "merchant_id": str(shop), "redemption_id": "1"}
     code = ""
+    if op == "redemptions.undo":  # a redemption of the shop's to undo
+        done = await pay_with_code(service, shop, member, 1000, f"roles-undo-{n:04d}")
+        path["redemption_id"] = str(done.redemption_id)
     if op == "staff.revoke":  # a cashier of the shop to revoke
         hired = await service.create_staff_invite(SYSTEM, shop, "cashier")
         target = {"channel": "roles", "external_id": f"cashier-{n}"}
@@ -67,6 +70,7 @@ async def request_for(
         "merchants.create": {"name": f"新店{n}", "category": "cafe", "lat": 30.2, "lon": 119.7},
         "releases.run": {"date": (dt.date(2030, 1, 1) + dt.timedelta(days=n)).isoformat()},
         "staff.invite": {"merchant_id": shop, **staff},
+        "redemptions.undo": {"merchant_id": shop, **staff},
         "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
         "staff.redeem_invite": {
             "code": (await service.create_staff_invite(SYSTEM, shop)).code,

@@ -59,6 +59,7 @@ from ledger.principal import PERMISSIONS, SYSTEM
 from ledger.schema import CodeAttempt
 from ledger.service import LedgerService
 from tests.databases import PG_SKIP, fresh_database, postgres_admin_url
+from tests.ledger_support import pay_with_code
 from tests.test_ledger_roles import GUARDED_BY
 
 T = TypeVar("T")
@@ -128,6 +129,7 @@ class World:
     invites: list[str]
     reset_throttle: Callable[[], None]
     vouchers: dict[str, int]  # code -> its member's vouchers (fen) when it was issued
+    redemptions: list[int]  # redemptions at the shop, to undo (a second undo answers the first)
 
 
 @dataclass
@@ -223,6 +225,10 @@ class LiveLedger:
             for c in issued:
                 vouchers[c.numeric_code] = vouchers[c.link_code] = c.vouchers_fen
         invites = [(await s.create_staff_invite(SYSTEM, shop.id)).code for _ in range(6)]
+        redemptions = [
+            (await pay_with_code(s, shop.id, member, 1000, f"seed-redeem-{n}")).redemption_id
+            for n, member in enumerate(members[:3])
+        ]
 
         async def reset() -> None:
             async with s.ctx.db.write() as session:
@@ -237,6 +243,7 @@ class LiveLedger:
             invites=invites,
             reset_throttle=lambda: self.run(reset()),
             vouchers=vouchers,
+            redemptions=redemptions,
         )
 
 
@@ -305,6 +312,9 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         case.path_parameters = {**case.path_parameters, "member_id": member}
     if "merchant_id" in case.path_parameters:
         case.path_parameters = {**case.path_parameters, "merchant_id": world.shop}
+    if "redemption_id" in case.path_parameters:
+        redemption = rng.choice(world.redemptions)
+        case.path_parameters = {**case.path_parameters, "redemption_id": redemption}
     query = dict(case.query or {})
     if "lat" in query:
         query.update(lat=30.2341, lon=119.7239)
@@ -330,6 +340,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         if case.path.endswith("/staff/revoke"):
             body.update(rng.choice(CASHIERS))
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
+                              or case.path.endswith("/undo")
                               or case.path == "/v1/staff-invites"):
             body["staff"] = STAFF
         case.body = body

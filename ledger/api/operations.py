@@ -232,6 +232,15 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation(
+        "redemptions.undo",
+        "POST",
+        "/v1/redemptions/{redemption_id}/undo",
+        "Undo a redemption within its window (撤销核销); a second undo answers the first.",
+        m.UndoOut,
+        lambda s, p, a: s.undo_redemption(p, a.path["redemption_id"], a.body),
+        body=m.UndoRedemptionRequest,
+    ),
+    Operation(
         "merchants.nearby",
         "GET",
         "/v1/merchants/nearby",

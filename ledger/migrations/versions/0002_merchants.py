@@ -1,4 +1,4 @@
-"""merchants: staff roles and revocation (issue 11)
+"""merchants: staff roles and revocation, undoing redemptions (issue 11)
 
 Revision ID: 0002_merchants
 Revises: 0001
@@ -18,6 +18,8 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     with op.batch_alter_table("staff", schema=None) as batch_op:
@@ -30,6 +32,34 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column("role", sa.String(length=16), server_default="cashier", nullable=False)
         )
+    op.create_table(
+        "redemption_lots",
+        sa.Column("redemption_id", _ID, nullable=False),
+        sa.Column("lot_id", _ID, nullable=False),
+        sa.Column("fen", sa.BigInteger(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["lot_id"], ["voucher_lots.id"], name=op.f("fk_redemption_lots_lot_id_voucher_lots")
+        ),
+        sa.ForeignKeyConstraint(
+            ["redemption_id"],
+            ["redemptions.id"],
+            name=op.f("fk_redemption_lots_redemption_id_redemptions"),
+        ),
+        sa.PrimaryKeyConstraint("redemption_id", "lot_id", name=op.f("pk_redemption_lots")),
+    )
+    op.create_table(
+        "redemption_undos",
+        sa.Column("redemption_id", _ID, nullable=False),
+        sa.Column("undone_at", sa.DateTime(), nullable=False),
+        sa.Column("undone_by", sa.String(length=200), nullable=False),
+        sa.Column("response", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["redemption_id"],
+            ["redemptions.id"],
+            name=op.f("fk_redemption_undos_redemption_id_redemptions"),
+        ),
+        sa.PrimaryKeyConstraint("redemption_id", name=op.f("pk_redemption_undos")),
+    )
     # The earliest link of each merchant (ties broken by identity) becomes its owner.
     op.execute(
         """
@@ -48,6 +78,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("redemption_undos")
+    op.drop_table("redemption_lots")
     with op.batch_alter_table("staff_invites", schema=None) as batch_op:
         batch_op.drop_column("role")
     with op.batch_alter_table("staff", schema=None) as batch_op:
