@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ledger import apikeys, importer, observability, seed, verify
+from ledger import apikeys, csv_text, importer, observability, seed, verify
 from ledger.db import url_from_env
 from ledger.errors import LedgerError
 from ledger.models import RevokeStaffRequest
@@ -166,17 +167,22 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
 async def _import(service: LedgerService, path: Path) -> int:
     from tqdm import tqdm
 
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        total = max(0, sum(1 for _ in f) - 1)
-    with (
-        path.open(encoding="utf-8-sig", newline="") as f,
-        tqdm(total=total, unit="row", desc="merchants", file=sys.stderr) as bar,
-    ):
+    try:
+        text, encoding = csv_text.decode(await asyncio.to_thread(path.read_bytes))
+    except csv_text.CsvEncodingError as exc:
+        print(f"cannot import {path}: nothing was imported: {exc}", file=sys.stderr)
+        return 2
+    total = max(0, sum(1 for _ in io.StringIO(text, newline="")) - 1)
+    with tqdm(total=total, unit="row", desc="merchants", file=sys.stderr) as bar:
         try:
-            report = await importer.import_csv(service.ctx, f, bar.update)
+            report = await importer.import_csv(
+                service.ctx, io.StringIO(text, newline=""), bar.update
+            )
         except ValueError as exc:
             print(f"cannot import {path}: {exc}", file=sys.stderr)
             return 2
+    if encoding not in ("utf-8", "utf-8-sig"):
+        print(f"read {path} as {encoding}", file=sys.stderr)
     for line, problem in report.skipped:
         print(f"line {line}: skipped: {problem}", file=sys.stderr)
     _print(f"imported {report.imported} merchants, skipped {len(report.skipped)} rows")
