@@ -86,6 +86,11 @@ def problem_text(t: Translator, error: ledger_errors.LedgerClientError) -> str:
             "You are no longer staff of this merchant, so I cannot redeem codes for it. "
             "Ask your manager for a new staff invite."
         )
+    if isinstance(error, ledger_errors.InsiderRefused):
+        return t._(
+            "Staff cannot redeem their own code or earn points at the merchant they work for. "
+            "Nothing was redeemed."
+        )
     if isinstance(error, ledger_errors.InvalidRequest) and "max_amount_fen" in error.details:
         return amount_text(t, AmountProblem.TOO_LARGE)
     raise error

@@ -163,6 +163,13 @@ class UndoRefused(LedgerError):
     status = 409
 
 
+class InsiderRefused(LedgerError):
+    """Staff of the merchant cannot redeem their own code or earn on their own purchases there."""
+
+    code = "insider_refused"
+    status = 403
+
+
 class IdempotencyConflict(LedgerError):
     """The idempotency key was already used for a different request."""
 
@@ -204,6 +211,7 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     NotOwner,
     StaffNotFound,
     UndoRefused,
+    InsiderRefused,
     IdempotencyConflict,
     Throttled,
     Unavailable,

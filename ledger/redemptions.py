@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import codes, events, idempotency, journal, merchants, previewed, throttle
+from ledger import codes, events, idempotency, insider, journal, merchants, previewed, throttle
 from ledger.context import Ctx
 from ledger.errors import (
     CodeExpired,
@@ -135,6 +135,8 @@ async def preview(ctx: Ctx, req: PreviewRequest, actor: str) -> PreviewOut:
             code = await _load_code(session, ctx, req.code, now, lock=False)
             merchant = await merchants.load(session, req.merchant_id)
             member = await session.get_one(Member, code.member_id)
+            if ctx.rules.insider_limits:
+                await insider.check(session, member.id, merchant.id)
             lots = await available_vouchers(session, member.id, now)
             price = await current_price(session)
     except CodeNotFound:
@@ -203,6 +205,8 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
         code = await _load_code(session, ctx, req.code, now, lock=True)
         merchant = await merchants.load(session, req.merchant_id)
         member = await session.get_one(Member, code.member_id, with_for_update=True)
+        if ctx.rules.insider_limits:
+            await insider.check(session, member.id, merchant.id)
         lots = await available_vouchers(session, member.id, now, lock=True)
         applied = vouchers_applicable(
             req.bill_fen, merchant.voucher_cap_bp, sum(lot.remaining_fen for lot in lots)

@@ -38,6 +38,9 @@ class Rules(BaseSettings):
     # hours after it; the cashier who redeemed it for this many minutes, inside that window.
     undo_window_hours: int = Field(0, ge=0, le=24 * 31)
     undo_cashier_minutes: int = Field(15, ge=0, le=24 * 60)
+    # Staff neither redeem their own code nor earn at their own merchant (issue 11). Off only in
+    # the console demo, where one person plays customer and cashier.
+    insider_limits: bool = True
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""

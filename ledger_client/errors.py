@@ -121,6 +121,12 @@ class UndoRefused(LedgerClientError):
         return str(self.details.get("reason", ""))
 
 
+class InsiderRefused(LedgerClientError):
+    """The member is staff of this merchant: no redeeming their own code, no earning there."""
+
+    code = "insider_refused"
+
+
 class IdempotencyConflict(LedgerClientError):
     code = "idempotency_conflict"
 
@@ -163,6 +169,7 @@ _ALL: list[type[LedgerClientError]] = [
     NotOwner,
     StaffNotFound,
     UndoRefused,
+    InsiderRefused,
     IdempotencyConflict,
     Throttled,
     Unavailable,
