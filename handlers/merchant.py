@@ -88,6 +88,11 @@ def problem_text(t: Translator, error: ledger_errors.LedgerClientError) -> str:
             "You are no longer staff of this merchant, so I cannot redeem codes for it. "
             "Ask your manager for a new staff invite."
         )
+    if isinstance(error, ledger_errors.InsiderRefused):
+        return t._(
+            "Staff cannot redeem their own code or earn points at the merchant they work for. "
+            "Nothing was redeemed."
+        )
     if isinstance(error, ledger_errors.InvalidRequest) and "max_amount_fen" in error.details:
         return amount_text(t, AmountProblem.TOO_LARGE)
     raise error
@@ -349,13 +354,26 @@ async def show_preview(
         await _end_flows(turn)
         turn.text(problem_text(t, error))
         return
-    key = _new_key()
-    pending = {**data, "bill_fen": bill_fen, "key": key}
-    chat_id = turn.profile.chat_id
-    await turn.services.flows.start(
-        chat_id, CONFIRM, pending, _flow_ttl(preview.code_expires_at)
-    )
+    key = await _await_confirm(turn, data, preview)
     turn.text(preview_text(t, preview), confirm_choices(t, key))
+
+
+async def _await_confirm(turn: Turn, data: dict[str, Any], preview: Preview) -> str:
+    """Open the CONFIRM flow for this preview; the flow keeps the figures the cashier reads out,
+    and the redemption carries them so the ledger books exactly those or refuses (issue 11)."""
+    key = _new_key()
+    pending = {
+        "code": data["code"],
+        "merchant_id": data["merchant_id"],
+        "bill_fen": preview.bill_fen,
+        "vouchers_applied_fen": preview.vouchers_applied_fen,
+        "pay_fen": preview.pay_fen,
+        "key": key,
+    }
+    await turn.services.flows.start(
+        turn.profile.chat_id, CONFIRM, pending, _flow_ttl(preview.code_expires_at)
+    )
+    return key
 
 
 async def on_flow_message(event: Text | Photo, turn: Turn, pending: Pending) -> None:
@@ -419,14 +437,22 @@ async def on_button(event: Choice, turn: Turn) -> None:
         turn.say(expired)
         return
     data = pending.data
+    bill_fen = int(data["bill_fen"])
     try:
+        if "vouchers_applied_fen" not in data:  # a flow opened before previews were carried
+            raise ledger_errors.AmountsChanged("no previewed figures in this flow")
         receipt = await turn.services.ledger.redeem(
             str(data["code"]),
             int(data["merchant_id"]),
-            int(data["bill_fen"]),
+            bill_fen,
             key,
             staff=turn.profile.identity,
+            vouchers_applied_fen=int(data["vouchers_applied_fen"]),
+            pay_fen=int(data["pay_fen"]),
         )
+    except ledger_errors.AmountsChanged:
+        await _show_fresh_preview(turn, data, bill_fen)
+        return
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise  # the flow stays: tapping again retries with the same key
@@ -441,6 +467,35 @@ async def on_button(event: Choice, turn: Turn) -> None:
         await flows.finish(chat_id, CONFIRM)
     turn.text(receipt_text(t, receipt), replaces=True)
     turn.say(Toast(t._("Redeemed.")))
+
+
+async def _show_fresh_preview(turn: Turn, data: dict[str, Any], bill_fen: int) -> None:
+    """The ledger's figures moved since the preview (a release, an expiry, a new cap): nothing
+    was redeemed; the same message now shows the new figures to read out and confirm."""
+    t = turn.t
+    try:
+        preview = await turn.services.ledger.preview_redemption(
+            str(data["code"]), int(data["merchant_id"]), bill_fen, staff=turn.profile.identity
+        )
+    except ledger_errors.LedgerClientError as error:
+        if isinstance(error, ledger_errors.Unavailable):
+            raise
+        await turn.services.flows.finish(turn.profile.chat_id, CONFIRM)
+        turn.text(problem_text(t, error), replaces=True)
+        turn.say(Toast(""))
+        return
+    key = await _await_confirm(turn, data, preview)
+    text = "\n".join(
+        [
+            t._(
+                "⚠ The amounts changed since the preview (vouchers were granted or expired, "
+                "or the merchant's terms changed). Nothing was redeemed."
+            ),
+            preview_text(t, preview),
+        ]
+    )
+    turn.text(text, confirm_choices(t, key), replaces=True)
+    turn.say(Toast(t._("The amounts changed: check the new figures."), alert=True))
 
 
 # --- catchers: free text and photos with no conversation open ---------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import io
 import logging
 import sys
 from collections.abc import Sequence
@@ -17,9 +18,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ledger import apikeys, importer, observability, published_heads, seed, verify
+from ledger import apikeys, csv_text, importer, observability, published_heads, seed, verify
 from ledger.db import url_from_env
 from ledger.errors import LedgerError
+from ledger.models import RevokeStaffRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -52,8 +54,22 @@ def parser() -> argparse.ArgumentParser:
     which.add_argument("--key", help="the key itself ('-' reads it from standard input)")
     invite = sub.add_parser("staff-invite", help="create a one-time staff invite")
     invite.add_argument("--merchant", type=int, required=True)
+    invite.add_argument(
+        "--role",
+        choices=["owner", "cashier"],
+        help="default: owner for the merchant's first invite, cashier after it",
+    )
     invite.add_argument("--bot-username", help="print the t.me deep link for this bot")
     invite.add_argument("--qr", type=Path, help="also write the deep link as a QR PNG")
+    staff_list = sub.add_parser("staff-list", help="list a merchant's owners and cashiers")
+    staff_list.add_argument("--merchant", type=int, required=True)
+    staff_list.add_argument("--all", action="store_true", help="include revoked staff")
+    revoke = sub.add_parser(
+        "staff-revoke", help="revoke a staff member at once (their next call is refused)"
+    )
+    revoke.add_argument("--merchant", type=int, required=True)
+    revoke.add_argument("--channel", required=True, help="e.g. telegram, wechat")
+    revoke.add_argument("--external-id", required=True, help="their id on that channel")
     release = sub.add_parser(
         "release",
         help="run the day's voucher release and expiry",
@@ -146,10 +162,10 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
         _print(f"key {done.key_id} " + (f"was already revoked at {when}" if done.already
                                           else f"revoked at {when}"))
     elif args.command == "staff-invite":
-        invite = await service.create_staff_invite(SYSTEM, args.merchant)
+        invite = await service.create_staff_invite(SYSTEM, args.merchant, args.role)
         merchant = await service.get_merchant(SYSTEM, args.merchant)
         _print(
-            f"staff invite for {merchant.name} (#{merchant.id}), valid until "
+            f"{invite.role} invite for {merchant.name} (#{merchant.id}), valid until "
             f"{invite.expires_at:%Y-%m-%d %H:%M} UTC:",
             invite.code,
         )
@@ -161,6 +177,21 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
 
                 qrcode.make(link).save(args.qr)
                 _print(f"QR written to {args.qr}")
+    elif args.command == "staff-list":
+        listed = await service.list_staff(SYSTEM, args.merchant, include_revoked=args.all)
+        for person in listed.staff:
+            left = person.revoked_at
+            gone = f"  revoked {left:%Y-%m-%d %H:%M} UTC" if left else ""
+            _print(f"{person.role:8} {person.channel}:{person.external_id}{gone}")
+        _print(f"{len(listed.staff)} staff")
+    elif args.command == "staff-revoke":
+        target = RevokeStaffRequest(channel=args.channel, external_id=args.external_id)
+        revoked = await service.revoke_staff(SYSTEM, args.merchant, target)
+        assert revoked.revoked_at is not None
+        _print(
+            f"revoked {revoked.role} {revoked.channel}:{revoked.external_id} at "
+            f"{revoked.revoked_at:%Y-%m-%d %H:%M} UTC; their next call is refused"
+        )
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))
@@ -196,17 +227,22 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
 async def _import(service: LedgerService, path: Path) -> int:
     from tqdm import tqdm
 
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        total = max(0, sum(1 for _ in f) - 1)
-    with (
-        path.open(encoding="utf-8-sig", newline="") as f,
-        tqdm(total=total, unit="row", desc="merchants", file=sys.stderr) as bar,
-    ):
+    try:
+        text, encoding = csv_text.decode(await asyncio.to_thread(path.read_bytes))
+    except csv_text.CsvEncodingError as exc:
+        print(f"cannot import {path}: nothing was imported: {exc}", file=sys.stderr)
+        return 2
+    total = max(0, sum(1 for _ in io.StringIO(text, newline="")) - 1)
+    with tqdm(total=total, unit="row", desc="merchants", file=sys.stderr) as bar:
         try:
-            report = await importer.import_csv(service.ctx, f, bar.update)
+            report = await importer.import_csv(
+                service.ctx, io.StringIO(text, newline=""), bar.update
+            )
         except ValueError as exc:
             print(f"cannot import {path}: {exc}", file=sys.stderr)
             return 2
+    if encoding not in ("utf-8", "utf-8-sig"):
+        print(f"read {path} as {encoding}", file=sys.stderr)
     for line, problem in report.skipped:
         print(f"line {line}: skipped: {problem}", file=sys.stderr)
     _print(f"imported {report.imported} merchants, skipped {len(report.skipped)} rows")

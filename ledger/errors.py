@@ -97,6 +97,14 @@ class CodeRevoked(LedgerError):
     status = 409
 
 
+class AmountsChanged(LedgerError):
+    """The ledger's figures differ from the preview the redemption carries; ``details`` holds
+    the fresh ones (``vouchers_applied_fen``, ``pay_fen``, ``points_to_earn``)."""
+
+    code = "amounts_changed"
+    status = 409
+
+
 class InviteNotFound(LedgerError):
     """No such staff invite."""
 
@@ -122,6 +130,43 @@ class NotStaff(LedgerError):
     """The identity is not staff of that merchant."""
 
     code = "not_staff"
+    status = 403
+
+
+class StaffRevoked(LedgerError):
+    """The identity's staff link to that merchant was revoked; a new invite links it again."""
+
+    code = "staff_revoked"
+    status = 403
+
+
+class NotOwner(LedgerError):
+    """Only an owner (or manager) of the merchant may do this; cashiers may not."""
+
+    code = "not_owner"
+    status = 403
+
+
+class StaffNotFound(LedgerError):
+    """The identity is not (and never was) staff of that merchant."""
+
+    code = "staff_not_found"
+    status = 404
+
+
+class UndoRefused(LedgerError):
+    """The redemption cannot be undone; ``details["reason"]`` says why: ``window_closed``,
+    ``cashier_window_closed``, ``not_redeemed_by_you``, ``points_already_used`` or
+    ``made_before_undo_existed``."""
+
+    code = "undo_refused"
+    status = 409
+
+
+class InsiderRefused(LedgerError):
+    """Staff of the merchant cannot redeem their own code or earn on their own purchases there."""
+
+    code = "insider_refused"
     status = 403
 
 
@@ -164,10 +209,16 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     CodeExpired,
     CodeUsed,
     CodeRevoked,
+    AmountsChanged,
     InviteNotFound,
     InviteExpired,
     InviteUsed,
     NotStaff,
+    StaffRevoked,
+    NotOwner,
+    StaffNotFound,
+    UndoRefused,
+    InsiderRefused,
     IdempotencyConflict,
     Throttled,
     UnsupportedMediaType,

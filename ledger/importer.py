@@ -9,6 +9,7 @@ reported with its line number and skipped; the rest are imported in batches.
 from __future__ import annotations
 
 import csv
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal, InvalidOperation
 
@@ -68,7 +69,12 @@ def parse_row(row: dict[str, str], default_concession: int, default_cap: int) ->
 
 
 def read_rows(text: Iterable[str]) -> Iterator[tuple[int, dict[str, str]]]:
-    reader = csv.DictReader(text)
+    """Rows with their line numbers; a header with tabs and no commas (Excel's "Unicode text")
+    is read tab-separated."""
+    lines = iter(text)
+    first = next(lines, "")
+    delimiter = "\t" if "\t" in first and "," not in first else ","
+    reader = csv.DictReader(itertools.chain([first], lines), delimiter=delimiter)
     missing = REQUIRED - set(reader.fieldnames or [])
     if missing:
         raise ValueError(f"the header lacks {', '.join(sorted(missing))}")
@@ -113,7 +119,8 @@ async def _flush(ctx: Ctx, batch: list[MerchantIn]) -> None:
 async def import_csv(
     ctx: Ctx, lines: Iterable[str], progress: Callable[[int], object] | None = None
 ) -> ImportReport:
-    """Import from an open text stream (``newline=""``, ``utf-8-sig``), one batch at a time."""
+    """Import from text lines (``newline=""``; ledger/csv_text.py decodes a file's bytes),
+    one batch at a time."""
     imported, skipped = 0, []
     batch: list[MerchantIn] = []
     seen_refs: set[str] = set()

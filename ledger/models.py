@@ -22,6 +22,7 @@ from pydantic import (
 Locale = Literal["zh_Hans", "zh_Hant", "en"]
 LOCALES: tuple[str, ...] = ("zh_Hans", "zh_Hant", "en")
 Role = Literal["bot", "merchant", "admin"]
+StaffRole = Literal["owner", "cashier"]
 Channel = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 IdempotencyKey = Annotated[
@@ -106,10 +107,24 @@ class PreviewRequest(Strict):
 
 
 class RedeemRequest(Strict):
+    """``vouchers_applied_fen`` and ``pay_fen`` are the figures of the preview the cashier read
+    out; the ledger books them or refuses with ``amounts_changed`` (DESIGN.md, "What was
+    previewed is what is booked")."""
+
     code: Code
     merchant_id: Id
     bill_fen: Fen
+    vouchers_applied_fen: Annotated[int, Field(ge=0, le=100_000_000_000)]
+    pay_fen: Annotated[int, Field(ge=0, le=100_000_000_000)]
     idempotency_key: IdempotencyKey
+    staff: Identity | None = None
+
+
+class UndoRedemptionRequest(Strict):
+    """``merchant_id``: the merchant the redemption was made at; ``staff``: who the bot acts for
+    (an owner, or the cashier who redeemed it, within minutes)."""
+
+    merchant_id: Id
     staff: Identity | None = None
 
 
@@ -118,7 +133,20 @@ class ReleaseRequest(Strict):
 
 
 class StaffInviteRequest(Strict):
+    """``role`` unset: the merchant's first invite makes an owner, later ones cashiers. ``staff``
+    is the owner the bot acts for (an owner may invite cashiers only)."""
+
     merchant_id: Id
+    role: StaffRole | None = None
+    staff: Identity | None = None
+
+
+class RevokeStaffRequest(Strict):
+    """Who to revoke (``channel``, ``external_id``); ``staff`` is the owner the bot acts for."""
+
+    channel: Channel
+    external_id: ExternalId
+    staff: Identity | None = None
 
 
 class RedeemInviteRequest(Strict):
@@ -221,6 +249,19 @@ class RedemptionOut(Out):
     at: Timestamp
 
 
+class UndoOut(Out):
+    """A redemption undone: the vouchers (fen) back with the member, the points taken back."""
+
+    redemption_id: int
+    merchant_id: int
+    bill_fen: int
+    vouchers_returned_fen: int
+    points_taken_back: int
+    merchant_points_taken_back: int
+    undone_at: Timestamp
+    undone_by: str
+
+
 class MerchantOut(Out):
     id: int
     name: str
@@ -275,6 +316,7 @@ class InviteOut(Out):
     code: str
     merchant_id: int
     expires_at: Timestamp
+    role: StaffRole = "cashier"
 
 
 class StaffOut(Out):
@@ -282,6 +324,22 @@ class StaffOut(Out):
     merchant_name: str
     channel: str
     external_id: str
+    role: StaffRole = "cashier"
+    revoked_at: Timestamp | None = None
+
+
+class StaffMemberOut(Out):
+    channel: str
+    external_id: str
+    role: StaffRole
+    since: Timestamp
+    revoked_at: Timestamp | None = None
+    revoked_by: str | None = None
+
+
+class StaffListOut(Out):
+    merchant_id: int
+    staff: list[StaffMemberOut]
 
 
 class TodayOut(Out):

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import codes, events, idempotency, journal, merchants, throttle
+from ledger import codes, events, idempotency, insider, journal, merchants, previewed, throttle
 from ledger.context import Ctx
 from ledger.errors import (
     CodeExpired,
@@ -28,7 +28,7 @@ from ledger.journal import FEN, Posting
 from ledger.models import CodeOut, PreviewOut, PreviewRequest, RedeemRequest, RedemptionOut
 from ledger.money import split_purchase, vouchers_applicable
 from ledger.purchases import book_purchase, credit_merchant, current_price
-from ledger.schema import Member, Redemption, RedemptionCode, VoucherLot
+from ledger.schema import Member, Redemption, RedemptionCode, RedemptionLot, VoucherLot
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,8 @@ async def preview(ctx: Ctx, req: PreviewRequest, actor: str) -> PreviewOut:
         code = await _load_code(session, ctx, req.code, now, lock=False)
         merchant = await merchants.load(session, req.merchant_id)
         member = await session.get_one(Member, code.member_id)
+        if ctx.rules.insider_limits:
+            await insider.check(session, member.id, merchant.id)
         lots = await available_vouchers(session, member.id, now)
         price = await current_price(session)
     applied = vouchers_applicable(
@@ -169,7 +171,12 @@ def _redeem_fingerprint(req: RedeemRequest) -> str:
     secret = codes.parse_redemption_code(req.code)
     code = codes.redemption_hash(secret) if secret is not None else req.code
     return idempotency.request_hash(
-        {"code": code, "merchant_id": req.merchant_id, "bill_fen": req.bill_fen}
+        {
+            "code": code,
+            "merchant_id": req.merchant_id,
+            "bill_fen": req.bill_fen,
+            "vouchers_applied_fen": req.vouchers_applied_fen,
+        }
     )
 
 
@@ -195,11 +202,24 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
         code = await _load_code(session, ctx, req.code, now, lock=True)
         merchant = await merchants.load(session, req.merchant_id)
         member = await session.get_one(Member, code.member_id, with_for_update=True)
+        if ctx.rules.insider_limits:
+            await insider.check(session, member.id, merchant.id)
         lots = await available_vouchers(session, member.id, now, lock=True)
         applied = vouchers_applicable(
             req.bill_fen, merchant.voucher_cap_bp, sum(lot.remaining_fen for lot in lots)
         )
-        for lot_id, remaining in _spend_lots(lots, applied):
+        if applied != req.vouchers_applied_fen:
+            fresh = split_purchase(
+                req.bill_fen - applied,
+                merchant.concession_bp,
+                False,
+                await current_price(session),
+                ctx.rules,
+            )
+            previewed.check_unchanged(req, applied, fresh.member_points)
+        before = {lot.id: lot.remaining_fen for lot in lots}
+        spent = _spend_lots(lots, applied)
+        for lot_id, remaining in spent:
             await session.execute(
                 update(VoucherLot).where(VoucherLot.id == lot_id).values(remaining_fen=remaining)
             )
@@ -246,6 +266,14 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
             .returning(Redemption.id)
         )
         assert redemption_id is not None
+        if spent:  # what an undo puts back, lot by lot (ledger/undo.py)
+            await session.execute(
+                insert(RedemptionLot),
+                [
+                    {"redemption_id": redemption_id, "lot_id": lot_id, "fen": before[lot_id] - left}
+                    for lot_id, left in spent
+                ],
+            )
         postings: list[Posting] = (
             [
                 (journal.member_vouchers(member.id), FEN, -applied),

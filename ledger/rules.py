@@ -46,6 +46,13 @@ class Rules(BaseSettings):
     airdrop_daily_fen: int = Field(0, ge=0, le=10**13)
     airdrop_member_share_bp: int = Field(100_000, ge=0, le=1_000_000)
     airdrop_merchant_share_bp: int = Field(20_000, ge=0, le=1_000_000)
+    # Undo a redemption (issue 11): owners until the end of its local day (0) or for this many
+    # hours after it; the cashier who redeemed it for this many minutes, inside that window.
+    undo_window_hours: int = Field(0, ge=0, le=24 * 31)
+    undo_cashier_minutes: int = Field(15, ge=0, le=24 * 60)
+    # Staff neither redeem their own code nor earn at their own merchant (issue 11). Off only in
+    # the console demo, where one person plays customer and cashier.
+    insider_limits: bool = True
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""

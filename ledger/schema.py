@@ -107,7 +107,9 @@ class MerchantBalance(Base):
 
 
 class Staff(Base):
-    """A chat identity allowed to redeem codes for one merchant."""
+    """A chat identity working for one merchant: an ``owner`` (or manager), who invites and
+    revokes staff, or a ``cashier``. A revoked link stays, with ``revoked_at``, so the person can
+    be told why they are refused and the record of who worked there is kept."""
 
     __tablename__ = "staff"
 
@@ -115,6 +117,9 @@ class Staff(Base):
     external_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    role: Mapped[str] = mapped_column(String(16), server_default="cashier")
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class StaffInvite(Base):
@@ -127,6 +132,7 @@ class StaffInvite(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     used_by: Mapped[str | None] = mapped_column(String(170))
+    role: Mapped[str] = mapped_column(String(16), server_default="cashier")
 
 
 class Shard(Base):
@@ -272,6 +278,28 @@ class Redemption(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
     __table_args__ = (Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),)
+
+
+class RedemptionLot(Base):
+    """How much of which voucher lot a redemption spent, so an undo puts back exactly those
+    fen in exactly those lots, with their original expiry."""
+
+    __tablename__ = "redemption_lots"
+
+    redemption_id: Mapped[int] = mapped_column(ForeignKey("redemptions.id"), primary_key=True)
+    lot_id: Mapped[int] = mapped_column(ForeignKey("voucher_lots.id"), primary_key=True)
+    fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class RedemptionUndo(Base):
+    """A redemption undone (撤销核销); one per redemption, whose answer a second undo gets."""
+
+    __tablename__ = "redemption_undos"
+
+    redemption_id: Mapped[int] = mapped_column(ForeignKey("redemptions.id"), primary_key=True)
+    undone_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    undone_by: Mapped[str] = mapped_column(String(200))
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)
 
 
 class Event(Base):

@@ -18,16 +18,19 @@ from ledger import (
     members,
     merchants,
     migrate,
+    previewed,
     purchases,
     redemptions,
     releases,
     staff,
+    staff_access,
     stats,
     transparency,
+    undo,
 )
 from ledger.context import Ctx
 from ledger.db import Database
-from ledger.errors import InvalidRequest, NotStaff
+from ledger.errors import Forbidden, InvalidRequest
 from ledger.journal import ensure_shards
 from ledger.models import (
     BalanceOut,
@@ -52,9 +55,15 @@ from ledger.models import (
     RedemptionOut,
     ReleaseOut,
     ResolveMemberRequest,
+    RevokeStaffRequest,
+    StaffListOut,
+    StaffMemberOut,
     StaffOut,
+    StaffRole,
     StatsOut,
     TodayOut,
+    UndoOut,
+    UndoRedemptionRequest,
     UpdateMemberRequest,
 )
 from ledger.principal import Principal, require, require_own_merchant
@@ -96,15 +105,23 @@ class LedgerService:
         A merchant key acts for its own merchant. The bot acts for a staff member, and must say
         which one: the ledger, not the bot, decides whether that person is staff there.
         """
+        return await self._acting(principal, merchant_id, staff_identity, owner=False)
+
+    async def _acting(
+        self,
+        principal: Principal,
+        merchant_id: int,
+        staff_identity: Identity | None,
+        *,
+        owner: bool,
+    ) -> str:
+        """As ``_acting_merchant``; with ``owner`` the person the bot names must be an owner.
+        A revoked person is refused with ``staff_revoked`` (ledger/staff_access.py)."""
         require_own_merchant(principal, merchant_id)
         if principal.role == "bot":
             if staff_identity is None:
                 raise InvalidRequest("the bot must name the staff member it acts for")
-            linked = await staff.lookup(
-                self.ctx, staff_identity.channel, staff_identity.external_id
-            )
-            if linked is None or linked.merchant_id != merchant_id:
-                raise NotStaff("not staff of this merchant", merchant_id=merchant_id)
+            await staff_access.acting(self.ctx, merchant_id, staff_identity, owner=owner)
             return f"staff:{staff_identity.channel}:{staff_identity.external_id}"
         return principal.label
 
@@ -155,9 +172,27 @@ class LedgerService:
     async def redeem(self, p: Principal, req: RedeemRequest) -> RedemptionOut:
         require(p, "redemptions.redeem")
         self._check_amount(req.bill_fen)
+        previewed.check_consistent(req)
         actor = await self._acting_merchant(p, req.merchant_id, req.staff)
         staff_label = actor if actor.startswith("staff:") else None
         return await redemptions.redeem(self.ctx, req, actor, staff_label)
+
+    async def undo_redemption(
+        self, p: Principal, redemption_id: int, req: UndoRedemptionRequest
+    ) -> UndoOut:
+        """Undo (撤销核销) within the window: owners, merchant and admin keys; a cashier their
+        own redemption within minutes (ledger/undo.py). A second undo answers the first."""
+        require(p, "redemptions.undo")
+        require_own_merchant(p, req.merchant_id)
+        if p.role == "bot":
+            if req.staff is None:
+                raise InvalidRequest("the bot must name the staff member it acts for")
+            link = await staff_access.acting(self.ctx, req.merchant_id, req.staff)
+            actor = f"staff:{req.staff.channel}:{req.staff.external_id}"
+            return await undo.undo(
+                self.ctx, redemption_id, req.merchant_id, actor, owner=link.role == "owner"
+            )
+        return await undo.undo(self.ctx, redemption_id, req.merchant_id, p.label, owner=True)
 
     async def today(
         self,
@@ -198,18 +233,54 @@ class LedgerService:
             ) from None
 
     # staff
-    async def create_staff_invite(self, p: Principal, merchant_id: int) -> InviteOut:
+    async def create_staff_invite(
+        self,
+        p: Principal,
+        merchant_id: int,
+        role: StaffRole | None = None,
+        staff_identity: Identity | None = None,
+    ) -> InviteOut:
+        """An invite for ``role`` (unset: owner for the merchant's first invite, else cashier).
+        Through the bot an owner invites cashiers only (issue 11)."""
         require(p, "staff.invite")
-        require_own_merchant(p, merchant_id)
-        return await staff.create_invite(self.ctx, merchant_id)
+        await self._acting(p, merchant_id, staff_identity, owner=True)
+        if p.role == "bot":
+            if role == "owner":
+                raise Forbidden("an owner invites cashiers; owners are made by the alliance")
+            role = "cashier"
+        chosen = await staff_access.invite_role(self.ctx, merchant_id, role)
+        return await staff.create_invite(self.ctx, merchant_id, chosen)
+
+    async def list_staff(
+        self,
+        p: Principal,
+        merchant_id: int,
+        staff_identity: Identity | None = None,
+        include_revoked: bool = False,
+    ) -> StaffListOut:
+        require(p, "staff.list")
+        await self._acting(p, merchant_id, staff_identity, owner=True)
+        return await staff_access.list_staff(self.ctx, merchant_id, include_revoked)
+
+    async def revoke_staff(
+        self, p: Principal, merchant_id: int, req: RevokeStaffRequest
+    ) -> StaffMemberOut:
+        require(p, "staff.revoke")
+        by = await self._acting(p, merchant_id, req.staff, owner=True)
+        target = Identity(channel=req.channel, external_id=req.external_id)
+        return await staff_access.revoke(
+            self.ctx, merchant_id, target, by, cashiers_only=p.role == "bot"
+        )
 
     async def redeem_staff_invite(self, p: Principal, req: RedeemInviteRequest) -> StaffOut:
         require(p, "staff.redeem_invite")
         return await staff.redeem_invite(self.ctx, req)
 
-    async def staff_lookup(self, p: Principal, channel: str, external_id: str) -> StaffOut | None:
+    async def staff_lookup(
+        self, p: Principal, channel: str, external_id: str, include_revoked: bool = False
+    ) -> StaffOut | None:
         require(p, "staff.lookup")
-        return await staff.lookup(self.ctx, channel, external_id)
+        return await staff.lookup(self.ctx, channel, external_id, include_revoked)
 
     # feed, releases, stats
     async def events(self, p: Principal, after: int = 0, limit: int = 100) -> EventsPage:

@@ -10,11 +10,11 @@ from ledger import codes, merchants
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
 from ledger.errors import InvalidRequest, InviteExpired, InviteNotFound, InviteUsed
-from ledger.models import InviteOut, RedeemInviteRequest, StaffOut, TodayOut
+from ledger.models import InviteOut, RedeemInviteRequest, StaffOut, StaffRole, TodayOut
 from ledger.schema import Merchant, Redemption, Staff, StaffInvite
 
 
-async def create_invite(ctx: Ctx, merchant_id: int) -> InviteOut:
+async def create_invite(ctx: Ctx, merchant_id: int, role: StaffRole = "cashier") -> InviteOut:
     code = codes.new_invite_code()
     now = ctx.now()
     expires = now + dt.timedelta(hours=ctx.rules.staff_invite_ttl_hours)
@@ -26,9 +26,10 @@ async def create_invite(ctx: Ctx, merchant_id: int) -> InviteOut:
                 merchant_id=merchant_id,
                 created_at=now,
                 expires_at=expires,
+                role=role,
             )
         )
-    return InviteOut(code=code, merchant_id=merchant_id, expires_at=expires)
+    return InviteOut(code=code, merchant_id=merchant_id, expires_at=expires, role=role)
 
 
 async def redeem_invite(ctx: Ctx, req: RedeemInviteRequest) -> StaffOut:
@@ -61,11 +62,19 @@ async def redeem_invite(ctx: Ctx, req: RedeemInviteRequest) -> StaffOut:
             external_id=req.external_id,
             merchant_id=merchant.id,
             created_at=now,
+            role=invite.role,
         )
+        # A new invite links a revoked person again, with the new invite's role.
         await session.execute(
             stmt.on_conflict_do_update(
                 index_elements=[Staff.channel, Staff.external_id],
-                set_={"merchant_id": merchant.id, "created_at": now},
+                set_={
+                    "merchant_id": merchant.id,
+                    "created_at": now,
+                    "role": invite.role,
+                    "revoked_at": None,
+                    "revoked_by": None,
+                },
             )
         )
     return StaffOut(
@@ -73,22 +82,28 @@ async def redeem_invite(ctx: Ctx, req: RedeemInviteRequest) -> StaffOut:
         merchant_name=merchant.name,
         channel=req.channel,
         external_id=req.external_id,
+        role="owner" if invite.role == "owner" else "cashier",
     )
 
 
-async def lookup(ctx: Ctx, channel: str, external_id: str) -> StaffOut | None:
+async def lookup(
+    ctx: Ctx, channel: str, external_id: str, include_revoked: bool = False
+) -> StaffOut | None:
+    """The person's staff link; a revoked one only with ``include_revoked`` (then it carries
+    ``revoked_at``, so the bot can tell the person why they are refused)."""
+    query = (
+        select(Staff.merchant_id, Staff.role, Staff.revoked_at, Merchant.name)
+        .join(Merchant, Merchant.id == Staff.merchant_id)
+        .where(
+            Staff.channel == channel,
+            Staff.external_id == external_id,
+            Merchant.active.is_(True),
+        )
+    )
+    if not include_revoked:
+        query = query.where(Staff.revoked_at.is_(None))
     async with ctx.db.read() as session:
-        row = (
-            await session.execute(
-                select(Staff.merchant_id, Merchant.name)
-                .join(Merchant, Merchant.id == Staff.merchant_id)
-                .where(
-                    Staff.channel == channel,
-                    Staff.external_id == external_id,
-                    Merchant.active.is_(True),
-                )
-            )
-        ).first()
+        row = (await session.execute(query)).first()
     if row is None:
         return None
     return StaffOut(
@@ -96,6 +111,8 @@ async def lookup(ctx: Ctx, channel: str, external_id: str) -> StaffOut | None:
         merchant_name=row.name,
         channel=channel,
         external_id=external_id,
+        role="owner" if row.role == "owner" else "cashier",
+        revoked_at=row.revoked_at,
     )
 
 

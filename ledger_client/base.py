@@ -28,6 +28,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "purchases.record": ("POST", "/v1/purchases", True),
     "redemptions.preview": ("POST", "/v1/redemptions/preview", True),
     "redemptions.redeem": ("POST", "/v1/redemptions", True),
+    "redemptions.undo": ("POST", "/v1/redemptions/{redemption_id}/undo", True),
     "merchants.nearby": ("GET", "/v1/merchants/nearby", True),
     "merchants.get": ("GET", "/v1/merchants/{merchant_id}", True),
     "merchants.create": ("POST", "/v1/merchants", False),
@@ -37,6 +38,8 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.invite": ("POST", "/v1/staff-invites", False),
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
+    "staff.list": ("GET", "/v1/merchants/{merchant_id}/staff", True),
+    "staff.revoke": ("POST", "/v1/merchants/{merchant_id}/staff/revoke", True),
     "stats.read": ("GET", "/v1/stats", True),
     "keys.revoke": ("DELETE", "/v1/api-keys/{key_id}", True),  # revoking twice changes nothing
     "transparency.pool": ("GET", "/v1/public/pool", True),
@@ -168,15 +171,35 @@ class LedgerClient(abc.ABC):
         bill_fen: int,
         idempotency_key: str,
         staff: Staff | None = None,
+        *,
+        vouchers_applied_fen: int,
+        pay_fen: int,
     ) -> m.Receipt:
+        """Book the redemption the cashier previewed: ``vouchers_applied_fen`` and ``pay_fen``
+        are that preview's figures. Raises ``AmountsChanged`` (fresh figures in its properties)
+        when the ledger would book others, e.g. a release or an expiry came in between."""
         body = {
             "code": code,
             "merchant_id": merchant_id,
             "bill_fen": bill_fen,
+            "vouchers_applied_fen": vouchers_applied_fen,
+            "pay_fen": pay_fen,
             "idempotency_key": idempotency_key,
             **_staff(staff),
         }
         return await self._do(m.Receipt, "redemptions.redeem", body=body)
+
+    async def undo_redemption(
+        self, redemption_id: int, merchant_id: int, staff: Staff | None = None
+    ) -> m.Undo:
+        """Undo a redemption (撤销核销); asking again answers the first undo. Raises
+        ``UndoRefused`` (``reason`` in its details) and ``NotOwner``/``StaffRevoked``."""
+        return await self._do(
+            m.Undo,
+            "redemptions.undo",
+            {"redemption_id": redemption_id},
+            body={"merchant_id": merchant_id, **_staff(staff)},
+        )
 
     async def today(
         self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None
@@ -215,18 +238,51 @@ class LedgerClient(abc.ABC):
         return await self._do(m.Merchant, "merchants.create", body=fields)
 
     # staff
-    async def create_staff_invite(self, merchant_id: int) -> m.StaffInvite:
-        return await self._do(m.StaffInvite, "staff.invite", body={"merchant_id": merchant_id})
+    async def create_staff_invite(
+        self, merchant_id: int, role: str | None = None, staff: Staff | None = None
+    ) -> m.StaffInvite:
+        """``role`` "owner" or "cashier"; unset, the merchant's first invite makes an owner.
+        The bot names the owner it acts for in ``staff`` (owners invite cashiers only)."""
+        body = {"merchant_id": merchant_id, "role": role, **_staff(staff)}
+        return await self._do(m.StaffInvite, "staff.invite", body=body)
+
+    async def list_staff(
+        self, merchant_id: int, staff: Staff | None = None, include_revoked: bool = False
+    ) -> m.StaffList:
+        query = {
+            "staff_channel": staff[0] if staff else None,
+            "staff_external_id": staff[1] if staff else None,
+            "include_revoked": "true" if include_revoked else None,
+        }
+        return await self._do(m.StaffList, "staff.list", {"merchant_id": merchant_id}, query)
+
+    async def revoke_staff(
+        self, merchant_id: int, channel: str, external_id: str, staff: Staff | None = None
+    ) -> m.StaffMember:
+        """Revoke at once; the revoked person's next call is refused with ``StaffRevoked``.
+        Revoking again answers the first revocation (so a retry is safe)."""
+        body = {"channel": channel, "external_id": external_id, **_staff(staff)}
+        return await self._do(
+            m.StaffMember, "staff.revoke", {"merchant_id": merchant_id}, body=body
+        )
 
     async def redeem_staff_invite(self, code: str, channel: str, external_id: str) -> m.StaffLink:
         body = {"code": code, "channel": channel, "external_id": external_id}
         return await self._do(m.StaffLink, "staff.redeem_invite", body=body)
 
-    async def staff_lookup(self, channel: str, external_id: str) -> m.StaffLink | None:
+    async def staff_lookup(
+        self, channel: str, external_id: str, include_revoked: bool = False
+    ) -> m.StaffLink | None:
+        """The person's live staff link; with ``include_revoked`` a revoked one too (its
+        ``revoked_at`` set), so the bot can tell them why they are refused."""
         found = await self._do(
             m.StaffLookup,
             "staff.lookup",
-            query={"channel": channel, "external_id": external_id},
+            query={
+                "channel": channel,
+                "external_id": external_id,
+                "include_revoked": "true" if include_revoked else None,
+            },
         )
         return found.staff
 

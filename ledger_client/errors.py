@@ -61,6 +61,20 @@ class CodeRevoked(CodeProblem):
     code = "code_revoked"
 
 
+class AmountsChanged(LedgerClientError):
+    """The ledger's figures differ from the preview the redemption carried: show a new one."""
+
+    code = "amounts_changed"
+
+    @property
+    def vouchers_applied_fen(self) -> int:
+        return int(self.details.get("vouchers_applied_fen", 0))
+
+    @property
+    def pay_fen(self) -> int:
+        return int(self.details.get("pay_fen", 0))
+
+
 class InviteProblem(LedgerClientError):
     """Any reason a staff invite cannot be used."""
 
@@ -79,6 +93,38 @@ class InviteUsed(InviteProblem):
 
 class NotStaff(LedgerClientError):
     code = "not_staff"
+
+
+class StaffRevoked(NotStaff):
+    """The person's staff access was revoked (``details["revoked_at"]``)."""
+
+    code = "staff_revoked"
+
+
+class NotOwner(LedgerClientError):
+    """Only an owner of the merchant may do this."""
+
+    code = "not_owner"
+
+
+class StaffNotFound(NotFound):
+    code = "staff_not_found"
+
+
+class UndoRefused(LedgerClientError):
+    """The redemption cannot be undone; ``reason`` says why."""
+
+    code = "undo_refused"
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", ""))
+
+
+class InsiderRefused(LedgerClientError):
+    """The member is staff of this merchant: no redeeming their own code, no earning there."""
+
+    code = "insider_refused"
 
 
 class IdempotencyConflict(LedgerClientError):
@@ -114,10 +160,16 @@ _ALL: list[type[LedgerClientError]] = [
     CodeExpired,
     CodeUsed,
     CodeRevoked,
+    AmountsChanged,
     InviteNotFound,
     InviteExpired,
     InviteUsed,
     NotStaff,
+    StaffRevoked,
+    NotOwner,
+    StaffNotFound,
+    UndoRefused,
+    InsiderRefused,
     IdempotencyConflict,
     Throttled,
     Unavailable,

@@ -104,6 +104,17 @@ class Receipt(Model):
     at: dt.datetime
 
 
+class Undo(Model):
+    redemption_id: int
+    merchant_id: int
+    bill_fen: int
+    vouchers_returned_fen: int
+    points_taken_back: int
+    merchant_points_taken_back: int
+    undone_at: dt.datetime
+    undone_by: str
+
+
 class Merchant(Model):
     id: int
     name: str
@@ -158,6 +169,7 @@ class StaffInvite(Model):
     code: str
     merchant_id: int
     expires_at: dt.datetime
+    role: str = "cashier"
 
 
 class StaffLink(Model):
@@ -165,6 +177,22 @@ class StaffLink(Model):
     merchant_name: str
     channel: str
     external_id: str
+    role: str = "cashier"  # "owner" or "cashier"
+    revoked_at: dt.datetime | None = None
+
+
+class StaffMember(Model):
+    channel: str
+    external_id: str
+    role: str
+    since: dt.datetime
+    revoked_at: dt.datetime | None = None
+    revoked_by: str | None = None
+
+
+class StaffList(Model):
+    merchant_id: int
+    staff: list[StaffMember]
 
 
 class StaffLookup(Model):

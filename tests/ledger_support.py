@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from ledger.context import utcnow
 from ledger.models import (
+    PreviewRequest,
     PurchaseOut,
     PurchaseRequest,
     RedeemRequest,
@@ -302,7 +303,15 @@ async def pay_with_code(
 ) -> RedemptionOut:
     """The member shows a fresh code and the till redeems it against ``bill``."""
     code = await service.issue_code(SYSTEM, member_id)
+    shown = await service.preview_redemption(
+        SYSTEM, PreviewRequest(code=code.numeric_code, merchant_id=merchant_id, bill_fen=bill)
+    )
     request = RedeemRequest(
-        code=code.numeric_code, merchant_id=merchant_id, bill_fen=bill, idempotency_key=key
+        code=code.numeric_code,
+        merchant_id=merchant_id,
+        bill_fen=bill,
+        vouchers_applied_fen=shown.vouchers_applied_fen,
+        pay_fen=shown.pay_fen,
+        idempotency_key=key,
     )
     return await service.redeem(SYSTEM, request)

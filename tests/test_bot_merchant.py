@@ -651,3 +651,35 @@ async def test_console_demo_walks_through_the_till(
     assert "(edited) " + t._("✅ Redeemed at {merchant}").format(merchant=SHOP_NAME) in receipt
     today = shown.split("> /today", 1)[1]
     assert t._("Redemptions: {count}").format(count=1) in today
+
+
+async def test_console_demo_amounts_changed_between_preview_and_confirm(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11's case: ``printf ':staff\\n/qr\\n:scan\\n88.50\\n:release\\n:tap 1\\n' |
+    greenpoints demo`` previewed one voucher figure and booked another without a word. Now the
+    first Confirm redeems nothing and shows the fresh figures; confirming those books them."""
+    from bot import console
+
+    monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
+    out = io.StringIO()
+    script = io.StringIO(":staff\n/qr\n:scan\n88.50\n:release\n:tap 1\n:tap 1\n/today\n")
+    assert await console.run(tmp_path, script, out) == 0
+    shown = out.getvalue()
+    t = translator("zh_Hans")  # the demo person's language
+    previewed = shown.split("> 88.50", 1)[1].split("> :release", 1)[0]
+    first_tap = shown.split("> :tap 1", 2)[1]
+    second_tap = shown.split("> :tap 1", 2)[2].split("> /today", 1)[0]
+    redeemed = t._("✅ Redeemed at {merchant}").format(merchant=SHOP_NAME)
+    assert redeemed not in first_tap
+    assert t._("The amounts changed: check the new figures.") in first_tap
+
+    def applied(text: str) -> str:
+        label = t._("Vouchers applied: {amount}").format(amount="")
+        return text.split(label, 1)[1].split("\n", 1)[0]
+
+    assert applied(first_tap) != applied(previewed)  # the release added vouchers
+    assert redeemed in second_tap and applied(second_tap) == applied(first_tap)
+    today = shown.split("> /today", 1)[1]
+    assert t._("Redemptions: {count}").format(count=1) in today

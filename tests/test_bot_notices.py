@@ -95,7 +95,15 @@ async def test_every_event_is_told_in_the_members_language(
     assert formatting.day(t, expires) in granted.text
 
     code = await h.services.ledger.issue_code(member_id)
-    receipt = await shop.redeem(code.numeric_code, h.shop_id, 500, "redeem-00001")
+    shown = await shop.preview_redemption(code.numeric_code, h.shop_id, 500)
+    receipt = await shop.redeem(
+        code.numeric_code,
+        h.shop_id,
+        500,
+        "redeem-00001",
+        vouchers_applied_fen=shown.vouchers_applied_fen,
+        pay_fen=shown.pay_fen,
+    )
     assert 0 < receipt.vouchers_applied_fen < event.payload["vouchers_fen"]  # some are left
     [redeemed] = await notices_after(h, person.id)
     event = (await member_events(h, member_id))[-1]

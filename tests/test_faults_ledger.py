@@ -58,6 +58,7 @@ class Op:
     member_id: int
     amount_fen: int
     code: str | None = None  # the code the redeem request carried, reused by its retries
+    previewed: tuple[int, int] = (0, 0)  # vouchers applied and pay (fen) the preview showed
     state: State = "planned"
     answer: PurchaseResult | Receipt | None = None
     errors: list[str] = field(default_factory=list)
@@ -85,7 +86,9 @@ class Till:
         """Send ``op`` once; the answer or the error is recorded on it, never raised."""
         try:
             if op.kind == "redeem" and op.code is None:
-                op.code = (await self.bot.issue_code(op.member_id)).numeric_code
+                code = (await self.bot.issue_code(op.member_id)).numeric_code
+                shown = await self.shop.preview_redemption(code, op.merchant_id, op.amount_fen)
+                op.code, op.previewed = code, (shown.vouchers_applied_fen, shown.pay_fen)
             op.state, op.sends = "sending", op.sends + 1
             if op.kind == "purchase":
                 op.answer = await self.shop.record_purchase(
@@ -93,7 +96,15 @@ class Till:
                 )
             else:
                 assert op.code is not None
-                op.answer = await self.shop.redeem(op.code, op.merchant_id, op.amount_fen, op.key)
+                applied, pay = op.previewed
+                op.answer = await self.shop.redeem(
+                    op.code,
+                    op.merchant_id,
+                    op.amount_fen,
+                    op.key,
+                    vouchers_applied_fen=applied,
+                    pay_fen=pay,
+                )
             op.state = "answered"
         except LedgerClientError as exc:
             op.state = "failed"

@@ -230,6 +230,8 @@ async def test_one_code_sixty_four_tills(served: Served, world: World) -> None:
                     world.merchant_id,
                     10_000,
                     f"till-{n:03d}",
+                    vouchers_applied_fen=2000,  # 20 % of the bill: the member has more
+                    pay_fen=8000,
                 )
                 for n in range(64)
             ),
@@ -265,9 +267,12 @@ async def test_retries_replay_the_first_answer(
         )
         assert len(set(bought)) == 1
         code = await served.service.issue_code(SYSTEM, member)
+        figures = {"vouchers_applied_fen": 1800, "pay_fen": 7200}  # 20 % of 9,000
         receipts = await asyncio.gather(
             *(
-                (over_http, in_process)[n % 2].redeem(code.link_code, shop, 9000, "double-tap-2")
+                (over_http, in_process)[n % 2].redeem(
+                    code.link_code, shop, 9000, "double-tap-2", **figures
+                )
                 for n in range(8)
             )
         )
@@ -277,10 +282,14 @@ async def test_retries_replay_the_first_answer(
         before = await snapshot(served.service)
         clock.advance(minutes=10)  # a retry later, the code long expired, gets the first answer
         assert await over_http.record_purchase(shop, member, 4321, "double-tap-1") == bought[0]
-        assert await in_process.redeem(code.link_code, shop, 9000, "double-tap-2") == receipts[0]
+        assert await in_process.redeem(
+            code.link_code, shop, 9000, "double-tap-2", **figures
+        ) == receipts[0]
         # The same request spelled differently is still a retry: the code typed as digits,
         # the green tags in another order.
-        assert await over_http.redeem(code.numeric_code, shop, 9000, "double-tap-2") == receipts[0]
+        assert await over_http.redeem(
+            code.numeric_code, shop, 9000, "double-tap-2", **figures
+        ) == receipts[0]
         assert await over_http.record_purchase(shop, member, 1234, tag_key, ["cups", "bags"]) == (
             tagged
         )
@@ -290,7 +299,10 @@ async def test_retries_replay_the_first_answer(
             with pytest.raises(errors.IdempotencyConflict):
                 await client.record_purchase(shop, world.member_ids[0], 4321, "double-tap-1")
             with pytest.raises(errors.IdempotencyConflict):
-                await client.redeem(code.link_code, shop, 9001, "double-tap-2")
+                await client.redeem(
+                    code.link_code, shop, 9001, "double-tap-2", vouchers_applied_fen=1800,
+                    pay_fen=7201,
+                )
         assert diff(before, await snapshot(served.service)) == []
     finally:
         await over_http.close()
@@ -342,7 +354,9 @@ async def test_redeem_racing_a_new_code(served: Served, world: World) -> None:
     outcomes: Counter[str] = Counter()
     for n in range(12):
         redeemed, fresh = await asyncio.gather(
-            till.redeem(code.numeric_code, shop, 500, f"race-{n:04d}"),
+            till.redeem(
+                code.numeric_code, shop, 500, f"race-{n:04d}", vouchers_applied_fen=0, pay_fen=500
+            ),
             served.service.issue_code(SYSTEM, member),
             return_exceptions=True,
         )

@@ -109,7 +109,8 @@ async def test_purchase_release_code_redeem(
     large = await merchant.preview_redemption(code.link_code, shop, 100_000)
     assert (large.vouchers_applied_fen, large.pay_fen) == (value[m0], 100_000 - value[m0])
 
-    receipt = await merchant.redeem(code.link_code, shop, 10_000, "contract-r1")
+    shown = {"vouchers_applied_fen": 2000, "pay_fen": 8000}
+    receipt = await merchant.redeem(code.link_code, shop, 10_000, "contract-r1", **shown)
     assert (receipt.vouchers_applied_fen, receipt.pay_fen) == (2000, 8000)
     assert receipt.points_earned == small.points_to_earn
     assert (receipt.merchant_name, receipt.member_masked, receipt.at) == (
@@ -117,11 +118,13 @@ async def test_purchase_release_code_redeem(
         "会**",
         clock.now,
     )
-    assert await merchant.redeem(code.link_code, shop, 10_000, "contract-r1") == receipt
+    assert await merchant.redeem(code.link_code, shop, 10_000, "contract-r1", **shown) == receipt
     with pytest.raises(errors.IdempotencyConflict):
-        await merchant.redeem(code.link_code, shop, 10_001, "contract-r1")
+        await merchant.redeem(
+            code.link_code, shop, 10_001, "contract-r1", vouchers_applied_fen=2000, pay_fen=8001
+        )
     with pytest.raises(errors.CodeUsed):
-        await merchant.redeem(code.numeric_code, shop, 10_000, "contract-r2")
+        await merchant.redeem(code.numeric_code, shop, 10_000, "contract-r2", **shown)
 
     balance = await bot.balance(m0)
     assert balance.vouchers_fen == value[m0] - 2000
@@ -282,7 +285,9 @@ async def test_members_and_staff(clients: Clients, world: World, clock: FixedClo
     annie = (await bot.issue_code(new.id)).numeric_code
     ann = await bot.preview_redemption(annie, shop, 100, staff)
     assert ann.member_masked == "A**"  # "Annie": the first letter, nothing more
-    receipt = await bot.redeem(code.numeric_code, shop, 2500, "staff-r1", staff=staff)
+    receipt = await bot.redeem(
+        code.numeric_code, shop, 2500, "staff-r1", staff=staff, vouchers_applied_fen=0, pay_fen=2500
+    )
     assert (receipt.pay_fen, receipt.points_earned) == (2500, preview.points_to_earn)
     for view in (await bot.today(shop, staff=staff), await merchant.today(shop)):
         assert (view.count, view.bill_fen, view.vouchers_fen, view.paid_fen) == (1, 2500, 0, 2500)

@@ -83,7 +83,9 @@ async def build_scene(served: Served, world: World, clock: FixedClock) -> Scene:
         revoked = await bot.issue_code(m0)
         await bot.issue_code(m0)
         used = await bot.issue_code(m2)
-        await merchant.redeem(used.numeric_code, shop, 1000, "setup-key-2")
+        await merchant.redeem(
+            used.numeric_code, shop, 1000, "setup-key-2", vouchers_applied_fen=0, pay_fen=1000
+        )
     finally:
         await merchant.close()
         await bot.close()
@@ -104,6 +106,7 @@ def cases(sc: Scene) -> list[Case]:
     buy: dict[str, Any] = {"merchant_id": sc.shop, "member_id": m0, "amount_fen": 1000}
     buy["idempotency_key"] = "key-bad-1"
     redeem: dict[str, Any] = {"code": sc.revoked_code, "merchant_id": sc.shop, "bill_fen": 1000}
+    shown = {"vouchers_applied_fen": 0, "pay_fen": 1000}  # the preview's figures a redeem carries
     out: list[Case] = []
     bad = "400 invalid_request"
 
@@ -169,7 +172,7 @@ def cases(sc: Scene) -> list[Case]:
         add(f"preview bill {label}", "POST", "/v1/redemptions/preview", "merchant",
             "400 invalid_request", body={**redeem, "bill_fen": bill})
         add(f"redeem bill {label}", "POST", "/v1/redemptions", "merchant", "400 invalid_request",
-            body={**redeem, "bill_fen": bill, "idempotency_key": "key-bad-2"})
+            body={**redeem, **shown, "bill_fen": bill, "idempotency_key": "key-bad-2"})
     # codes in every unusable state, each with its own code
     for label, code, want in [
         ("expired", sc.expired_code, "410 code_expired"),
@@ -181,7 +184,7 @@ def cases(sc: Scene) -> list[Case]:
         add(f"preview {label} code", "POST", "/v1/redemptions/preview", "merchant", want,
             body={**redeem, "code": code})
         add(f"redeem {label} code", "POST", "/v1/redemptions", "merchant", want,
-            body={**redeem, "code": code, "idempotency_key": f"key-{label}-1"})
+            body={**redeem, **shown, "code": code, "idempotency_key": f"key-{label}-1"})
     for label, code, want in [
         ("used", sc.used_invite, "409 invite_used"),
         ("expired", sc.expired_invite, "410 invite_expired"),
@@ -281,14 +284,14 @@ def cases(sc: Scene) -> list[Case]:
     add("merchant previews for another", "POST", "/v1/redemptions/preview", "merchant",
         "403 forbidden", body={**redeem, "merchant_id": sc.other})
     add("merchant redeems for another", "POST", "/v1/redemptions", "merchant", "403 forbidden",
-        body={**redeem, "merchant_id": sc.other, "idempotency_key": "key-other-2"})
+        body={**redeem, **shown, "merchant_id": sc.other, "idempotency_key": "key-other-2"})
     add("merchant today of another", "GET", f"/v1/merchants/{sc.other}/today", "merchant",
         "403 forbidden")
     add("merchant invites for another", "POST", "/v1/staff-invites", "merchant", "403 forbidden",
         body={"merchant_id": sc.other})
     # the bot acts for a staff member, and must say which
     bot_buy = {**buy, "idempotency_key": "key-bot-1"}
-    bot_redeem = {**redeem, "idempotency_key": "key-bot-2"}
+    bot_redeem = {**redeem, **shown, "idempotency_key": "key-bot-2"}
     for label, staff, want in [
         ("without staff", None, "400 invalid_request"),
         ("for a stranger", {"channel": "telegram", "external_id": "999"}, "403 not_staff"),
@@ -544,7 +547,7 @@ async def test_guessing_codes_is_throttled(
 
     paid = await world.service.issue_code(SYSTEM, world.member_ids[1])
     redeem = {"code": paid.link_code, "merchant_id": shop, "bill_fen": 1000,
-              "idempotency_key": "till-retry-7"}
+              "vouchers_applied_fen": 0, "pay_fen": 1000, "idempotency_key": "till-retry-7"}
     redemptions = served.url + "/v1/redemptions"
     receipt = await http(http_session, "POST", redemptions, key=key, json_body=redeem)
     assert receipt.status == 201

@@ -94,3 +94,49 @@ async def test_import_merchants(service: LedgerService, database_url: str, tmp_p
     with pytest.raises(ValueError, match="lacks lat"):
         await importer.import_csv(service.ctx, io.StringIO("name,category,lon\nx,cafe,1\n"))
     assert set(await merchants(service)) == set(again)
+
+
+# --- the encodings spreadsheets here save (issue 11) ------------------------------------------
+
+SAVED_AS = {
+    "excel-csv-gbk": lambda text: text.encode("gbk"),  # Chinese Excel's plain "CSV"
+    "gb18030": lambda text: text.encode("gb18030"),
+    "excel-csv-utf8-bom": lambda text: text.encode("utf-8-sig"),  # Excel's "CSV UTF-8"
+    "wps-utf8": lambda text: text.encode("utf-8"),
+    # Excel's "Unicode text": UTF-16 with a BOM, tab-separated (no field holds a tab or comma).
+    "excel-unicode-text": lambda text: "\n".join(
+        "\t".join(cells) for cells in __import__("csv").reader(io.StringIO(text))
+    ).encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("saved_as", list(SAVED_AS))
+async def test_import_reads_what_spreadsheets_save(
+    service: LedgerService, database_url: str, tmp_path: Path, saved_as: str
+) -> None:
+    """The issue's case: a GBK file stopped with "'utf-8' codec can't decode byte 0xc2" and
+    imported nothing. Every form imports the same merchants with the same names."""
+    rows = FIRST
+    if saved_as == "excel-unicode-text":  # no commas inside fields once tab-separated
+        rows = rows.replace('"Quoted, Name"', "Quoted").replace('"地址, 有逗号"', "地址有逗号")
+    csv_file = tmp_path / "merchants.csv"
+    csv_file.write_bytes(SAVED_AS[saved_as](rows))
+    run = await cli(database_url, "import-merchants", str(csv_file))
+    assert run.code == 0, run.err
+    assert "imported 4 merchants, skipped 10 rows" in run.out
+    found = await merchants(service)
+    assert found["imp-001"].name == "绿源水果店" and found["imp-001"].address == "临安区钱王街1号"
+    assert found["imp-002"].name == "青山咖啡"
+
+
+async def test_an_unreadable_file_names_the_line_and_imports_nothing(
+    service: LedgerService, database_url: str, tmp_path: Path
+) -> None:
+    good = "external_ref,name,category,lat,lon\nimp-1,绿源水果店,fruit,30.2,119.7\n".encode()
+    csv_file = tmp_path / "merchants.csv"
+    csv_file.write_bytes(good + b"imp-2,\x80\xff\xfe,cafe,30.2,119.7\n")
+    run = await cli(database_url, "import-merchants", str(csv_file))
+    assert run.code == 2
+    assert "line 3:" in run.err and "nothing was imported" in run.err
+    assert "CSV UTF-8" in run.err  # what to do
+    assert await merchants(service) == {}

@@ -318,6 +318,8 @@ async def play(template: Template, steps: list[Action]) -> None:
             elif step[0] == "redeem":
                 _, who, where, bill = step
                 code = await service.issue_code(SYSTEM, members[who])
+                cap = bill * RATES[where][1] // BP
+                applied = min(cap, code.vouchers_fen)  # what a preview shows, by the rule
                 try:
                     receipt = await service.redeem(
                         SYSTEM,
@@ -325,12 +327,13 @@ async def play(template: Template, steps: list[Action]) -> None:
                             code=code.link_code,
                             merchant_id=merchants[where],
                             bill_fen=bill,
+                            vouchers_applied_fen=applied,
+                            pay_fen=bill - applied,
                             idempotency_key=f"prop-{n:04d}",
                         ),
                     )
                 except LedgerError as exc:  # pragma: no cover - would be a bug
                     raise AssertionError(f"redeem refused: {exc.code}") from exc
-                cap = bill * RATES[where][1] // BP
                 assert receipt.vouchers_applied_fen == min(cap, code.vouchers_fen)
                 assert receipt.pay_fen == bill - receipt.vouchers_applied_fen
             elif step[0] == "release":

@@ -16,7 +16,7 @@ from ledger.models import RedeemInviteRequest
 from ledger.principal import SYSTEM
 from ledger.service import LedgerService
 from tests.conftest import Served, World
-from tests.ledger_support import diff, http, is_error, snapshot
+from tests.ledger_support import diff, http, is_error, pay_with_code, snapshot
 from tests.roles_matrix import ALLOWED
 
 ROLES = ("bot", "merchant", "admin", "anonymous", "forged")
@@ -30,11 +30,18 @@ async def request_for(
     """(path values, body, query) of a valid call of ``op`` by ``role``; makes what it needs."""
     shop, member = world.merchant_id, world.member_ids[0]
     staff = {"staff": {"channel": STAFF[0], "external_id": STAFF[1]}} if role == "bot" else {}
-    path = {"member_id": str(member), "merchant_id": str(shop)}
+    path = {"member_id": str(member), "merchant_id": str(shop), "redemption_id": "1"}
     if op == "keys.revoke":  # a key of its own each time, so no caller loses theirs
         path["key_id"] = str(await apikeys.key_id(
             service.ctx, await apikeys.create(service.ctx, "bot", None, f"roles {n}")))
     code = ""
+    if op == "redemptions.undo":  # a redemption of the shop's to undo
+        done = await pay_with_code(service, shop, member, 1000, f"roles-undo-{n:04d}")
+        path["redemption_id"] = str(done.redemption_id)
+    if op == "staff.revoke":  # a cashier of the shop to revoke
+        hired = await service.create_staff_invite(SYSTEM, shop, "cashier")
+        target = {"channel": "roles", "external_id": f"cashier-{n}"}
+        await service.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=hired.code, **target))
     if op.startswith("redemptions."):
         code = (await service.issue_code(SYSTEM, member)).numeric_code
     bodies: dict[str, dict[str, Any]] = {
@@ -54,13 +61,17 @@ async def request_for(
             "code": code,
             "merchant_id": shop,
             "bill_fen": 1000,
+            "vouchers_applied_fen": 0,
+            "pay_fen": 1000,
             "idempotency_key": f"roles-r-{n:04d}",
             **staff,
         },
         "merchants.create": {"name": f"新店{n}", "category": "cafe", "lat": 30.2, "lon": 119.7},
         # Today's, every time: a date after today is refused (issue 12), a second run reports.
         "releases.run": {"date": service.ctx.today().isoformat()},
-        "staff.invite": {"merchant_id": shop},
+        "staff.invite": {"merchant_id": shop, **staff},
+        "redemptions.undo": {"merchant_id": shop, **staff},
+        "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
         "transparency.publish": {"date": "2026-01-01"},
         "staff.redeem_invite": {
             "code": (await service.create_staff_invite(SYSTEM, shop)).code,
@@ -71,6 +82,9 @@ async def request_for(
     queries: dict[str, dict[str, str]] = {
         "merchants.nearby": {"lat": "30.2341", "lon": "119.7239"},
         "merchants.today": (
+            {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
+        ),
+        "staff.list": (
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.lookup": {"channel": STAFF[0], "external_id": STAFF[1]},

@@ -67,6 +67,7 @@ from ledger.schema import CodeAttempt
 from ledger.service import LedgerService
 from tests import fuzz_seed
 from tests.databases import PG_SKIP, fresh_database, postgres_admin_url
+from tests.ledger_support import pay_with_code
 from tests.roles_matrix import ALLOWED
 
 T = TypeVar("T")
@@ -75,7 +76,8 @@ T = TypeVar("T")
 # run without a key is its own test, where Schemathesis makes up the header (or leaves it out).
 KEYED = ("bot", "merchant", "admin", "forged")
 FORGED_KEY = "gp_admin_" + "x" * 32
-STAFF = {"channel": "telegram", "external_id": "777"}
+STAFF = {"channel": "telegram", "external_id": "777"}  # the shop's owner (its first invite)
+CASHIERS = [{"channel": "test", "external_id": f"cashier-{n}"} for n in range(8)]  # to revoke
 MAX_EXAMPLES = 25
 # Every refusal the document lists; anything else for invalid input (a 2xx, a 5xx) is a failure.
 REJECTIONS = ["400", "401", "403", "404", "409", "410", "413", "415", "429"]
@@ -137,6 +139,8 @@ class World:
     reset_throttle: Callable[[], None]
     real_key_ids: set[int]  # never revoked by a generated DELETE /v1/api-keys/{key_id}
     new_key_id: Callable[[], int]  # a key made to be revoked
+    vouchers: dict[str, int]  # code -> its member's vouchers (fen) when it was issued
+    redemptions: list[int]  # redemptions at the shop, to undo (a second undo answers the first)
 
 
 @dataclass
@@ -221,14 +225,24 @@ class LiveLedger:
         await s.release(SYSTEM, s.ctx.today())  # vouchers, so redemptions apply some
         invite = await s.create_staff_invite(SYSTEM, shop.id)
         await s.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=invite.code, **STAFF))
+        for cashier in CASHIERS:
+            hired = await s.create_staff_invite(SYSTEM, shop.id)
+            await s.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=hired.code, **cashier))
         keys = {role: await apikeys.create(s.ctx, role, None) for role in ("bot", "admin")}
         keys["merchant"] = await apikeys.create(s.ctx, "merchant", shop.id)
         # Members 3.. are never a path parameter, so their codes are never revoked by a re-issue.
         codes: dict[str, list[str]] = {}
+        vouchers: dict[str, int] = {}
         for n, role in enumerate(("bot", "merchant")):
             issued = [await s.issue_code(SYSTEM, m) for m in members[3 + 6 * n: 9 + 6 * n]]
             codes[role] = [c.numeric_code for c in issued] + [c.link_code for c in issued]
+            for c in issued:
+                vouchers[c.numeric_code] = vouchers[c.link_code] = c.vouchers_fen
         invites = [(await s.create_staff_invite(SYSTEM, shop.id)).code for _ in range(6)]
+        redemptions = [
+            (await pay_with_code(s, shop.id, member, 1000, f"seed-redeem-{n}")).redemption_id
+            for n, member in enumerate(members[:3])
+        ]
 
         async def throwaway() -> int:
             return await apikeys.key_id(s.ctx, await apikeys.create(s.ctx, "bot", None, "doomed"))
@@ -247,6 +261,8 @@ class LiveLedger:
             reset_throttle=lambda: self.run(reset()),
             real_key_ids={await apikeys.key_id(s.ctx, key) for key in keys.values()},
             new_key_id=lambda: self.run(throwaway()),
+            vouchers=vouchers,
+            redemptions=redemptions,
         )
 
 
@@ -318,12 +334,15 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         case.path_parameters = {**case.path_parameters, "merchant_id": world.shop}
     if "key_id" in case.path_parameters:
         case.path_parameters = {**case.path_parameters, "key_id": world.new_key_id()}
+    if "redemption_id" in case.path_parameters:
+        redemption = rng.choice(world.redemptions)
+        case.path_parameters = {**case.path_parameters, "redemption_id": redemption}
     query = dict(case.query or {})
     if "lat" in query:
         query.update(lat=30.2341, lon=119.7239)
     if "channel" in query:
         query.update(STAFF)
-    if role == "bot" and case.path.endswith("/today"):
+    if role == "bot" and (case.path.endswith("/today") or case.path.endswith("/staff")):
         query.update(staff_channel=STAFF["channel"], staff_external_id=STAFF["external_id"])
     if query != (case.query or {}):
         case.query = query
@@ -331,13 +350,20 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         body: dict[str, Any] = dict(case.body)
         amount = rng.randint(1, 200_000)
         swaps = {"merchant_id": world.shop, "member_id": member, "amount_fen": amount,
-                 "bill_fen": amount}
+                 "bill_fen": amount, "vouchers_applied_fen": 0, "pay_fen": amount}
         body.update({name: value for name, value in swaps.items() if name in body})
         if "code" in body:
             invites = case.path.startswith("/v1/staff-invites")
             codes = world.codes.get(role, world.codes["bot"])
             body["code"] = rng.choice(world.invites if invites else codes)
-        if role == "bot" and case.path in STAFF_PATHS:
+        if "pay_fen" in body:  # the figures a preview showed: the cap is 20 % of the bill
+            applied = min(world.vouchers.get(body.get("code", ""), 0), amount * 2000 // 10_000)
+            body.update(vouchers_applied_fen=applied, pay_fen=amount - applied)
+        if case.path.endswith("/staff/revoke"):
+            body.update(rng.choice(CASHIERS))
+        if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
+                              or case.path.endswith("/undo")
+                              or case.path == "/v1/staff-invites"):
             body["staff"] = STAFF
         case.body = body
     return True

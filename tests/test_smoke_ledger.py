@@ -28,11 +28,16 @@ async def test_purchase_code_redeem_roundtrip(
         assert len(code.numeric_code) == 20
         preview = await merchant.preview_redemption(code.numeric_code, world.merchant_id, 5000)
         assert preview.pay_fen == 5000 - preview.vouchers_applied_fen
-        receipt = await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-01")
+        figures = {"vouchers_applied_fen": preview.vouchers_applied_fen, "pay_fen": preview.pay_fen}
+        receipt = await merchant.redeem(
+            code.link_code, world.merchant_id, 5000, "smoke-r-01", **figures
+        )
         assert receipt.bill_fen == 5000
         with pytest.raises(errors.CodeUsed):
-            await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-02")
-        replay = await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-01")
+            await merchant.redeem(code.link_code, world.merchant_id, 5000, "smoke-r-02", **figures)
+        replay = await merchant.redeem(
+            code.link_code, world.merchant_id, 5000, "smoke-r-01", **figures
+        )
         assert replay == receipt
         with pytest.raises(errors.Forbidden):
             await merchant.balance(member)

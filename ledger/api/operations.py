@@ -73,6 +73,13 @@ class PublicPoolQuery(Query):
 class StaffQuery(Query):
     channel: m.Channel
     external_id: m.ExternalId
+    include_revoked: bool = False
+
+
+class StaffListQuery(Query):
+    staff_channel: m.Channel | None = None
+    staff_external_id: m.ExternalId | None = None
+    include_revoked: bool = False
 
 
 class TodayQuery(Query):
@@ -124,7 +131,22 @@ class Operation:
 
 
 async def _staff_lookup(s: LedgerService, p: Principal, a: Args) -> StaffLookupOut:
-    return StaffLookupOut(staff=await s.staff_lookup(p, a.query.channel, a.query.external_id))
+    q = a.query
+    return StaffLookupOut(
+        staff=await s.staff_lookup(p, q.channel, q.external_id, q.include_revoked)
+    )
+
+
+def _acting_staff(q: Any) -> m.Identity | None:
+    """The staff member a bot names in a query string (both parts, or none)."""
+    if q.staff_channel and q.staff_external_id:
+        return m.Identity(channel=q.staff_channel, external_id=q.staff_external_id)
+    return None
+
+
+async def _staff_list(s: LedgerService, p: Principal, a: Args) -> m.StaffListOut:
+    q = a.query
+    return await s.list_staff(p, a.path["merchant_id"], _acting_staff(q), q.include_revoked)
 
 
 async def _today(s: LedgerService, p: Principal, a: Args) -> m.TodayOut:
@@ -233,6 +255,15 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation(
+        "redemptions.undo",
+        "POST",
+        "/v1/redemptions/{redemption_id}/undo",
+        "Undo a redemption within its window (撤销核销); a second undo answers the first.",
+        m.UndoOut,
+        lambda s, p, a: s.undo_redemption(p, a.path["redemption_id"], a.body),
+        body=m.UndoRedemptionRequest,
+    ),
+    Operation(
         "merchants.nearby",
         "GET",
         "/v1/merchants/nearby",
@@ -294,7 +325,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/staff-invites",
         "Create a one-time staff invite.",
         m.InviteOut,
-        lambda s, p, a: s.create_staff_invite(p, a.body.merchant_id),
+        lambda s, p, a: s.create_staff_invite(p, a.body.merchant_id, a.body.role, a.body.staff),
         body=m.StaffInviteRequest,
         status=201,
     ),
@@ -315,6 +346,24 @@ OPERATIONS: tuple[Operation, ...] = (
         StaffLookupOut,
         _staff_lookup,
         query=StaffQuery,
+    ),
+    Operation(
+        "staff.list",
+        "GET",
+        "/v1/merchants/{merchant_id}/staff",
+        "A merchant's owners and cashiers (revoked ones on request); owners only.",
+        m.StaffListOut,
+        _staff_list,
+        query=StaffListQuery,
+    ),
+    Operation(
+        "staff.revoke",
+        "POST",
+        "/v1/merchants/{merchant_id}/staff/revoke",
+        "Revoke a staff member at once in every ledger process; again answers the first time.",
+        m.StaffMemberOut,
+        lambda s, p, a: s.revoke_staff(p, a.path["merchant_id"], a.body),
+        body=m.RevokeStaffRequest,
     ),
     Operation(
         "stats.read",
