@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from bot.chat.router import Router
-from handlers import admin, balance, fallback, merchant, nearby, redeem, settings, start
+from handlers import (
+    admin,
+    balance,
+    circle,
+    fallback,
+    merchant,
+    nearby,
+    pool,
+    redeem,
+    settings,
+    start,
+)
 
-FEATURES = (start, balance, nearby, redeem, merchant, admin, settings, fallback)
+FEATURES = (start, balance, pool, nearby, redeem, merchant, admin, circle, settings, fallback)
 
 
 def neutral_router() -> Router:

@@ -20,6 +20,7 @@ CONSUMER = (
     ("balance", N_("My points and vouchers")),
     ("nearby", N_("Alliance merchants near me")),
     ("qr", N_("Show my redemption code")),
+    ("pool", N_("Points pool and point price")),
     ("language", N_("Change language")),
     ("settings", N_("Notices on or off")),
     ("help", N_("What I can do")),
@@ -30,6 +31,7 @@ ADMIN = (
     ("broadcast", N_("Send an announcement")),
     ("broadcasts", N_("Recent announcements")),
     ("stats", N_("Alliance figures")),
+    ("circle", N_("15-minute convenience circle")),
 )
 # Telegram's two-letter codes and the catalog each one gets; no code means everyone else.
 LANGUAGE_MENUS = {None: "zh_Hans", "zh": "zh_Hans", "en": "en"}

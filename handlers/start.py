@@ -17,6 +17,7 @@ def help_text(t: Translator) -> str:
             t._("/balance — your points, their value and your vouchers"),
             t._("/nearby — alliance merchants within a 15-minute walk"),
             t._("/qr — a redemption code to show at the till"),
+            t._("/pool — the points pool and point price, public, with their history"),
             t._("/language — 简体中文 · 繁體中文 · English"),
             t._("/settings — voucher and points notices on or off"),
             "",

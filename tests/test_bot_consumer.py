@@ -443,7 +443,7 @@ async def test_command_menu_is_registered_in_every_language(harness: Harness) ->
     english = commands_call(harness, language_code="en")
     assert default is not None and chinese is not None and english is not None
     names = [c["command"] for c in english]
-    assert names[:6] == ["balance", "nearby", "qr", "language", "settings", "help"]
+    assert names[:7] == ["balance", "nearby", "qr", "pool", "language", "settings", "help"]
     assert english[0]["description"] == "My points and vouchers"
     assert chinese[0]["description"] == translated("zh_Hans", "My points and vouchers")
     assert default == chinese

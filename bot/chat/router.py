@@ -32,6 +32,7 @@ from bot.storage.flows import Pending
 
 Feature = Callable[[Any, Turn], Awaitable[None]]
 StateFeature = Callable[[Text | Photo, Turn, Pending], Awaitable[None]]
+LocationStateFeature = Callable[[Location, Turn, Pending], Awaitable[None]]
 Catcher = Callable[[Text | Photo, Turn], Awaitable[bool]]
 RouteKind = Literal["command", "choice", "location", "photo", "text", "scan", "follow", "unfollow"]
 
@@ -72,6 +73,7 @@ class Router:
     def __init__(self) -> None:
         self.routes: list[Route] = []
         self.states: dict[str, StateFeature] = {}
+        self.location_states: dict[str, LocationStateFeature] = {}
         self.catchers: list[Catcher] = []
 
     def state(self, name: str, feature: StateFeature) -> None:
@@ -79,6 +81,13 @@ class Router:
         if name in self.states:
             raise ValueError(f"state {name!r} registered twice")
         self.states[name] = feature
+
+    def location_state(self, name: str, feature: LocationStateFeature) -> None:
+        """A shared location goes to ``feature`` while the person's flow is ``name`` (a place
+        asked for, e.g. /circle's); otherwise locations take their route (/nearby)."""
+        if name in self.location_states:
+            raise ValueError(f"location state {name!r} registered twice")
+        self.location_states[name] = feature
 
     def catch(self, catcher: Catcher) -> None:
         """Offer free text and photos outside any state to ``catcher`` (True: taken)."""
@@ -98,6 +107,12 @@ class Router:
 
     async def dispatch(self, route: Route, event: Event, turn: Turn) -> None:
         """Run the feature ``route`` names, unless a state or catcher takes the event first."""
+        if isinstance(event, Location) and self.location_states:
+            pending = await turn.services.flows.get(turn.profile.chat_id)
+            located = self.location_states.get(pending.kind) if pending is not None else None
+            if located is not None and pending is not None:
+                await located(event, turn, pending)
+                return
         if isinstance(event, Text | Photo) and (not isinstance(event, Text) or event.text):
             pending = await turn.services.flows.get(turn.profile.chat_id)
             if pending is not None:
