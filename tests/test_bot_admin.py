@@ -189,3 +189,17 @@ async def test_stats_for_admins(harness: Harness) -> None:
     assert lines[0] == "Alliance figures"
     assert "Members: 1" in lines and "Alliance merchants: 4" in lines
     assert any(line.startswith("Point price:") for line in lines)
+
+
+async def test_an_admin_removed_while_composing_cannot_continue(harness: Harness) -> None:
+    """Each step re-checks the admin list (issue 15: the content step's re-check could be
+    removed and every test still passed): a person taken off it mid-announcement is refused
+    at the next step, and nothing is queued."""
+    admin = harness.person(ADMIN, "Ada", "en")
+    ask = await harness.ask(admin, "/broadcast")
+    assert ask.text.startswith("Send me the announcement")
+    harness.services.settings.admin_ids = frozenset()  # the operator removed them meanwhile
+    refused = await harness.ask(admin, "Free tea tomorrow")
+    assert refused.text == "Sorry, that is only for alliance administrators."
+    assert await harness.services.flows.get(ADMIN) is None  # the composer is closed
+    assert await Broadcasts(harness.services.db).recent(10) == []
