@@ -132,8 +132,10 @@ class Reservation:
 
 async def reserve(ctx: Ctx, actor: str) -> Reservation:
     """Count one look-up as pending before the code is checked. Raises Throttled (429,
-    ``retry_after`` seconds) when the actor is slowed or locked, its window's failures are used
-    up, or failures + look-ups in flight would pass ``LOCK_AFTER`` (retry in a second)."""
+    ``retry_after`` seconds) when the actor is slowed or locked or its window's failures are
+    used up; while failures + look-ups in flight are at ``LOCK_AFTER`` it waits for one to
+    settle, and past ``BUSY_WAIT`` raises Throttled with ``retry_after`` 1."""
+
     async def work(conn: Conn) -> Reservation | int:
         now = ctx.now()  # each look again: a waiting look-up may take a while
         row = await _LOCK.first(conn, actor=actor)

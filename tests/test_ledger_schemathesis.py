@@ -430,6 +430,10 @@ def call_and_check(
     response = case.call(base_url=world.url, session=session, headers=headers, timeout=10)
     operation = BY_LABEL.get(case.operation.label, case.operation.label)
     tally.calls[(db, role, operation, response.status_code)] += 1
+    if response.status_code == 400 and "Got more than" in response.text[:40]:
+        # A request line past 8,190 bytes (two long generated query values) is refused by
+        # aiohttp's HTTP parser, in plain text, before the application and its document.
+        return
     label = case.operation.label
     allowed = ALLOWED[label]["anonymous" if role == "forged" else role]  # forged: no key at all
     try:
@@ -510,6 +514,7 @@ class DocOp:
     path: str
     name: str
     query: tuple[str, ...]
+    numeric: frozenset[str]  # query parameters that are numbers (a long digit string is no text)
     body: dict[str, Any] | None  # the resolved request schema
 
 
@@ -528,6 +533,8 @@ def _doc_ops() -> list[DocOp]:
             out.append(DocOp(
                 method.upper(), path, op["operationId"],
                 tuple(p["name"] for p in op.get("parameters", []) if p["in"] == "query"),
+                frozenset(p["name"] for p in op.get("parameters", []) if p["in"] == "query"
+                          and p["schema"].get("type") in ("integer", "number")),
                 _resolve(body["schema"]) if body else None,
             ))
     return out
@@ -604,6 +611,8 @@ def hostile_requests(draw: st.DrawFn, world: World) -> Hostile:
             value = draw(st.sampled_from(["%00", "a%00b", "%ED%A0%80", "x%ED%BF%BF"]))
         elif kind == "query_long_int":
             value = draw(LONG_DIGITS)
+            if name not in op.numeric:
+                kind = "query_odd"  # digits are fine text; only no 5xx is asked
         elif kind == "query_not_utf8":
             value = draw(st.sampled_from(["%FF", "%C0%AF", "a%E9b", "%F8%88%80%80%80"]))
         elif kind == "query_twice":
