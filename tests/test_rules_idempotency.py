@@ -20,8 +20,8 @@ from ledger.errors import CodeNotFound, CodeUsed, IdempotencyConflict, LedgerErr
 from ledger.models import PreviewRequest, PurchaseRequest, RedeemInviteRequest, RedeemRequest
 from ledger.principal import SYSTEM, Principal
 from ledger.service import LedgerService
-from tests.conftest import World
-from tests.ledger_support import diff, snapshot
+from tests.conftest import Served, World
+from tests.ledger_support import diff, http, is_error, snapshot
 
 
 async def _refused(
@@ -159,3 +159,16 @@ def test_fingerprints_survive_an_upgrade() -> None:
     assert request_hash({"merchant_id": 1, "code": "abc", "bill_fen": 8800}) == sha256(
         canonical.encode()
     ).hexdigest()
+
+
+async def test_a_nul_in_text_is_a_400_not_a_500(served: Served, http_session: Any) -> None:
+    """Found once the schemathesis seed varied (issue 15): PostgreSQL text cannot hold U+0000,
+    so an external id or a merchant name carrying one was a 500 there and fine on SQLite."""
+    for path, key, body in (
+        ("/v1/members/resolve", "bot", {"channel": "test", "external_id": "a\u0000b"}),
+        ("/v1/merchants", "admin",
+         {"name": "店\u0000", "category": "cafe", "lat": 30.2, "lon": 119.7}),
+    ):
+        answer = await http(http_session, "POST", served.url + path, key=served.keys[key],
+                            json_body=body)
+        assert is_error(answer, 400, "invalid_request") is None, (path, answer)

@@ -38,6 +38,7 @@ from ledger.schema import (
     TransparencyDay,
     VoucherLot,
 )
+from ledger.service import LedgerService
 from tests.conftest import World
 from tests.ledger_support import cli
 from tests.test_ledger_verify import populate
@@ -395,3 +396,19 @@ async def test_the_console_script_with_partitions(
     run = await cli(database_url, "verify", "--partitions", "8")
     assert run.code == 1, (run.out, run.err)
     assert run.err.startswith(f"FAIL: {expected}"), run.err
+
+
+async def test_reopening_a_ledger_keeps_its_chains(world: World, database_url: str) -> None:
+    """A restart (every deploy) finds the shards there: no second set, no chain restarted."""
+    await populate(world)
+    heads = select(Shard.k, Shard.seq, Shard.head_hash).order_by(Shard.k)
+    async with world.service.ctx.db.read() as session:
+        before = [tuple(r) for r in (await session.execute(heads)).all()]
+    again = await LedgerService.open(database_url)
+    try:
+        async with again.ctx.db.read() as session:
+            after = [tuple(r) for r in (await session.execute(heads)).all()]
+        assert after == before and len(before) == 16
+        assert (await verify.verify(again.ctx)).ok
+    finally:
+        await again.close()

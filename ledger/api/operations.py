@@ -51,7 +51,7 @@ class NearbyQuery(Query):
     lat: Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
     lon: Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
     radius_m: Annotated[int, Field(ge=1, le=200_000)] | None = None
-    category: Annotated[str, Field(max_length=40)] | None = None
+    category: Annotated[str, Field(max_length=40, pattern=m.NO_NUL)] | None = None
     limit: Annotated[int, Field(ge=1, le=50)] = 10
     offset: Annotated[int, Field(ge=0, le=10_000)] = 0
 
