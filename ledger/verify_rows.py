@@ -68,9 +68,11 @@ def _same(a: Sequence[Any], b: Sequence[Any]) -> bool:
 
 
 def _member_release_day(ref: str) -> str | None:
-    """``2026-11-20`` of ``release:2026-11-20:members:1-500``; None for other entries."""
+    """``2026-11-20`` of ``release:2026-11-20:members:1-500`` (or of the share-value airdrop's
+    ``airdrop:2026-11-20:members:…``, whose grants carry events too); None for other entries."""
     parts = ref.split(":")
-    return parts[1] if len(parts) >= 3 and parts[0] == "release" and parts[2] == "members" else None
+    member_batch = len(parts) >= 3 and parts[0] in {"release", "airdrop"} and parts[2] == "members"
+    return parts[1] if member_batch else None
 
 
 def _granted_members(e: JournalEntry) -> list[int]:

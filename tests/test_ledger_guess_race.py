@@ -33,7 +33,7 @@ async def _fire(
                                    "bill_fen": 1000}
         path = "/v1/redemptions/preview"
         if redeem and n % 2:
-            body["idempotency_key"] = f"guess-{n:06d}"
+            body.update(idempotency_key=f"guess-{n:06d}", vouchers_applied_fen=0, pay_fen=1000)
             path = "/v1/redemptions"
         await start.wait()
         async with http.post(urls[n % len(urls)] + path, json=body,
@@ -66,6 +66,7 @@ async def test_concurrent_guesses_stay_within_the_limit(database_url: str) -> No
         tills = await asyncio.gather(*(
             http.post(urls[n % 2] + "/v1/redemptions", headers={"Authorization": f"Bearer {key}"},
                       json={"code": code, "merchant_id": shop, "bill_fen": 1000,
+                            "vouchers_applied_fen": 0, "pay_fen": 1000,  # no vouchers yet
                             "idempotency_key": f"real-{n:04d}"})
             for n, code in enumerate(real)
         ))

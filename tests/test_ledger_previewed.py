@@ -24,14 +24,21 @@ async def test_a_release_between_preview_and_confirm_is_refused(
     shop, member = world.merchant_id, world.member_ids[0]
     merchant, bot, admin = clients.merchant, clients.bot, clients.admin
     await merchant.record_purchase(shop, member, 10_000_000, "preview-p1")
-    await admin.release(clock.now.date())
+    ctx = clients_service(world).ctx
+    today = ctx.today()
+    await admin.release(today)
     held = (await bot.balance(member)).vouchers_fen
     assert 0 < held < BILL // 5
+    # The preview two minutes before local midnight; the next day's release runs just after it,
+    # while the code (5 minutes) is still live (a release date is never after the local today).
+    tomorrow = today + dt.timedelta(days=1)
+    clock.now = ctx.day_bounds(tomorrow)[0] - dt.timedelta(minutes=2)
     code = await bot.issue_code(member)
     shown = await merchant.preview_redemption(code.numeric_code, shop, BILL)
     assert (shown.vouchers_applied_fen, shown.pay_fen) == (held, BILL - held)
 
-    await admin.release(clock.now.date() + dt.timedelta(days=1))  # the issue's ":release"
+    clock.now += dt.timedelta(minutes=3)
+    await admin.release(tomorrow)  # the issue's ":release"
     now_held = (await bot.balance(member)).vouchers_fen
     assert now_held > held
     before = await snapshot(clients_service(world))

@@ -32,6 +32,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable, Coroutine, Iterator
@@ -594,6 +595,8 @@ def hostile_requests(draw: st.DrawFn, world: World) -> Hostile:
         kinds += ["not_object", "deep", "wrong_type"]
     kind = draw(st.sampled_from(kinds))
     ids = {"member_id": world.members[0], "merchant_id": world.shop, "key_id": 10**12}
+    # Any other id the document's paths name gets a plausible one, so every path is reachable.
+    ids.update({n: 1 for n in re.findall(r"{(\w+)}", op.path) if n not in ids})
     path = op.path
     for name, value in ids.items():
         path = path.replace("{" + name + "}", str(value))

@@ -67,13 +67,15 @@ async def test_a_code_works_until_its_expiry_instant(world: World, clock: FixedC
         till, PreviewRequest(code=code.numeric_code, merchant_id=shop, bill_fen=1000)
     ), CodeExpired)
     await fails(s.redeem(till, RedeemRequest(
-        code=code.numeric_code, merchant_id=shop, bill_fen=1000, idempotency_key="at-expiry"
+        code=code.numeric_code, merchant_id=shop, bill_fen=1000, vouchers_applied_fen=0,
+        pay_fen=1000, idempotency_key="at-expiry"
     )), CodeExpired)
     # One tick before the instant the same redemption goes through.
     fresh = await s.issue_code(SYSTEM, member)
     clock.now = fresh.expires_at - TICK
     done = await s.redeem(till, RedeemRequest(
-        code=fresh.link_code, merchant_id=shop, bill_fen=1000, idempotency_key="before-expiry"
+        code=fresh.link_code, merchant_id=shop, bill_fen=1000, vouchers_applied_fen=0,
+        pay_fen=1000, idempotency_key="before-expiry"
     ))
     assert done.bill_fen == 1000
 
@@ -163,7 +165,8 @@ async def test_the_voucher_cap_is_exact(
     )
     assert (preview.vouchers_applied_fen, preview.pay_fen) == (want, bill_fen - want)
     done = await s.redeem(till, RedeemRequest(
-        code=code.numeric_code, merchant_id=shop.id, bill_fen=bill_fen, idempotency_key="cap-case"
+        code=code.numeric_code, merchant_id=shop.id, bill_fen=bill_fen,
+        vouchers_applied_fen=want, pay_fen=bill_fen - want, idempotency_key="cap-case"
     ))
     assert (done.vouchers_applied_fen, done.pay_fen) == (want, bill_fen - want)
     assert (await s.balance(SYSTEM, world.member_ids[0])).vouchers_fen == held - want
@@ -198,7 +201,8 @@ async def test_the_largest_bill(world: World) -> None:
             code=UNKNOWN, merchant_id=shop, bill_fen=MAX_BILL_FEN + 1
         )),
         s.redeem(till, RedeemRequest(
-            code=UNKNOWN, merchant_id=shop, bill_fen=MAX_BILL_FEN + 1, idempotency_key="r-max-p1"
+            code=UNKNOWN, merchant_id=shop, bill_fen=MAX_BILL_FEN + 1, vouchers_applied_fen=0,
+            pay_fen=MAX_BILL_FEN + 1, idempotency_key="r-max-p1"
         )),
     ):
         await fails(attempt, InvalidRequest)

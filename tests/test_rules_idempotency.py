@@ -95,6 +95,8 @@ async def test_redemption_key_against_every_field(world: World) -> None:
         "code": mine.numeric_code,
         "merchant_id": shop,
         "bill_fen": 8_800,
+        "vouchers_applied_fen": 0,
+        "pay_fen": 8_800,
         "idempotency_key": "redeem-key-1",
         "staff": cashier,
     }
@@ -111,7 +113,12 @@ async def test_redemption_key_against_every_field(world: World) -> None:
     # customer's receipt, and the second customer's code stays live.
     await _refused(s, s.redeem(bot, RedeemRequest(**{**base, "code": theirs.numeric_code})))
     await _refused(s, s.redeem(bot, RedeemRequest(**{**base, "code": theirs.link_code})))
-    await _refused(s, s.redeem(bot, RedeemRequest(**{**base, "bill_fen": 8_801})))
+    await _refused(
+        s, s.redeem(bot, RedeemRequest(**{**base, "bill_fen": 8_801, "pay_fen": 8_801}))
+    )
+    # The figures the cashier read out are part of the request too (issue 11).
+    await _refused(s, s.redeem(bot, RedeemRequest(
+        **{**base, "vouchers_applied_fen": 1, "pay_fen": 8_799})))
     still_live = await s.preview_redemption(
         bot, PreviewRequest(code=theirs.numeric_code, merchant_id=shop, bill_fen=100, staff=cashier)
     )
@@ -133,7 +140,7 @@ async def test_a_throttled_till_gets_its_receipt_and_nothing_else(world: World) 
     mine = await s.issue_code(SYSTEM, world.member_ids[0])
     theirs = await s.issue_code(SYSTEM, world.member_ids[1])
     base = {"code": mine.numeric_code, "merchant_id": shop, "bill_fen": 5_000,
-            "idempotency_key": "throttled-key"}
+            "vouchers_applied_fen": 0, "pay_fen": 5_000, "idempotency_key": "throttled-key"}
     first = await s.redeem(till, RedeemRequest(**base))
     for _ in range(6):
         with pytest.raises(CodeNotFound):
@@ -143,7 +150,10 @@ async def test_a_throttled_till_gets_its_receipt_and_nothing_else(world: World) 
     assert await s.redeem(till, RedeemRequest(**base)) == first
     await _refused(s, s.redeem(till, RedeemRequest(**{**base, "code": theirs.numeric_code})),
                    Throttled)
-    await _refused(s, s.redeem(till, RedeemRequest(**{**base, "bill_fen": 5_001})), Throttled)
+    await _refused(
+        s, s.redeem(till, RedeemRequest(**{**base, "bill_fen": 5_001, "pay_fen": 5_001})),
+        Throttled,
+    )
     await _refused(s, s.redeem(till, RedeemRequest(**{**base, "idempotency_key": "never-used"})),
                    Throttled)
 
