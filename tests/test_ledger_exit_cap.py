@@ -16,11 +16,11 @@ from typing import Any
 
 import asyncpg
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from ledger import verify
+from ledger import exit_cap, verify
 from ledger.context import Ctx
 from ledger.db import Database
 from ledger.models import PurchaseRequest
@@ -146,6 +146,46 @@ async def test_release_burns_lots_oldest_first(world: World, clock: FixedClock) 
     assert report.ok, report.problems
 
 
+async def test_capped_release_resumes_after_a_crash(
+    world: World, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = world.service
+    s.ctx.rules = Rules(
+        member_share_bp=5000, merchant_share_bp=0, exit_cap=True, release_batch_size=1
+    )
+    a, b, c = world.member_ids
+    # a mints 5,000 points at 1 fen (price then 10,000 / 5,000 = 2); b's 1,000 fen concession
+    # mints 500 / 2 = 250 points (price 11,000 / 5,250); c's 500 x 5,250 / 11,000 = 238 points.
+    # The day's price is 12,000 / 5,488 = 2.19: a's lot is past 2x, b's and c's are not.
+    await buy(s, world.merchant_id, a, 100_000, "exit-crash-01")
+    await buy(s, world.merchant_id, b, 10_000, "exit-crash-02")
+    await buy(s, world.merchant_id, c, 10_000, "exit-crash-03")
+    real = exit_cap.convert
+    calls = 0
+
+    async def crash_on_second(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        done = await real(*args, **kwargs)
+        if calls == 2:
+            raise RuntimeError("killed before the second batch's commit")
+        return done
+
+    monkeypatch.setattr(exit_cap, "convert", crash_on_second)
+    day = s.ctx.today()
+    with pytest.raises(RuntimeError):
+        await s.release(SYSTEM, day)
+    monkeypatch.setattr(exit_cap, "convert", real)
+    resumed = await s.release(SYSTEM, day)
+    held = 5_000 - 50  # after the day's 1 %
+    value = held * 12_000 // 5_488  # 10,823 fen
+    assert (resumed.capped_points, resumed.capped_fen) == (held, value * 8 // 10)
+    capped = [e for e in await granted(world) if e.payload.get("capped")]
+    assert [(e.member_id, e.payload["points_burned"]) for e in capped] == [(a, held)]
+    report = await verify.verify(s.ctx)
+    assert report.ok, report.problems
+
+
 async def test_balance_shows_capped_exits_to_the_bot(
     world: World, served: Served, bot_client: LedgerClient, clock: FixedClock
 ) -> None:
@@ -262,6 +302,7 @@ async def play_capped(
             for lot in all_lots:
                 if lot.capped_on == day:
                     capped_by[lot.member_id] = capped_by.get(lot.member_id, 0) + lot.capped_fen
+            event("a lot capped" if capped_by else "no lot capped")
             granted_by = {v.member_id: v.amount_fen for v in voucher_lots}
             assert all(granted_by.get(m, 0) >= fen for m, fen in capped_by.items())
             clock.advance(days=1)
