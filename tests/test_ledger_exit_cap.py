@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from ledger import exit_cap, verify
 from ledger.context import Ctx
@@ -144,6 +144,21 @@ async def test_release_burns_lots_oldest_first(world: World, clock: FixedClock) 
     ]
     report = await verify.verify(s.ctx)
     assert report.ok, report.problems
+
+
+async def test_verify_names_lots_that_disagree_with_the_points(
+    world: World, clock: FixedClock
+) -> None:
+    s = world.service
+    member = world.member_ids[1]
+    await buy(s, world.merchant_id, member, 100_000, "exit-verify-1")
+    assert (await verify.verify(s.ctx)).ok
+    async with s.ctx.db.write() as session:
+        await session.execute(update(MintLot).values(points_left=MintLot.points_left + 1))
+    report = await verify.verify(s.ctx)
+    assert report.problems == [
+        f"member {member}: mint lots hold 6001 points but the balance is 6000"
+    ]
 
 
 async def test_capped_release_resumes_after_a_crash(
