@@ -26,12 +26,12 @@ from ledger.db import Database
 from ledger.models import PurchaseRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
-from ledger.schema import Member, MintLot, Release, VoucherLot
+from ledger.schema import Member, MintLot, Redemption, Release, VoucherLot
 from ledger.service import LedgerService
 from ledger_client.base import LedgerClient
 from tests.conftest import Served, World
 from tests.databases import postgres_admin_url
-from tests.ledger_support import FixedClock, buy, diff, snapshot
+from tests.ledger_support import FixedClock, buy, diff, pay_with_code, snapshot
 from tests.test_ledger_properties import START, Template, check_books
 
 
@@ -142,6 +142,34 @@ async def test_release_burns_lots_oldest_first(world: World, clock: FixedClock) 
         (b, 250, 125),
         (a, 681, 366),
     ]
+    report = await verify.verify(s.ctx)
+    assert report.ok, report.problems
+
+
+async def test_every_purchase_that_mints_makes_a_lot(world: World, clock: FixedClock) -> None:
+    """Plain purchases and the paid part of a redemption alike, each at the price it was booked."""
+    s = world.service
+    a, b = world.member_ids[:2]
+    first = await buy(s, world.merchant_id, a, 100_000, "exit-lots-001")
+    second = await buy(s, world.merchant_id, b, 20_000, "exit-lots-002")
+    await s.release(SYSTEM, s.ctx.today())
+    receipt = await pay_with_code(s, world.merchant_id, a, 30_000, "exit-lots-003")
+    assert receipt.vouchers_applied_fen > 0 and receipt.points_earned > 0
+    rows = [(lot.member_id, lot.purchase_id, lot.points_minted) for lot in await lots(s)]
+    async with s.ctx.db.read() as session:
+        paid_part = await session.scalar(
+            select(Redemption.purchase_id).where(Redemption.id == receipt.redemption_id)
+        )
+    assert rows == [
+        (a, first.purchase_id, first.member_points),
+        (b, second.purchase_id, second.member_points),
+        (a, paid_part, receipt.points_earned),
+    ]
+    for member in (a, b):
+        balance = await s.balance(SYSTEM, member, 0)
+        assert sum(lot.points_left for lot in await lots(s) if lot.member_id == member) == (
+            balance.points
+        )
     report = await verify.verify(s.ctx)
     assert report.ok, report.problems
 
