@@ -334,11 +334,12 @@ async def play_capped(
                     assert 0 < lot.capped_fen <= value * Fraction(share, 10_000)
                     assert lot.capped_fen > value * Fraction(share, 10_000) - 2
                 elif lot.points_left > 0:
-                    # Not converted: its value is below the cap, or its share is not one fen.
+                    # Not converted: its value is below the cap, or its share of the value in
+                    # whole fen is not one fen.
                     value = lot.points_left * price
                     assert (
                         value < lot.points_left * mint * Fraction(multiple, 10_000)
-                        or value * Fraction(share, 10_000) < 1
+                        or int(value) * share // 10_000 < 1
                     )
             assert all(left.get(m, 0) == p for m, p in held.items())  # lots track points exactly
             capped_by = {}
