@@ -161,6 +161,9 @@ class ReleaseResult(Model):
     vouchers_fen: int
     expired_lots: int
     expiring_notices: int
+    # Of points_burned and vouchers_fen: what the exit cap converted (issue 13).
+    capped_points: int = 0
+    capped_fen: int = 0
 
 
 class StaffInvite(Model):
