@@ -13,7 +13,7 @@ else). "Worth the multiple" is compared as exact ratios, without rounding:
 so a lot converts exactly when today's price reaches the multiple of its mint price, whatever
 its size. A lot whose share would be 0 fen keeps its points (as the release does). Runs inside
 each member batch of the fraction release, after its grants, over the batch's id range: one
-trim, one read and five set-based writes (executemany) plus one journal entry
+trim, one read and four set-based writes (``_write``) plus one journal entry
 (``release:<day>:members:<lo+1>-<hi>:capped``) in the batch's transaction, so it shares the
 batch's idempotency and resumption. Members only: merchants' points have no lots.
 """
@@ -109,7 +109,7 @@ def _statements(dialect: str) -> tuple[TextClause, ...]:
         text(
             "UPDATE mint_lots SET points_left = 0, capped_on = :day, capped_points = c.points,"
             f" capped_fen = c.fen FROM {lots} AS c"
-            " WHERE mint_lots.id = c.id AND mint_lots.points_left = c.points"
+            " WHERE mint_lots.id = c.id"
         ),
         text(
             "UPDATE members SET points = members.points - c.points,"
