@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.release --db postgres --members 1000000 --batch 10000
     .venv/bin/python -m bench.release --members 20000 --verify      # small, and verify after
     .venv/bin/python -m bench.release --policy airdrop              # the 共享购 policy (issue 13)
+    .venv/bin/python -m bench.release --exit-cap                    # the exit cap (issue 13)
 
 Setup (not timed): ``--members`` members holding between 100 and 99,999 points (spread by id),
 ``--merchants`` merchants holding points, a pool of one fen per point plus a tenth, and seed
@@ -15,6 +16,10 @@ journal entries backing every holding so ``verify`` can pass. Then, timed:
   grant, lot, ``voucher.granted`` event and journal entry, then the merchants, expiry, notices.
   ``--policy airdrop``: each holder also has one purchase (its share value), and 100,000 yuan
   of the pool is divided among them by share value.
+  ``--exit-cap``: each holder's points are two mint lots (the older half at 1 fen per point,
+  the newer half at 1 fen per point for odd ids and 0.5 for even ones), and the cap is on at 2x:
+  every batch also trims the lots by the day's 1 % and converts the even ids' newer lots (the
+  day's price is 1.1 fen per point, 2.2x their mint price), half the holders.
 - *feed positions*: what the first feed read after the release does: number its events.
 - *expiring notices*: 87 days later, the ``voucher.expiring`` events for every lot.
 - *expiry*: 90 days later, every lot expires back into the pool.
@@ -133,6 +138,23 @@ async def seed_purchases(svc: LedgerService) -> None:
         )
 
 
+async def seed_lots(svc: LedgerService) -> None:
+    """Two mint lots per holder holding exactly their points (see the module docstring)."""
+    async with svc.ctx.db.write() as session:
+        for part, price_points in (
+            ("points / 2", "1"),
+            ("points - points / 2", "CASE WHEN id % 2 = 0 THEN 2 ELSE 1 END"),
+        ):
+            await session.execute(
+                text(
+                    "INSERT INTO mint_lots (member_id, purchase_id, points_minted, points_left,"
+                    " mint_pool_fen, mint_points, capped_on, capped_points, capped_fen)"
+                    f" SELECT id, 0, {part}, {part}, 1, {price_points}, NULL, 0, 0"
+                    " FROM members WHERE points > 0 ORDER BY id"
+                )
+            )
+
+
 async def timed_baseline(svc: LedgerService) -> tuple[float, int]:
     db = svc.ctx.db
     async with db.read() as session:
@@ -156,7 +178,7 @@ def load() -> str:
 
 
 async def run(
-    kind: str, members: int, merchants: int, batch: int, check: bool, policy: str
+    kind: str, members: int, merchants: int, batch: int, check: bool, policy: str, cap: bool
 ) -> None:
     async with scratch_database(kind, "release") as url:
         clock = FixedClock(dt.datetime(2026, 6, 1, 4, 0))  # noon in Shanghai
@@ -164,6 +186,7 @@ async def run(
             release_batch_size=batch,
             release_policy=policy,  # type: ignore[arg-type]
             airdrop_daily_fen=10_000_000,  # 100,000 yuan a day
+            exit_cap=cap,
         )
         svc = await LedgerService.open(url, rules)
         svc.ctx.clock = clock
@@ -172,6 +195,8 @@ async def run(
             await seed_holdings(svc, members, merchants)
             if policy == "airdrop":
                 await seed_purchases(svc)
+            if cap:
+                await seed_lots(svc)
             print(
                 f"seeded {members:,} members in {time.perf_counter() - t0:.1f} s", file=sys.stderr
             )
@@ -206,7 +231,7 @@ async def run(
 
             rows = [
                 ("database", kind),
-                ("policy", policy),
+                ("policy", policy + (" + exit cap 2x" if cap else "")),
                 ("members with points", f"{holders:,} (+{merchants:,} merchants)"),
                 ("batch", f"{batch:,} members"),
                 ("baseline: one bare UPDATE", f"{base_s:.2f} s = {base_rate:,.0f} rows/s"),
@@ -243,6 +268,14 @@ async def run(
                     )
                 )
             rows.insert(4, ("members granted", f"{result.members_granted:,}"))
+            if cap:
+                rows.insert(
+                    5,
+                    (
+                        "capped exits",
+                        f"{result.capped_points:,} points -> {result.capped_fen:,} fen",
+                    ),
+                )
             print(table(rows, f"Daily release, {kind}, {policy}"))
         finally:
             await svc.close()
@@ -256,8 +289,19 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=Rules().release_batch_size)
     p.add_argument("--verify", action="store_true", help="run verify afterwards (slow at 1 M)")
     p.add_argument("--policy", choices=["fraction", "airdrop"], default="fraction")
+    p.add_argument("--exit-cap", action="store_true", help="mint lots, and the exit cap on at 2x")
     args = p.parse_args()
-    asyncio.run(run(args.db, args.members, args.merchants, args.batch, args.verify, args.policy))
+    asyncio.run(
+        run(
+            args.db,
+            args.members,
+            args.merchants,
+            args.batch,
+            args.verify,
+            args.policy,
+            args.exit_cap,
+        )
+    )
 
 
 if __name__ == "__main__":

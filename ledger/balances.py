@@ -9,16 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, or_, select
+from sqlalchemy import Integer, bindparam, func, or_, select
 
 from ledger import events, journal
 from ledger.context import Ctx
 from ledger.db import Conn, Row, Statement
 from ledger.errors import InvalidRequest, MemberNotFound
-from ledger.models import ActivityItem, BalanceOut
+from ledger.models import ActivityItem, BalanceOut, CappedExit
 from ledger.money import Price
 from ledger.purchases import price_out
-from ledger.schema import Event, Member, VoucherLot
+from ledger.schema import Event, Member, MintLot, VoucherLot
 
 MOVEMENTS = (events.POINTS_EARNED, events.VOUCHER_GRANTED, events.VOUCHER_REDEEMED)
 
@@ -100,6 +100,16 @@ _MOVEMENTS = Statement(
     .limit(bindparam("rows", type_=Integer))
 )
 _NO_LIMIT = 2**62
+_mint = MintLot.metadata.tables[MintLot.__tablename__]
+CAPPED_DAYS = 5
+# The member's recent exit-cap conversions (issue 13), over the partial index of capped lots.
+_CAPPED = Statement(
+    select(_mint.c.capped_on, func.sum(_mint.c.capped_points), func.sum(_mint.c.capped_fen))
+    .where(_mint.c.member_id == bindparam("member_id"), _mint.c.capped_on.is_not(None))
+    .group_by(_mint.c.capped_on)
+    .order_by(_mint.c.capped_on.desc())
+    .limit(CAPPED_DAYS)
+)
 
 
 async def balance(
@@ -109,10 +119,10 @@ async def balance(
         raise InvalidRequest("limit must be 0-50")
     now = ctx.now()
 
-    async def read(conn: Conn) -> tuple[Row | None, list[Row], list[Row]]:
+    async def read(conn: Conn) -> tuple[Row | None, list[Row], list[Row], list[Row]]:
         holdings = await _HOLDINGS.first(conn, member_id=member_id)
         if holdings is None:
-            return None, [], []
+            return None, [], [], []
         lots = await _LIVE_LOTS.rows(conn, member_id=member_id, now=now)
         rows = (
             await _MOVEMENTS.rows(
@@ -121,9 +131,10 @@ async def balance(
             if limit
             else []
         )
-        return holdings, lots, rows
+        capped = await _CAPPED.rows(conn, member_id=member_id)
+        return holdings, lots, rows, capped
 
-    holdings, lots, rows = await ctx.db.run_direct(read, readonly=True)
+    holdings, lots, rows, capped = await ctx.db.run_direct(read, readonly=True)
     if holdings is None:
         raise MemberNotFound("no such member", member_id=member_id)
     points, pool, issued = holdings
@@ -141,4 +152,8 @@ async def balance(
         nearest_expiry_fen=sum(fen for fen, at in lots if at == nearest),
         activity=[_activity(*row) for row in rows],
         activity_next_before=rows[-1][0] if more and rows else None,
+        capped_exits=[
+            CappedExit(date=day, points=int(points), vouchers_fen=int(fen))
+            for day, points, fen in capped
+        ],
     )

@@ -199,6 +199,14 @@ class ActivityItem(Out):
     merchant_name: str | None = None
 
 
+class CappedExit(Out):
+    """One day's exit-cap conversion for a member: points burned, vouchers (fen) received."""
+
+    date: dt.date
+    points: int
+    vouchers_fen: int
+
+
 class BalanceOut(Out):
     member_id: int
     points: int
@@ -209,6 +217,8 @@ class BalanceOut(Out):
     nearest_expiry_fen: int
     activity: list[ActivityItem]
     activity_next_before: int | None
+    # Points that reached their exit cap and became vouchers, newest day first (issue 13).
+    capped_exits: list[CappedExit] = []
 
 
 class PurchaseOut(Out):
@@ -313,6 +323,9 @@ class ReleaseOut(Out):
     vouchers_fen: int
     expired_lots: int
     expiring_notices: int
+    # Of points_burned and vouchers_fen: what the exit cap converted (issue 13).
+    capped_points: int = 0
+    capped_fen: int = 0
 
 
 class InviteOut(Out):

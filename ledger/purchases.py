@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.sql.expression import Executable
 
-from ledger import events, idempotency, insider, journal, merchants
+from ledger import events, idempotency, insider, journal, merchants, mint_lots
 from ledger.context import Ctx
 from ledger.db import Bound, Conn, Statement, column_params, dialect_insert, dialect_name
 from ledger.errors import MemberNotFound
@@ -270,6 +270,9 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             now=now,
             also=(
                 merchant_credit(merchant.id, shard, booked.split.merchant_points, 0),
+                *mint_lots.minting(
+                    req.member_id, booked.purchase_id, booked.split.member_points, price
+                ),
                 event,
                 idempotency.completion(claimed, out.model_dump(mode="json")),
             ),

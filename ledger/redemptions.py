@@ -14,7 +14,17 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import codes, events, idempotency, insider, journal, merchants, previewed, throttle
+from ledger import (
+    codes,
+    events,
+    idempotency,
+    insider,
+    journal,
+    merchants,
+    mint_lots,
+    previewed,
+    throttle,
+)
 from ledger.context import Ctx
 from ledger.errors import (
     CodeExpired,
@@ -249,6 +259,7 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
             price=price,
             now=now,
         )
+        await mint_lots.record(session, member.id, booked.purchase_id, booked.split, price)
         redemption_id = await session.scalar(
             insert(Redemption)
             .values(

@@ -16,7 +16,14 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import journal, release_airdrop, release_dates, release_expiry, release_grants
+from ledger import (
+    exit_cap,
+    journal,
+    release_airdrop,
+    release_dates,
+    release_expiry,
+    release_grants,
+)
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
 from ledger.journal import FEN, POINTS, Posting
@@ -56,6 +63,10 @@ async def _start(ctx: Ctx, day: dt.date) -> Release:
                 airdrop_fen=airdrop.amount_fen,
                 airdrop_shares=airdrop.shares,
                 share_purchase_id=airdrop.last_purchase_id,
+                exit_cap_multiple_bp=ctx.rules.exit_cap_multiple_bp if ctx.rules.exit_cap else 0,
+                exit_cap_share_bp=ctx.rules.exit_cap_share_bp if ctx.rules.exit_cap else 0,
+                capped_points=0,
+                capped_fen=0,
             )
             await session.execute(started.on_conflict_do_nothing())
             release = await session.get_one(Release, day, with_for_update=True)
@@ -69,6 +80,7 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
         now = ctx.now()
         if release.policy == "airdrop":
             return await release_airdrop.member_batch(session, release, ctx.rules, now)
+        expires = now + dt.timedelta(days=ctx.rules.voucher_ttl_days)
         batch = await release_grants.grant_batch(
             session,
             day=day,
@@ -77,7 +89,7 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
             fraction_bp=release.fraction_bp,
             price=Price(release.price_pool_fen, release.price_points),
             now=now,
-            expires=now + dt.timedelta(days=ctx.rules.voucher_ttl_days),
+            expires=expires,
         )
         if batch is None:
             return False
@@ -102,6 +114,16 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
             release.members_granted += len(batch.grants)
             release.points_burned += burned_total
             release.vouchers_fen += fen_total
+        # Issue 13: lots follow the burn (oldest first), then those at their cap exit.
+        await exit_cap.convert(
+            session,
+            release,
+            lo=release.member_cursor,
+            hi=batch.hi,
+            now=now,
+            expires=expires,
+            shard=journal.pick_shard(ctx.rules.shards),
+        )
         release.member_cursor = batch.hi
     return True
 
@@ -285,4 +307,6 @@ async def run(ctx: Ctx, day: dt.date | None = None) -> ReleaseOut:
         vouchers_fen=release.vouchers_fen,
         expired_lots=expired,
         expiring_notices=expiring,
+        capped_points=release.capped_points,
+        capped_fen=release.capped_fen,
     )

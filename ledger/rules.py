@@ -53,6 +53,12 @@ class Rules(BaseSettings):
     # Staff neither redeem their own code nor earn at their own merchant (issue 11). Off only in
     # the console demo, where one person plays customer and cashier.
     insider_limits: bool = True
+    # Exit cap (封顶, DESIGN.md "The seeds' other rules", issue 13): when today's price makes a
+    # purchase's remaining points worth exit_cap_multiple_bp / 10,000 times their mint value, the
+    # release turns exit_cap_share_bp of their value into vouchers and burns them all.
+    exit_cap: bool = False
+    exit_cap_multiple_bp: int = Field(20_000, ge=BP, le=1_000_000)
+    exit_cap_share_bp: int = Field(8000, ge=1, le=BP)
 
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""

@@ -237,6 +237,45 @@ class Release(Base):
     airdrop_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
     airdrop_shares: Mapped[int] = mapped_column(BigInteger, server_default="0")
     share_purchase_id: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # The exit cap the day started with (issue 13): 0 when it was off; the capped lots' totals.
+    exit_cap_multiple_bp: Mapped[int] = mapped_column(Integer, server_default="0")
+    exit_cap_share_bp: Mapped[int] = mapped_column(Integer, server_default="0")
+    capped_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    capped_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+
+class MintLot(Base):
+    """The points one purchase minted a member and the price they were minted at (issue 13).
+
+    A member's live lots hold exactly their points (older points leave first, ``mint_lots``);
+    the exit cap compares today's price with each lot's mint price. A capped lot keeps its row
+    (points_left 0) with what it became, which the member's balance shows.
+    """
+
+    __tablename__ = "mint_lots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    purchase_id: Mapped[int] = mapped_column(BigInteger)
+    points_minted: Mapped[int] = mapped_column(BigInteger)
+    points_left: Mapped[int] = mapped_column(BigInteger)
+    # The mint price as the exact ratio pool fen / points (1/1 while the price was undefined).
+    mint_pool_fen: Mapped[int] = mapped_column(BigInteger)
+    mint_points: Mapped[int] = mapped_column(BigInteger)
+    capped_on: Mapped[dt.date | None] = mapped_column(Date)
+    capped_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    capped_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
+
+    __table_args__ = (
+        Index("ix_mint_lots_member_id", "member_id", "id"),
+        Index(
+            "ix_mint_lots_capped",
+            "member_id",
+            "capped_on",
+            sqlite_where=text("capped_on IS NOT NULL"),
+            postgresql_where=text("capped_on IS NOT NULL"),
+        ),
+    )
 
 
 class RedemptionCode(Base):

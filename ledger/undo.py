@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import events, journal, merchants
+from ledger import events, journal, merchants, mint_lots
 from ledger.context import Ctx
 from ledger.errors import NotFound, UndoRefused
 from ledger.journal import Posting
@@ -141,6 +141,10 @@ async def undo(
                 points=Member.points - redemption.points_earned,
             )
         )
+        if redemption.purchase_id is not None and redemption.points_earned:
+            await mint_lots.take_back(
+                session, member.id, redemption.purchase_id, redemption.points_earned
+            )
         shard = journal.pick_shard(ctx.rules.shards)
         await credit_merchant(session, merchant_id, shard, merchant_points, -applied)
         merchant = await merchants.load(session, merchant_id)

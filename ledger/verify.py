@@ -29,6 +29,7 @@ from ledger.schema import (
     JournalEntry,
     Member,
     MerchantBalance,
+    MintLot,
     Shard,
     TransparencyDay,
     VoucherLot,
@@ -342,4 +343,36 @@ async def verify(
                 f"member {member_id}: voucher lots hold {lot_sums.get(member_id, 0)} fen but the "
                 f"balance is {member_vouchers.get(member_id, 0)}"
             )
+    # Mint lots (issue 13's exit cap) never hold more points than their member, nor fewer than 0.
+    held = (
+        select(MintLot.member_id, func.sum(MintLot.points_left).label("held"))
+        .group_by(MintLot.member_id)
+        .having(func.min(MintLot.points_left) >= 0)
+        .subquery()
+    )
+    async with ctx.db.read() as session:
+        over = (
+            await session.execute(
+                select(MintLot.member_id, func.min(MintLot.points_left))
+                .group_by(MintLot.member_id)
+                .having(func.min(MintLot.points_left) < 0)
+                .order_by(MintLot.member_id)
+                .limit(1)
+            )
+        ).first()
+        beyond = (
+            await session.execute(
+                select(Member.id, held.c.held, Member.points)
+                .join(held, held.c.member_id == Member.id)
+                .where(held.c.held > Member.points)
+                .order_by(Member.id)
+                .limit(1)
+            )
+        ).first()
+    if over is not None:
+        report.problems.append(f"member {over[0]}: a mint lot holds {over[1]} points")
+    if beyond is not None:
+        report.problems.append(
+            f"member {beyond[0]}: mint lots hold {beyond[1]} points but the balance is {beyond[2]}"
+        )
     return report

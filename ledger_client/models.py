@@ -51,6 +51,14 @@ class Activity(Model):
     merchant_name: str | None = None
 
 
+class CappedExit(Model):
+    """Points that reached their exit cap (issue 13) on ``date`` and became vouchers (fen)."""
+
+    date: dt.date
+    points: int
+    vouchers_fen: int
+
+
 class Balance(Model):
     member_id: int
     points: int
@@ -61,6 +69,7 @@ class Balance(Model):
     nearest_expiry_fen: int
     activity: list[Activity]
     activity_next_before: int | None
+    capped_exits: list[CappedExit] = []
 
 
 class PurchaseResult(Model):
@@ -163,6 +172,9 @@ class ReleaseResult(Model):
     vouchers_fen: int
     expired_lots: int
     expiring_notices: int
+    # Of points_burned and vouchers_fen: what the exit cap converted (issue 13).
+    capped_points: int = 0
+    capped_fen: int = 0
 
 
 class StaffInvite(Model):
