@@ -15,7 +15,8 @@ from bot.chat.events import Command, Location
 from bot.chat.replies import AskLocation, Picture
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import N_, Translator
+from bot.i18n import N_, Translator, translator
+from bot.media import fonts
 from bot.media.circle_map import MapLabels, MapMerchant, draw_circle_map
 from bot.storage.flows import Pending
 from handlers.admin import refused
@@ -83,10 +84,11 @@ def circle_text(t: Translator, circle: Circle) -> str:
 async def report(turn: Turn, lat: float, lon: float) -> None:
     t = turn.t
     circle = await turn.services.ledger.circle(lat, lon)
+    drawn = t if fonts.has_cjk() else translator("en")  # no CJK font: English labels
     labels = MapLabels(
-        title=t._("15-minute convenience circle"),
-        categories={m.category: category_name(t, m.category) for m in circle.merchants},
-        scale=t._("{metres} m"),
+        title=drawn._("15-minute convenience circle"),
+        categories={m.category: category_name(drawn, m.category) for m in circle.merchants},
+        scale=drawn._("{metres} m"),
     )
     merchants = [MapMerchant(m.lat, m.lon, m.category) for m in circle.merchants]
     png = await asyncio.to_thread(

@@ -17,7 +17,8 @@ from bot.chat.events import Command
 from bot.chat.replies import Picture
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator
+from bot.i18n import Translator, translator
+from bot.media import fonts
 from bot.media.pool_chart import ChartLabels, DayFigures, draw_pool_chart
 from ledger_client.models import PublicPool
 
@@ -68,7 +69,8 @@ async def show_pool(event: Command, turn: Turn) -> None:
     pool = await turn.services.ledger.public_pool(DAYS)
     days = [DayFigures(d.date, d.pool_fen, d.points) for d in pool.days]
     # Drawing takes tens of milliseconds of CPU: off the event loop.
-    png = await asyncio.to_thread(draw_pool_chart, days, chart_labels(t))
+    drawn = t if fonts.has_cjk() else translator("en")  # no CJK font: English labels
+    png = await asyncio.to_thread(draw_pool_chart, days, chart_labels(drawn))
     text = pool_text(t, pool)
     turn.say(Picture(png, caption=text, alt_text=text))
 

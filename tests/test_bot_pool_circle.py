@@ -81,3 +81,18 @@ async def test_circle_asks_for_a_place_and_takes_the_next_location(harness: Harn
     admin.shares_location(SHOP_LAT, SHOP_LON)
     again = await harness.fake.next_to(ADMIN, before)
     assert again.method == "sendMessage" and "15-minute convenience circle" not in again.text
+
+
+def test_a_chart_is_no_qr_code_to_redraw_in_a_terminal() -> None:
+    """The console redraws QR codes in block characters; a chart or map is saved, not redrawn
+    (it used to end the demo's /pool with 'image index out of range')."""
+    import datetime as dt
+
+    from bot.media import qr
+    from bot.media.pool_chart import ChartLabels, DayFigures, draw_pool_chart
+
+    labels = ChartLabels("Pool", "Pool (yuan)", "Price", "none")
+    days = [DayFigures(dt.date(2026, 11, d), 10_000 * d, 5_000) for d in range(1, 8)]
+    with pytest.raises(ValueError):
+        qr.terminal_from_png(draw_pool_chart(days, labels))
+    assert qr.terminal_from_png(qr.png("r" + "A" * 12)).count("\n") > 10

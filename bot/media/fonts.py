@@ -38,6 +38,13 @@ def font_path() -> str | None:
     return None
 
 
+def has_cjk() -> bool:
+    """Whether pictures can carry Chinese labels (a CJK font was found); callers draw English
+    labels otherwise, since boxes in place of characters say nothing."""
+    chosen = font_path()
+    return chosen is not None and "DejaVu" not in chosen
+
+
 def load(size: int, path: str | None = None) -> FontType:
     """``path`` (or ``font_path()``) at ``size`` pixels; Pillow's own font if none loads."""
     chosen = path or font_path()

@@ -77,13 +77,16 @@ def terminal_from_png(image_png: bytes) -> str:
     if module < 1:
         raise ValueError("modules smaller than a pixel")
     count = round((width - 2 * x0) / module)
-    cells = [
-        [
-            not pixels[int(x0 + (c + 0.5) * module), int(y0 + (r + 0.5) * module)]
-            for c in range(count)
+    try:
+        cells = [
+            [
+                not pixels[int(x0 + (c + 0.5) * module), int(y0 + (r + 0.5) * module)]
+                for c in range(count)
+            ]
+            for r in range(count)
         ]
-        for r in range(count)
-    ]
+    except IndexError:  # a chart or a map, not a square code: nothing to redraw
+        raise ValueError("not a QR code") from None
     pad = [[False] * (count + 2 * BORDER)] * BORDER
     framed = pad + [[False] * BORDER + row + [False] * BORDER for row in cells] + pad
     return _blocks(framed)

@@ -65,7 +65,7 @@ class Screen:
 
     def _picture(self, png: bytes) -> None:
         self.pictures.mkdir(parents=True, exist_ok=True)
-        path = self.pictures / f"qr-{uuid.uuid4().hex[:8]}.png"
+        path = self.pictures / f"picture-{uuid.uuid4().hex[:8]}.png"
         path.write_bytes(png)
         self.last_picture = png
         with contextlib.suppress(ValueError):
