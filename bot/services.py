@@ -38,8 +38,12 @@ class Services:
         self.chats = ChatStore(self.db)
         self.flows = FlowStore(self.db)
 
-    def is_admin(self, user_id: int) -> bool:
-        return user_id in self.settings.admin_ids
+    def is_admin(self, chat: tuple[str, str]) -> bool:
+        """Whether the (channel, address) chat is an admin's: GREENPOINTS_ADMIN_IDS names
+        Telegram user ids (their private chats' ids; the console's people are numbered the same
+        way); an address that is not a decimal number (a WeChat openid) is nobody's."""
+        _channel, address = chat
+        return address.isdigit() and int(address) in self.settings.admin_ids
 
     def deep_link(self, payload: str) -> str:
         return f"https://t.me/{self.bot_username}?start={payload}"

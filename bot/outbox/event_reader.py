@@ -111,7 +111,8 @@ class EventReader:
                 continue
             out.append(
                 Outgoing(
-                    chat_id=profile.chat_id,
+                    channel=profile.channel,
+                    address=profile.address,
                     method="sendMessage",
                     payload={"text": text},
                     kind="notice",
