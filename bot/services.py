@@ -46,4 +46,10 @@ class Services:
         return address.isdigit() and int(address) in self.settings.admin_ids
 
     def deep_link(self, payload: str) -> str:
+        """What a code or link carries for ``payload``: Telegram's ``t.me`` start link; on
+        WeChat the bare payload, since no link opens an account's chat with a parameter and the
+        code is read by the cashier's menu scanner, whose result comes back as the text itself
+        (WECHAT.md; issue 10)."""
+        if self.channel == "wechat":
+            return payload
         return f"https://t.me/{self.bot_username}?start={payload}"
