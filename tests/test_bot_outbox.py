@@ -8,6 +8,7 @@ The pacing classes are checked on their own with made-up times.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
@@ -344,3 +345,30 @@ def test_chat_lanes_space_one_chat_and_let_others_pass() -> None:
     assert lanes.drop(("t", "1")) == ["a3"] and lanes.parked == 0
     lanes.finish(("t", "2"), 0.1)
     assert lanes.offer(("t", "2"), "b2", 0.6) and lanes.drain() == []
+
+
+async def test_each_channel_has_its_own_sender_rows_and_lock(rig: Rig) -> None:
+    """The Telegram sender neither sends nor recovers a WeChat chat's rows (issue 10: one
+    sender per channel), and the two channels' locks do not exclude each other."""
+    wechat = Outgoing("wechat", "o_zoe", "notice", {"kind": "points.earned"}, "notice")
+    await rig.put(wechat, text(1600, "telegram news"))
+    async with rig.db.session() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.channel == "wechat")
+            .values(state=outbox.SENDING, claimed_at=dt.datetime(2026, 1, 1))
+        )
+    async with running(rig.sender()) as sender:
+        await sender.settled()
+    assert [(r.channel, r.address, r.state) for r in await rig.rows()] == [
+        ("wechat", "o_zoe", "sending"),  # another sender's, in flight: left alone
+        ("telegram", "1600", "sent"),
+    ]
+    assert [s.chat_id for s in rig.fake.sent] == [1600]
+    telegram, other = sender_lock(rig.db, "telegram"), sender_lock(rig.db, "wechat")
+    try:
+        assert await telegram.acquire() and await other.acquire()
+        assert not await sender_lock(rig.db, "wechat").acquire()
+    finally:
+        await telegram.release()
+        await other.release()

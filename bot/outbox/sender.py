@@ -146,7 +146,11 @@ class OutboxSender:
         resolvers: Mapping[str, Resolver] | None = None,
         on_outcomes: OutcomeHook | None = None,
         lock: SenderLock | None = None,
+        channel: str = "telegram",
     ) -> None:
+        """``channel``: the chats this sender serves (their rows only, under that channel's
+        lock); the Bot API it calls is Telegram's, so only Telegram-shaped channels fit (the
+        console prints the same calls)."""
         self.db = db
         self.chats = chats
         self.bot = bot
@@ -155,7 +159,8 @@ class OutboxSender:
         self.rate_per_chat = rate_per_chat
         self.resolvers = dict(resolvers or {})
         self.on_outcomes = on_outcomes
-        self.lock = lock or sender_lock(db)
+        self.channel = channel
+        self.lock = lock or sender_lock(db, channel)
         self.stats = SenderStats()
         self.active = False  # holds the lock and drains
 
@@ -274,7 +279,9 @@ class OutboxSender:
         self._pause_until = 0.0
         self._window_held_since = None
         async with self.db.session() as session:
-            n = await outbox.recover(session, utcnow() + dt.timedelta(seconds=1))
+            n = await outbox.recover(
+                session, utcnow() + dt.timedelta(seconds=1), self.channel
+            )
         self.stats.recovered += n
         if n:
             log.warning("outbox: %d rows were in flight when the last sender stopped; resending", n)
@@ -368,7 +375,7 @@ class OutboxSender:
         limit = min(self.tuning.batch, self.high_water - self.buffered)
         try:
             async with self.db.session() as session:
-                rows = await outbox.claim(session, limit)
+                rows = await outbox.claim(session, limit, channel=self.channel)
                 states = await outbox.chat_states(session, [r.key for r in rows])
         except Exception:
             log.exception("outbox: could not claim rows; trying again shortly")

@@ -127,17 +127,23 @@ def _chunks(ids: Sequence[T]) -> list[Sequence[T]]:
     return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 
 
-async def claim(session: AsyncSession, limit: int, now: dt.datetime | None = None) -> list[Claimed]:
-    """Take up to ``limit`` due rows, most urgent first, and mark them ``sending``.
+async def claim(
+    session: AsyncSession, limit: int, now: dt.datetime | None = None, channel: str | None = None
+) -> list[Claimed]:
+    """Take up to ``limit`` due rows (of ``channel``'s chats, when given: each channel has its
+    own sender), most urgent first, and mark them ``sending``.
 
     On PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``, so claimers never wait on
     each other or take the same row; on SQLite the transaction's write lock does the same.
     """
     now = now or utcnow()
+    due = select(OutboxMessage.id).where(
+        OutboxMessage.state == PENDING, OutboxMessage.not_before <= now
+    )
+    if channel is not None:
+        due = due.where(OutboxMessage.channel == channel)
     due = (
-        select(OutboxMessage.id)
-        .where(OutboxMessage.state == PENDING, OutboxMessage.not_before <= now)
-        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        due.order_by(OutboxMessage.priority, OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -163,17 +169,22 @@ async def claim(session: AsyncSession, limit: int, now: dt.datetime | None = Non
     return rows
 
 
-async def recover(session: AsyncSession, claimed_before: dt.datetime) -> int:
+async def recover(
+    session: AsyncSession, claimed_before: dt.datetime, channel: str | None = None
+) -> int:
     """Return rows stuck in ``sending`` since before ``claimed_before`` to ``pending``.
 
     Only the outbox's one sender calls this, right after taking the sender lock: rows still
     ``sending`` then were claimed by a sender that died, and any of them may or may not have
     reached Telegram; sending them again is the at-most-one duplicate the design allows.
     """
+    stuck = update(OutboxMessage).where(
+        OutboxMessage.state == SENDING, OutboxMessage.claimed_at < claimed_before
+    )
+    if channel is not None:  # another channel's sender may be sending its rows right now
+        stuck = stuck.where(OutboxMessage.channel == channel)
     result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.state == SENDING, OutboxMessage.claimed_at < claimed_before)
-        .values(state=PENDING, claimed_at=None)
+        stuck.values(state=PENDING, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)

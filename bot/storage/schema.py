@@ -84,7 +84,7 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
-        Index("ix_outbox_due", "state", "priority", "id"),
+        Index("ix_outbox_due", "channel", "state", "priority", "id"),
         Index("ix_outbox_broadcast_state", "broadcast_id", "state"),
     )
 

@@ -61,6 +61,8 @@ def upgrade() -> None:
 
     _key_columns("outbox", channel=True)
     with op.batch_alter_table("outbox") as batch:
+        batch.drop_index("ix_outbox_due")  # each channel's sender claims its own rows
+        batch.create_index("ix_outbox_due", ["channel", "state", "priority", "id"])
         batch.alter_column("channel", existing_type=sa.String(length=16), nullable=False)
         batch.alter_column("address", existing_type=sa.String(length=64), nullable=False)
         batch.drop_column("chat_id")
