@@ -16,12 +16,17 @@ import zxingcpp
 from PIL import Image
 
 from bot.channels.wechat.api import WeChatApi
+from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.conversation import WeChatConversation
 from bot.channels.wechat.endpoint import Handler
 from bot.channels.wechat.features import features_runner
 from bot.channels.wechat.geo import wgs84_to_gcj02
+from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.config import Settings
 from bot.features import neutral_router
+from bot.i18n import translator
+from bot.outbox.event_reader import EventReader
+from bot.outbox.notices import notice_text
 from bot.services import Services
 from bot.storage.db import BotDatabase
 from ledger.principal import Principal
@@ -32,7 +37,12 @@ from tests.databases import fresh_database
 from tests.fake_wechat import Delivery
 from tests.wechat_harness import WeChatRig, bot_database_url, wechat_rig
 
-CUSTOM = "/cgi-bin/message/custom/send"
+TEMPLATE = "/cgi-bin/message/template/send"
+TEMPLATES = {
+    kind: f"TPL-{kind}"
+    for kind in ("points.earned", "voucher.granted", "voucher.expiring", "voucher.redeemed",
+                 "redemption.receipt")
+}
 
 
 @dataclass
@@ -41,6 +51,7 @@ class World:
     services: Services
     ledger: LedgerService
     shop_id: int
+    reader: EventReader
 
 
 @pytest.fixture(
@@ -69,9 +80,11 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         def handler(api: WeChatApi, _db: BotDatabase) -> Handler:
             return WeChatConversation(api, _db, features_runner(services, router))
 
+        reader = EventReader(services)
         try:
             async with wechat_rig(bot_url, handler=handler) as rig:
-                yield World(rig, services, ledger, shop_id)
+                await reader.position()  # from here on every event is read
+                yield World(rig, services, ledger, shop_id, reader)
         finally:
             await client.close()
             await db.dispose()
@@ -146,3 +159,22 @@ async def test_follow_balance_nearby_code_then_the_cashier_redeems_once(world: W
     assert vouchers - after.vouchers_fen == 1_770
     today = await shop.today(world.shop_id)
     assert (today.count, today.bill_fen, today.vouchers_fen) == (1, 8_850, 1_770)
+
+    # The ledger's events become neutral notices in the outbox, sent by WeChat's own sender as
+    # template messages with structured fields.
+    await world.reader.catch_up()
+    wechat = WeChatChannel(
+        world.rig.api, world.rig.db, TEMPLATES,
+        lambda notice, locale: notice_text(notice, translator(locale)) or "",
+    )
+    sender = WeChatNoticeSender(world.rig.db, world.services.chats, wechat)
+    assert await sender.drain_once() >= 1
+    sends = fake.calls_to(TEMPLATE)
+    receipts = [c.body for c in sends if c.body["template_id"] == TEMPLATES["voucher.redeemed"]]
+    assert len(receipts) == 1
+    assert receipts[0]["touser"] == "o_zoe"
+    assert receipts[0]["data"] == {"thing1": {"value": "锦城绿色生活超市"},
+                                   "amount2": {"value": "¥17.70"}}
+    earned = [c.body for c in sends if c.body["template_id"] == TEMPLATES["points.earned"]]
+    assert earned[0]["data"]["amount3"] == {"value": "¥50000.00"}  # the purchase recorded above
+    assert await sender.drain_once() == 0  # nothing twice
