@@ -10,7 +10,7 @@ from bot.outbox.broadcasts import Progress
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
-from ledger_client import LedgerClient
+from ledger_client import LedgerClient, connect
 
 
 class Announcer(Protocol):
@@ -53,3 +53,17 @@ class Services:
         if self.channel == "wechat":
             return payload
         return f"https://t.me/{self.bot_username}?start={payload}"
+
+
+async def open_services(settings: Settings, channel: str = "telegram") -> Services:
+    """The ledger client and the bot database (migrated) for a bot process of ``channel``."""
+    api_key = settings.ledger_api_key.get_secret_value() if settings.ledger_api_key else None
+    ledger = await connect(settings.ledger_url, api_key, role="bot")
+    db = BotDatabase(settings.database_url)
+    await db.upgrade()
+    return Services(settings, ledger, db, channel=channel)
+
+
+async def close_services(services: Services) -> None:
+    await services.ledger.close()
+    await services.db.dispose()
