@@ -42,6 +42,11 @@ from bot.context import App
 from tests.bot_harness import Harness, running_bot
 from tests.fake_telegram import Person
 
+
+def tg(chat_id: int) -> tuple[str, str]:
+    """A Telegram chat's key in the bot's tables."""
+    return "telegram", str(chat_id)
+
 FIRST_CHAT = 50_000
 EXPECTED = {"/balance": "sendMessage", "/qr": "sendPhoto"}
 
@@ -109,7 +114,7 @@ async def setup_people(h: Harness, count: int, purchases: int) -> list[Person]:
         await h.fake.wait_for(lambda sent, target=target: len(sent) >= target, 120)
     shop = h.ledger_as("merchant", h.shop_id)
     for person in people:
-        profile = await h.services.chats.get(person.id)
+        profile = await h.services.chats.get(tg(person.id))
         assert profile is not None and profile.member_id is not None
         for n in range(purchases):
             await shop.record_purchase(
@@ -173,7 +178,7 @@ async def ledger_alone(
     ledger = h.services.ledger
     members = []
     for person in people:
-        profile = await h.services.chats.get(person.id)
+        profile = await h.services.chats.get(tg(person.id))
         assert profile is not None and profile.member_id is not None
         members.append(profile.member_id)
     call: Callable[[int], Awaitable[object]] = (

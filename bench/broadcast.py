@@ -43,7 +43,7 @@ async def fill_chats(db: BotDatabase, people: int, batch: int = 20_000) -> None:
     for start in range(0, people, batch):
         async with db.session() as session:
             await session.execute(insert(Chat), [
-                {"chat_id": 10_000_000 + n, "channel": "telegram",
+                {"address": str(10_000_000 + n), "channel": "telegram",
                  "locale": LOCALES[n % len(LOCALES)], "locale_chosen": False,
                  "notices": n % 50 != 0, "created_at": now, "last_seen_at": now}
                 for n in range(start, min(people, start + batch))
@@ -58,7 +58,7 @@ async def enqueue_once(kind: str, people: int) -> tuple[float, float, int]:
         try:
             await fill_chats(db, people)
             broadcasts = Broadcasts(db)
-            broadcast_id = await broadcasts.create(1, "bench", None, "all")
+            broadcast_id = await broadcasts.create(("telegram", "1"), "bench", None, "all")
             tracemalloc.start()
             started = time.perf_counter()
             await broadcasts.enqueue_all(broadcast_id)
@@ -92,7 +92,8 @@ def broadcast_fill(recipients: int) -> Fill:
         try:
             await fill_chats(db, recipients)
             broadcasts = Broadcasts(db)
-            await broadcasts.enqueue_all(await broadcasts.create(1, "bench news", None, "all"))
+            broadcast_id = await broadcasts.create(("telegram", "1"), "bench news", None, "all")
+            await broadcasts.enqueue_all(broadcast_id)
         finally:
             await db.dispose()
 

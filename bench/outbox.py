@@ -35,6 +35,11 @@ from tests.fake_telegram import FakeTelegram, Sent
 from tests.sender_process import spawn
 
 
+def tg(chat_id: int) -> tuple[str, str]:
+    """A Telegram chat's key in the bot's tables."""
+    return "telegram", str(chat_id)
+
+
 @dataclass
 class Result:
     limit: int
@@ -65,7 +70,7 @@ async def fill(url: str, rows: int) -> None:
         for start in range(0, rows, 5_000):
             async with db.session() as session:
                 await outbox.enqueue(session, [
-                    Outgoing(1_000_000 + n, "sendMessage", {"text": f"bench {n}"}, "notice",
+                    Outgoing(*tg(1_000_000 + n), "sendMessage", {"text": f"bench {n}"}, "notice",
                              dedupe_key=f"bench:{n}")
                     for n in range(start, min(rows, start + 5_000))
                 ])

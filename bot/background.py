@@ -77,6 +77,7 @@ async def start_background(
         tuning=sender_tuning,
         resolvers={"broadcast": Broadcasts(services.db).resolve},
         on_outcomes=record_outcomes,
+        channel=services.channel,
     )
     reader = EventReader(services, tuning=reader_tuning, on_enqueued=sender.wake)
     try:

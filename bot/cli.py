@@ -10,6 +10,7 @@ USAGE = """usage: greenpoints COMMAND …
 commands:
   ledger …   run and operate the points ledger (greenpoints ledger --help)
   bot        run the Telegram bot (polling, or webhook with GREENPOINTS_WEBHOOK_URL);
+             --channel wechat: the WeChat endpoint at /wechat (GREENPOINTS_WECHAT_*);
              /healthz and /metrics on the webhook's server, or GREENPOINTS_WEB_HOST:_PORT
              when polling (127.0.0.1:8088; port 0: off); logs: GREENPOINTS_LOG_LEVEL,
              GREENPOINTS_LOG_FORMAT=json
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "bot":
         from bot.runtime import main as run_bot
 
-        return run_bot()
+        return run_bot(rest)
     if command == "wechat":
         from bot.channels.wechat.cli import main as run_wechat
 

@@ -25,7 +25,7 @@ from bot.channels.console.screen import NoticePrinter, Screen
 from bot.chat.events import Event, Person
 from bot.config import SettingsError, load_settings
 from bot.features import neutral_router
-from bot.runtime import close_services, open_services
+from bot.services import close_services, open_services
 from ledger_client.embedded import demo_setup
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ async def _translator(update: object, context: GPContext) -> Translator:
     chat = update.effective_chat
     if chat is not None:
         try:
-            profile = await context.services.chats.get(chat.id)
+            profile = await context.services.chats.get((context.services.channel, str(chat.id)))
         except Exception:  # the bot's database may be the very thing that failed
             log.warning("no profile for chat %s while reporting an error", chat.id, exc_info=True)
             profile = None
@@ -45,7 +45,9 @@ async def on_error(update: object, context: GPContext) -> None:
         log.warning("ledger unavailable while handling an update: %s", error)
         text = busy_text(t)
     elif isinstance(error, Forbidden) and isinstance(update, Update) and update.effective_chat:
-        await context.services.chats.mark_blocked([update.effective_chat.id])
+        await context.services.chats.mark_blocked(
+            [(context.services.channel, str(update.effective_chat.id))]
+        )
         return
     else:
         log.error("unhandled error while handling an update", exc_info=error)

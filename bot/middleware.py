@@ -58,7 +58,7 @@ async def _prepare(update: object, context: GPContext) -> None:
         raise ApplicationHandlerStop
     services = context.services
     profile = await services.chats.seen(
-        chat.id, negotiate(user.language_code), user.full_name[:64] or None, services.channel
+        (services.channel, str(chat.id)), negotiate(user.language_code), user.full_name[:64] or None
     )
     context.profile = profile
     context.t = translator(profile.locale)

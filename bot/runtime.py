@@ -13,7 +13,7 @@ import logging
 import secrets
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
@@ -21,25 +21,10 @@ from bot.app import build_application, halt, launch
 from bot.config import Settings, SettingsError, load_settings, require_token
 from bot.context import App, Hook
 from bot.ops.logs import configure_logging
-from bot.services import Services
-from bot.storage.db import BotDatabase
+from bot.services import Services, close_services, open_services
 from bot.webhook import build_web_app
-from ledger_client import connect
 
 log = logging.getLogger(__name__)
-
-
-async def open_services(settings: Settings, channel: str = "telegram") -> Services:
-    api_key = settings.ledger_api_key.get_secret_value() if settings.ledger_api_key else None
-    ledger = await connect(settings.ledger_url, api_key, role="bot")
-    db = BotDatabase(settings.database_url)
-    await db.upgrade()
-    return Services(settings, ledger, db, channel=channel)
-
-
-async def close_services(services: Services) -> None:
-    await services.ledger.close()
-    await services.db.dispose()
 
 
 def background_hooks(services: Services) -> tuple[list[Hook], list[Hook]]:
@@ -128,7 +113,23 @@ async def run_bot(settings: Settings) -> None:
         await close_services(services)
 
 
-def main() -> int:
+def main(argv: Sequence[str] = ()) -> int:
+    """``greenpoints bot [--channel telegram|wechat]``; a missing or bad setting stops start-up
+    with one line (exit 2)."""
+    args = list(argv)
+    channel = "telegram"
+    if args[:1] == ["--channel"] and len(args) == 2:
+        channel = args[1]
+    elif args:
+        print(f"greenpoints bot: unexpected arguments {' '.join(args)!r} "
+              "(usage: greenpoints bot [--channel telegram|wechat])", file=sys.stderr)
+        return 2
+    if channel == "wechat":
+        return _main_wechat()
+    if channel != "telegram":
+        print(f"greenpoints bot: unknown channel {channel!r} (telegram or wechat)",
+              file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
         require_token(settings)
@@ -143,6 +144,28 @@ def main() -> int:
     except SettingsError as exc:
         print(f"greenpoints bot: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def _main_wechat() -> int:
+    from bot.channels.wechat.serve import run_wechat
+    from bot.channels.wechat.settings import load_wechat_settings
+
+    try:
+        settings = load_settings()
+        wx = load_wechat_settings()
+    except SettingsError as exc:
+        print(f"greenpoints bot: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(
+        settings.log_level,
+        json_lines=settings.json_logs,
+        secrets=[*settings.secrets(), *wx.secrets()],
+    )
+    try:
+        asyncio.run(run_wechat(settings, wx))
     except KeyboardInterrupt:
         return 130
     return 0

@@ -10,7 +10,7 @@ from bot.outbox.broadcasts import Progress
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
-from ledger_client import LedgerClient
+from ledger_client import LedgerClient, connect
 
 
 class Announcer(Protocol):
@@ -38,8 +38,32 @@ class Services:
         self.chats = ChatStore(self.db)
         self.flows = FlowStore(self.db)
 
-    def is_admin(self, user_id: int) -> bool:
-        return user_id in self.settings.admin_ids
+    def is_admin(self, chat: tuple[str, str]) -> bool:
+        """Whether the (channel, address) chat is an admin's: GREENPOINTS_ADMIN_IDS names
+        Telegram user ids (their private chats' ids; the console's people are numbered the same
+        way); an address that is not a decimal number (a WeChat openid) is nobody's."""
+        _channel, address = chat
+        return address.isdigit() and int(address) in self.settings.admin_ids
 
     def deep_link(self, payload: str) -> str:
+        """What a code or link carries for ``payload``: Telegram's ``t.me`` start link; on
+        WeChat the bare payload, since no link opens an account's chat with a parameter and the
+        code is read by the cashier's menu scanner, whose result comes back as the text itself
+        (WECHAT.md; issue 10)."""
+        if self.channel == "wechat":
+            return payload
         return f"https://t.me/{self.bot_username}?start={payload}"
+
+
+async def open_services(settings: Settings, channel: str = "telegram") -> Services:
+    """The ledger client and the bot database (migrated) for a bot process of ``channel``."""
+    api_key = settings.ledger_api_key.get_secret_value() if settings.ledger_api_key else None
+    ledger = await connect(settings.ledger_url, api_key, role="bot")
+    db = BotDatabase(settings.database_url)
+    await db.upgrade()
+    return Services(settings, ledger, db, channel=channel)
+
+
+async def close_services(services: Services) -> None:
+    await services.ledger.close()
+    await services.db.dispose()

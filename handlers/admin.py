@@ -47,7 +47,7 @@ def refused(t: Translator) -> str:
 
 
 def _is_admin(turn: Turn) -> bool:
-    return turn.services.is_admin(turn.profile.chat_id)
+    return turn.services.is_admin(turn.profile.key)
 
 
 def _refuse(event: Event, turn: Turn) -> None:
@@ -62,7 +62,7 @@ async def broadcast(event: Command, turn: Turn) -> None:
     if not _is_admin(turn):
         _refuse(event, turn)
         return
-    await turn.services.flows.start(turn.profile.chat_id, COMPOSE, {"step": "content"}, TTL)
+    await turn.services.flows.start(turn.profile.key, COMPOSE, {"step": "content"}, TTL)
     turn.text(
         turn.t._("Send me the announcement: a text, or one photo with a caption. /cancel stops.")
     )
@@ -70,9 +70,9 @@ async def broadcast(event: Command, turn: Turn) -> None:
 
 async def _on_content(event: Text | Photo, turn: Turn, pending: Pending) -> None:
     t = turn.t
-    chat_id = turn.profile.chat_id
+    chat = turn.profile.key
     if not _is_admin(turn):
-        await turn.services.flows.finish(chat_id, COMPOSE)
+        await turn.services.flows.finish(chat, COMPOSE)
         turn.text(refused(t))
         return
     if pending.data.get("step") != "content":
@@ -93,7 +93,7 @@ async def _on_content(event: Text | Photo, turn: Turn, pending: Pending) -> None
         return
     nonce = secrets.token_hex(4)
     await turn.services.flows.start(
-        chat_id, COMPOSE, {"step": "audience", "text": text, "photo": photo, "nonce": nonce}, TTL
+        chat, COMPOSE, {"step": "audience", "text": text, "photo": photo, "nonce": nonce}, TTL
     )
     counts = await Broadcasts(turn.services.db).audience_sizes()
     turn.text(
@@ -119,7 +119,7 @@ async def _tapped(
     answered as expired and yields None.
     """
     parts = choice_data.unpack(event.data, prefix, 2)
-    pending = await turn.services.flows.get(turn.profile.chat_id)
+    pending = await turn.services.flows.get(turn.profile.key)
     if (
         parts is None
         or parts[0] not in choices
@@ -138,14 +138,14 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
         _refuse(event, turn)
         return
     t = turn.t
-    chat_id = turn.profile.chat_id
+    chat = turn.profile.key
     tapped = await _tapped(turn, event, AUDIENCE, set(AUDIENCES), "audience")
     if tapped is None:
         return
     audience, pending = tapped
     size = await Broadcasts(turn.services.db).audience_size(audience)
     data = {**pending.data, "step": "confirm", "audience": audience}
-    await turn.services.flows.start(chat_id, COMPOSE, data, TTL)
+    await turn.services.flows.start(chat, COMPOSE, data, TTL)
     turn.text(t._("Here is exactly what they will see:"), replaces=True)
     if data["photo"]:
         turn.say(Picture(b"", data["text"], data["text"], file_ref=data["photo"]))
@@ -175,13 +175,13 @@ async def confirm(event: Choice, turn: Turn) -> None:
         _refuse(event, turn)
         return
     t = turn.t
-    chat_id = turn.profile.chat_id
+    chat = turn.profile.key
     tapped = await _tapped(turn, event, SEND, {"ok", "no"}, "confirm")
     if tapped is None:
         return
     choice, pending = tapped
     # Finishing the flow first makes a double tap on Send start one broadcast, not two.
-    if not await turn.services.flows.finish(chat_id, COMPOSE):
+    if not await turn.services.flows.finish(chat, COMPOSE):
         turn.say(Toast(t._("This button has expired.")))
         return
     if choice == "no":
@@ -189,7 +189,7 @@ async def confirm(event: Choice, turn: Turn) -> None:
         return
     data = pending.data
     broadcasts = Broadcasts(turn.services.db)
-    broadcast_id = await broadcasts.create(chat_id, data["text"], data["photo"], data["audience"])
+    broadcast_id = await broadcasts.create(chat, data["text"], data["photo"], data["audience"])
     # Enqueueing starts before the admin sees the progress message: whoever sees it (a test's
     # settle, too) can count on the audience being on its way into the outbox.
     if turn.services.announcer is not None:
@@ -204,7 +204,7 @@ async def confirm(event: Choice, turn: Turn) -> None:
 
 
 async def cancel_compose(event: Command, turn: Turn) -> None:
-    if await turn.services.flows.finish(turn.profile.chat_id):
+    if await turn.services.flows.finish(turn.profile.key):
         turn.text(turn.t._("Cancelled."))
     else:
         turn.text(turn.t._("There is nothing to cancel."))

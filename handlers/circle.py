@@ -100,7 +100,7 @@ async def report(turn: Turn, lat: float, lon: float) -> None:
 
 async def start_circle(event: Command, turn: Turn) -> None:
     t = turn.t
-    if not turn.services.is_admin(turn.profile.chat_id):
+    if not turn.services.is_admin(turn.profile.key):
         turn.text(refused(t))
         return
     if len(event.args) == 2:
@@ -111,15 +111,15 @@ async def start_circle(event: Command, turn: Turn) -> None:
         if valid_coordinates(lat, lon):
             await report(turn, lat, lon)
             return
-    await turn.services.flows.start(turn.profile.chat_id, WAITING, {}, WAIT_FOR)
+    await turn.services.flows.start(turn.profile.key, WAITING, {}, WAIT_FOR)
     turn.say(AskLocation(t._(
         "Share the place to check (or send /circle LAT LON, e.g. /circle 30.2341 119.7239)."
     )))
 
 
 async def on_location(event: Location, turn: Turn, pending: Pending) -> None:
-    await turn.services.flows.finish(turn.profile.chat_id, WAITING)
-    if not turn.services.is_admin(turn.profile.chat_id):  # re-checked: admins can be removed
+    await turn.services.flows.finish(turn.profile.key, WAITING)
+    if not turn.services.is_admin(turn.profile.key):  # re-checked: admins can be removed
         turn.text(refused(turn.t))
         return
     await report(turn, event.lat, event.lon)

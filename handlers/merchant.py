@@ -207,9 +207,9 @@ def _flow_ttl(code_expires_at: dt.datetime) -> dt.timedelta:
 
 
 async def _end_flows(turn: Turn) -> None:
-    chat_id = turn.profile.chat_id
+    chat = turn.profile.key
     for kind in (BILL, CONFIRM):
-        await turn.services.flows.finish(chat_id, kind)
+        await turn.services.flows.finish(chat, kind)
 
 
 # --- linking ----------------------------------------------------------------------------------
@@ -286,8 +286,8 @@ async def take_code(turn: Turn, code: str) -> None:
         return
     key = _new_key()
     data = {"code": code, "merchant_id": link.merchant_id, "key": key}
-    chat_id = turn.profile.chat_id
-    await turn.services.flows.start(chat_id, BILL, data, _flow_ttl(probe.code_expires_at))
+    chat = turn.profile.key
+    await turn.services.flows.start(chat, BILL, data, _flow_ttl(probe.code_expires_at))
     turn.text(
         "\n".join(
             [
@@ -371,7 +371,7 @@ async def _await_confirm(turn: Turn, data: dict[str, Any], preview: Preview) -> 
         "key": key,
     }
     await turn.services.flows.start(
-        turn.profile.chat_id, CONFIRM, pending, _flow_ttl(preview.code_expires_at)
+        turn.profile.key, CONFIRM, pending, _flow_ttl(preview.code_expires_at)
     )
     return key
 
@@ -419,15 +419,15 @@ async def on_button(event: Choice, turn: Turn) -> None:
         await _end_flows(turn)
         turn.say(Toast(not_staff_text(t), alert=True))
         return
-    chat_id = turn.profile.chat_id
+    chat = turn.profile.key
     flows = turn.services.flows
-    pending = await flows.get(chat_id)
+    pending = await flows.get(chat)
     if pending is None or pending.kind not in {BILL, CONFIRM} or pending.data.get("key") != key:
         turn.say(expired)
         return
     if action == "no":
         # Only the tap that closes the flow may say so: a Confirm racing it may have redeemed.
-        if await flows.finish(chat_id, pending.kind):
+        if await flows.finish(chat, pending.kind):
             turn.text(t._("Cancelled. Nothing was redeemed."), replaces=True)
             turn.say(Toast(""))
         else:
@@ -456,15 +456,15 @@ async def on_button(event: Choice, turn: Turn) -> None:
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise  # the flow stays: tapping again retries with the same key
-        await flows.finish(chat_id, CONFIRM)
+        await flows.finish(chat, CONFIRM)
         turn.text(problem_text(t, error), replaces=True)
         turn.say(Toast(""))
         return
     # A twin tap got the same receipt and shows the same text (Telegram calls the second edit
     # "not modified"); a newer scan that replaced this flow in the meantime is left alone.
-    current = await flows.get(chat_id)
+    current = await flows.get(chat)
     if current is not None and current.data.get("key") == key:
-        await flows.finish(chat_id, CONFIRM)
+        await flows.finish(chat, CONFIRM)
     turn.text(receipt_text(t, receipt), replaces=True)
     turn.say(Toast(t._("Redeemed.")))
 
@@ -480,7 +480,7 @@ async def _show_fresh_preview(turn: Turn, data: dict[str, Any], bill_fen: int) -
     except ledger_errors.LedgerClientError as error:
         if isinstance(error, ledger_errors.Unavailable):
             raise
-        await turn.services.flows.finish(turn.profile.chat_id, CONFIRM)
+        await turn.services.flows.finish(turn.profile.key, CONFIRM)
         turn.text(problem_text(t, error), replaces=True)
         turn.say(Toast(""))
         return

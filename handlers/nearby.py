@@ -193,7 +193,7 @@ async def on_location(event: Location, turn: Turn) -> None:
         return
     await _search(turn, lat, lon, RADII[0], None, 0, replaces=False)
     # Remembered only once the ledger answered, so the buttons below have a place to work from.
-    await turn.services.chats.set_location(turn.profile.chat_id, lat, lon)
+    await turn.services.chats.set_location(turn.profile.key, lat, lon)
 
 
 async def on_list_button(event: Choice, turn: Turn) -> None:

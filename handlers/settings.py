@@ -41,7 +41,7 @@ async def choose_language(event: Choice, turn: Turn) -> None:
     if current.member_id is not None:
         await services.ledger.update_member(current.member_id, locale=parts[0])
     staff = await services.ledger.staff_lookup(*current.identity) is not None
-    profile = await services.chats.set_locale(current.chat_id, parts[0])
+    profile = await services.chats.set_locale(current.key, parts[0])
     assert profile is not None
     turn.switch_profile(profile)
     turn.text(
@@ -81,7 +81,7 @@ async def toggle_notices(event: Choice, turn: Turn) -> None:
         turn.say(Toast(turn.t._("This button has expired.")))
         return
     on = parts[0] == "1"
-    await turn.services.chats.set_notices(turn.profile.chat_id, on)
+    await turn.services.chats.set_notices(turn.profile.key, on)
     turn.text(settings_text(turn.t, on), notices_choices(turn.t, on), replaces=True)
 
 

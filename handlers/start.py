@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.chat.events import Command, Scan
+from bot.chat.events import Command, Follow, Scan
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import Translator
@@ -30,6 +30,11 @@ def help_text(t: Translator) -> str:
 
 
 async def start(event: Command, turn: Turn) -> None:
+    await greet(turn, "")
+
+
+async def followed(event: Follow, turn: Turn) -> None:
+    """Following the account (WeChat ``subscribe``) greets as ``/start`` does (issue 10)."""
     await greet(turn, "")
 
 
@@ -77,4 +82,5 @@ async def help_command(event: Command, turn: Turn) -> None:
 def routes(router: Router) -> None:
     router.command("start", start)
     router.add("scan", None, scanned)
+    router.add("follow", None, followed)
     router.command("help", help_command)

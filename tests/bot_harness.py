@@ -223,3 +223,8 @@ async def running_bot(
             await db.dispose()
             await service.close()
             await fake.close()
+
+
+def tg(chat_id: int) -> tuple[str, str]:
+    """A Telegram chat's key in the bot's tables: ("telegram", the chat id in decimal)."""
+    return "telegram", str(chat_id)

@@ -14,7 +14,7 @@ from sqlalchemy import insert
 
 from bot.outbox.broadcasts import Broadcasts
 from bot.storage.schema import Chat
-from tests.bot_harness import Harness, running_bot
+from tests.bot_harness import Harness, running_bot, tg
 from tests.conftest import DATABASES
 from tests.fake_telegram import Person, Sent
 
@@ -81,7 +81,7 @@ async def test_announcement_is_previewed_sent_to_everyone_and_reported(harness: 
         "done", 5, 4, 1, 0)
     final = [s for s in h.fake.sent if s.chat_id == ADMIN and s.method == "editMessageText"][-1]
     assert "finished" in final.text and "Sent 4 / 5 · blocked 1 · failed 0" in final.text
-    profile = await h.services.chats.get(5004)
+    profile = await h.services.chats.get(tg(5004))
     assert profile is not None and profile.blocked
     del crowd
 
@@ -150,12 +150,12 @@ async def test_running_announcement_can_be_listed_and_cancelled(harness: Harness
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     async with h.services.db.session() as session:
         await session.execute(insert(Chat), [
-            {"chat_id": 700_000 + n, "channel": "telegram", "locale": "en",
+            {"address": str(700_000 + n), "channel": "telegram", "locale": "en",
              "locale_chosen": False, "notices": True, "created_at": now, "last_seen_at": now}
             for n in range(300)
         ])
     broadcasts = Broadcasts(h.services.db)
-    broadcast_id = await broadcasts.create(ADMIN, "Slow news", None, "all")
+    broadcast_id = await broadcasts.create(tg(ADMIN), "Slow news", None, "all")
     await broadcasts.enqueue_all(broadcast_id)  # enqueued, not yet sent: the sender is idle
     listing = await h.ask(admin, "/broadcasts")
     assert f"#{broadcast_id}" in listing.text and "sending" in listing.text
@@ -201,5 +201,5 @@ async def test_an_admin_removed_while_composing_cannot_continue(harness: Harness
     harness.services.settings.admin_ids = frozenset()  # the operator removed them meanwhile
     refused = await harness.ask(admin, "Free tea tomorrow")
     assert refused.text == "Sorry, that is only for alliance administrators."
-    assert await harness.services.flows.get(ADMIN) is None  # the composer is closed
+    assert await harness.services.flows.get(tg(ADMIN)) is None  # the composer is closed
     assert await Broadcasts(harness.services.db).recent(10) == []

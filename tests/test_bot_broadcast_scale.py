@@ -49,13 +49,13 @@ async def test_ten_thousand_recipients_blocked_chats_rate_limit_and_a_killed_sen
                 now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
                 async with db.session() as session:
                     await session.execute(insert(Chat), [
-                        {"chat_id": c, "channel": "telegram", "locale": "zh_Hans",
+                        {"address": str(c), "channel": "telegram", "locale": "zh_Hans",
                          "locale_chosen": False, "notices": True, "created_at": now,
                          "last_seen_at": now}
                         for c in chats
                     ])
                 broadcasts = Broadcasts(db)
-                broadcast_id = await broadcasts.create(1, TEXT, None, "all")
+                broadcast_id = await broadcasts.create(("telegram", "1"), TEXT, None, "all")
                 await broadcasts.enqueue_all(broadcast_id)
 
                 first = await spawn(url, fake.url, "--rate-overall", str(RATE))
@@ -63,9 +63,9 @@ async def test_ten_thousand_recipients_blocked_chats_rate_limit_and_a_killed_sen
                 first.send_signal(signal.SIGKILL)
                 await first.wait()
                 async with db.session() as session:
-                    in_flight = set((await session.scalars(
-                        select(OutboxMessage.chat_id).where(OutboxMessage.state == outbox.SENDING)
-                    )).all())
+                    in_flight = {int(address) for address in (await session.scalars(
+                        select(OutboxMessage.address).where(OutboxMessage.state == outbox.SENDING)
+                    )).all()}
                 delivered_at_kill = len(fake.sent)
 
                 second = await spawn(url, fake.url, "--rate-overall", str(RATE))

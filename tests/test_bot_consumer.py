@@ -28,7 +28,7 @@ from ledger.principal import SYSTEM
 from ledger.schema import RedemptionCode as CodeRow
 from ledger_client.errors import CodeRevoked
 from ledger_client.http import HttpLedgerClient
-from tests.bot_harness import SHOP, Harness, running_bot
+from tests.bot_harness import SHOP, Harness, running_bot, tg
 from tests.conftest import DATABASES
 from tests.fake_telegram import Person
 
@@ -60,7 +60,7 @@ async def http_harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 
 async def member_of(harness: Harness, person: Person) -> int:
-    profile = await harness.services.chats.get(person.id)
+    profile = await harness.services.chats.get(tg(person.id))
     assert profile is not None and profile.member_id is not None
     return profile.member_id
 
@@ -107,7 +107,7 @@ async def test_start_greets_and_creates_member(harness: Harness) -> None:
     reply = await harness.fake.next_to(1001, before)
     assert "Welcome to Green Points, Alice!" in reply.text
     assert "/balance" in reply.text
-    profile = await harness.services.chats.get(1001)
+    profile = await harness.services.chats.get(tg(1001))
     assert profile is not None and profile.member_id is not None and profile.locale == "en"
 
 
@@ -132,7 +132,7 @@ async def test_start_speaks_the_persons_language(
     assert reply.text.startswith(greeting)
     assert help_text(translator(locale)) in reply.text
     assert word in reply.text
-    profile = await harness.services.chats.get(1010)
+    profile = await harness.services.chats.get(tg(1010))
     assert profile is not None and profile.locale == locale
     member = await harness.ledger_as("admin").get_member(await member_of(harness, person))
     assert member.locale == locale
@@ -471,7 +471,7 @@ async def test_language_switch_changes_replies_and_the_chat_menu(harness: Harnes
 
     helped = await harness.ask(oz, "/help")
     assert helped.text == help_text(translator("zh_Hant"))
-    profile = await harness.services.chats.get(1050)
+    profile = await harness.services.chats.get(tg(1050))
     assert profile is not None and profile.locale == "zh_Hant" and profile.locale_chosen
     assert (await harness.ledger_as("admin").get_member(member_id)).locale == "zh_Hant"
 
@@ -489,11 +489,11 @@ async def test_settings_toggle_notices(harness: Harness) -> None:
     off = await harness.tap(pia, "ntc|0", shown)
     assert off.text.startswith("Notices are off.")
     assert off.buttons == [("Turn notices on", "ntc|1")]
-    profile = await harness.services.chats.get(1060)
+    profile = await harness.services.chats.get(tg(1060))
     assert profile is not None and not profile.notices
     on = await harness.tap(pia, "ntc|1", off)
     assert on.text.startswith("Notices are on.")
-    profile = await harness.services.chats.get(1060)
+    profile = await harness.services.chats.get(tg(1060))
     assert profile is not None and profile.notices
 
 
@@ -530,7 +530,7 @@ async def test_anything_else_gets_a_short_helpful_reply(harness: Harness) -> Non
         assert reply.method == "sendMessage", kind
         assert 0 < len(reply.text) <= 200, kind
         assert "/" in reply.text or kind == "absurd location", kind
-    profile = await harness.services.chats.get(1070)
+    profile = await harness.services.chats.get(tg(1070))
     assert profile is not None and profile.last_location is None
 
 
@@ -546,7 +546,7 @@ async def test_forged_or_stale_buttons_are_answered_as_expired(
     shown = await harness.ask(rex, "/settings")
     answer = await harness.tap_answer(rex, data, shown, silent=True)
     assert answer["text"] == EXPIRED
-    profile = await harness.services.chats.get(1080)
+    profile = await harness.services.chats.get(tg(1080))
     assert profile is not None and profile.notices and profile.locale == "en"
 
 
@@ -579,7 +579,7 @@ async def test_groups_get_a_pointer_or_silence(harness: Harness) -> None:
     before = len(harness.fake.sent)
     uma.says_in_group(f"/balance@{harness.app.bot.username}", group)
     assert (await harness.fake.next_to(group, before)).text == pointer.text
-    assert await harness.services.chats.get(group) is None
+    assert await harness.services.chats.get(tg(group)) is None
     assert (await harness.ledger.stats(SYSTEM)).members == 0
 
 
@@ -641,7 +641,7 @@ async def test_ledger_down_means_try_again_shortly_and_nothing_changes(
 
     answer = await harness.tap_answer(wes, "lang|zh_Hant", menu, silent=True)
     assert answer["text"] == BUSY and answer.get("show_alert") in (True, "true")
-    profile = await harness.services.chats.get(1100)
+    profile = await harness.services.chats.get(tg(1100))
     assert profile is not None and profile.locale == "en" and not profile.locale_chosen
     assert profile.last_location is None
     assert (await harness.ledger_as("admin").get_member(member_id)).locale == "en"
@@ -649,7 +649,7 @@ async def test_ledger_down_means_try_again_shortly_and_nothing_changes(
     xia = harness.person(1101, "夏", "zh-TW")
     reply = await harness.ask(xia, "/start")
     assert reply.text == translated("zh_Hant", BUSY)
-    newcomer = await harness.services.chats.get(1101)
+    newcomer = await harness.services.chats.get(tg(1101))
     assert newcomer is None or newcomer.member_id is None
     assert (await harness.ledger.stats(SYSTEM)).members == members
 

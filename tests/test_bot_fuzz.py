@@ -57,7 +57,7 @@ from bot.outbox.broadcasts import Broadcasts
 from ledger.schema import Base, CodeAttempt
 from ledger_client.models import RedemptionCode
 from tests import fuzz_seed
-from tests.bot_harness import SHOP, Harness, running_bot
+from tests.bot_harness import SHOP, Harness, running_bot, tg
 from tests.conftest import DATABASES
 from tests.fake_telegram import BOT_USER
 from tests.fake_telegram import Sent as FakeSent
@@ -643,7 +643,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         invite = await h.ledger_as("admin").create_staff_invite(h.shop_id)
         linked = await h.ask(h.person(STAFF, "Cashier", "en"), f"/start {invite.code}")
         assert "You are now staff of" in linked.text
-        owner = await h.services.chats.get(OWNER)
+        owner = await h.services.chats.get(tg(OWNER))
         assert owner is not None and owner.member_id is not None
         h.fake.strict = True
         lines = ErrorLines(sentinel)
@@ -819,7 +819,7 @@ async def test_a_name_with_control_characters_is_stored_cleaned(world: World) ->
     texts, problems = await until_handled(world, zoe.says("/start"))
     assert problems == []
     assert texts[0].startswith("Welcome to Green Points, Zoe Lin!")
-    profile = await world.h.services.chats.get(zoe.id)
+    profile = await world.h.services.chats.get(tg(zoe.id))
     assert profile is not None and profile.display_name == "Zoe Lin"
     assert profile.member_id is not None
     member = await world.h.ledger_as("admin").get_member(profile.member_id)
@@ -855,7 +855,7 @@ async def test_a_code_scanned_twice_at_once_opens_one_till(world: World) -> None
     h = world.h
     cashier = h.person(STAFF, "Cashier", "en")
     for _round in range(5):  # a race: one round alone did not always lose it
-        await h.services.flows.finish(STAFF)
+        await h.services.flows.finish(tg(STAFF))
         code = await world.real_code("digits", fresh=True)
         mark = len(h.fake.sent)
         for update_id in [cashier.says(code) for _ in range(3)]:
@@ -863,7 +863,7 @@ async def test_a_code_scanned_twice_at_once_opens_one_till(world: World) -> None
         assert world.sentinel.problems() == []
         asked = [s for s in h.fake.sent[mark:] if s.chat_id == STAFF]
         assert len(asked) == 3 and all("How much is the bill?" in s.text for s in asked)
-        pending = await h.services.flows.get(STAFF)
+        pending = await h.services.flows.get(tg(STAFF))
         assert pending is not None and pending.data["code"] == code
     preview = await h.ask(cashier, "12")
     assert "Please check with the customer:" in preview.text
@@ -881,5 +881,5 @@ async def test_a_new_persons_first_messages_at_once_all_get_replies(world: World
             await h.handled(update_id)
         assert world.sentinel.problems() == []
         assert len([s for s in h.fake.sent[mark:] if s.chat_id == newcomer.id]) == 3
-        profile = await h.services.chats.get(newcomer.id)
+        profile = await h.services.chats.get(tg(newcomer.id))
         assert profile is not None and profile.display_name == f"New {n}"

@@ -28,7 +28,7 @@ from bot.media import qr, scan
 from ledger.context import utcnow
 from ledger_client.errors import Unavailable
 from ledger_client.models import Receipt
-from tests.bot_harness import Harness, running_bot
+from tests.bot_harness import Harness, running_bot, tg
 from tests.conftest import DATABASES
 from tests.fake_telegram import Person, Sent
 from tests.ledger_support import cli
@@ -72,7 +72,7 @@ async def customer(h: Harness, user_id: int = 2001, vouchers: bool = True) -> tu
     """A member who bought enough at the shop for the daily release to grant vouchers."""
     person = h.person(user_id, CUSTOMER, "en")
     await h.ask(person, "/start")
-    profile = await h.services.chats.get(user_id)
+    profile = await h.services.chats.get(tg(user_id))
     assert profile is not None and profile.member_id is not None
     if vouchers:
         shop = h.ledger_as("merchant", h.shop_id)
@@ -444,7 +444,7 @@ async def test_code_expiring_while_the_bill_is_typed(harness: Harness) -> None:
     h.ledger.ctx.clock = lambda: utcnow() + dt.timedelta(minutes=6)
     reply = await h.ask(cashier, "30")
     assert "has expired" in reply.text
-    assert await h.services.flows.get(cashier.id) is None
+    assert await h.services.flows.get(tg(cashier.id)) is None
 
 
 # --- people who are not staff -----------------------------------------------------------------
@@ -464,7 +464,7 @@ async def test_non_staff_opening_a_code_learns_nothing(harness: Harness) -> None
         assert CUSTOMER not in text and MASKED not in text and "Z" not in text
         assert "¥" not in text and not re.search(r"\d", text)
     assert valid.buttons == []
-    assert await h.services.flows.get(stranger.id) is None
+    assert await h.services.flows.get(tg(stranger.id)) is None
 
     before = len(h.fake.sent)
     stranger.sends_photo(qr.png(link), file_id="stranger-photo")

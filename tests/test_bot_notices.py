@@ -19,7 +19,7 @@ from bot.outbox.notices import render
 from bot.storage import cursors
 from bot.storage.schema import OutboxMessage
 from ledger_client.models import Event
-from tests.bot_harness import Harness, running_bot
+from tests.bot_harness import Harness, running_bot, tg
 from tests.conftest import DATABASES
 from tests.fake_telegram import Person, Sent
 from tests.ledger_support import FixedClock
@@ -38,7 +38,7 @@ async def started(h: Harness, person: Person) -> int:
     before = len(h.fake.sent)
     person.says("/start")
     await h.fake.next_to(person.id, before)
-    profile = await h.services.chats.get(person.id)
+    profile = await h.services.chats.get(tg(person.id))
     assert profile is not None and profile.member_id is not None
     return profile.member_id
 
@@ -182,7 +182,7 @@ async def test_a_member_with_notices_off_is_told_nothing(harness: Harness) -> No
     assert await notices_after(h, person.id) == []
     assert await outbox_rows(h) == 0  # not even queued
 
-    await h.services.chats.set_notices(person.id, True)
+    await h.services.chats.set_notices(tg(person.id), True)
     await shop.record_purchase(h.shop_id, member_id, 10_000, "loud-000001")
     assert len(await notices_after(h, person.id)) == 1
 
@@ -223,7 +223,7 @@ async def test_blocked_chats_are_skipped_until_the_person_starts_again(harness: 
     await shop.record_purchase(h.shop_id, member_id, 1_000, "blocked-00001")
     await h.settle()
     assert [a.status for a in h.fake.attempts if a.chat_id == person.id][-1] == 403
-    profile = await h.services.chats.get(person.id)
+    profile = await h.services.chats.get(tg(person.id))
     assert profile is not None and profile.blocked
     refusals = len(h.fake.attempts)
 

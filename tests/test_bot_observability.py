@@ -42,7 +42,7 @@ from bot.storage.outbox import Outgoing
 from bot.storage.schema import Broadcast, OutboxMessage
 from bot.webhook import SECRET_HEADER
 from ledger.observability import RequestIdFilter
-from tests.bot_harness import TOKEN, Harness, running_bot
+from tests.bot_harness import TOKEN, Harness, running_bot, tg
 from tests.conftest import DATABASES
 from tests.fake_telegram import FakeTelegram, Person
 
@@ -113,7 +113,7 @@ async def enqueue(h: Harness, *messages: Outgoing) -> None:
 
 
 def notice(chat_id: int, text: str) -> Outgoing:
-    return Outgoing(chat_id, "sendMessage", {"text": text}, "notice")
+    return Outgoing(*tg(chat_id), "sendMessage", {"text": text}, "notice")
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -212,10 +212,10 @@ async def test_outbox_depth_reflects_waiting_rows(watched: Watched) -> None:
 
     await enqueue(h, *(notice(800 + n, f"notice {n}") for n in range(5)))
     for chat_id in range(900, 907):
-        await h.services.chats.seen(chat_id, "en", None, "telegram")
-    await h.services.chats.mark_blocked([906])
+        await h.services.chats.seen(tg(chat_id), "en", None)
+    await h.services.chats.mark_blocked([tg(906)])
     broadcasts = Broadcasts(h.services.db)
-    broadcast_id = await broadcasts.create(42, "hello", None, "all")
+    broadcast_id = await broadcasts.create(tg(42), "hello", None, "all")
     await broadcasts.enqueue_all(broadcast_id)
     queued = await watched.scrape()
     assert value(queued, "greenpoints_bot_outbox_depth", priority="notice") == 5

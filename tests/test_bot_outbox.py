@@ -8,6 +8,7 @@ The pacing classes are checked on their own with made-up times.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import math
 from collections.abc import AsyncIterator, Sequence
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
@@ -33,6 +34,12 @@ from bot.telegram_http import AiohttpRequest
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram
+
+
+def tg(chat_id: int) -> tuple[str, str]:
+    """A Telegram chat's key in the bot's tables."""
+    return "telegram", str(chat_id)
+
 
 TOKEN = "123456:OUTBOX-TEST"
 FAST = SenderTuning(flush_every=0.02, idle_poll=0.05, retry_base=0.01, retry_cap=0.05,
@@ -69,7 +76,7 @@ class Rig:
 
 
 def text(chat_id: int, body: str, **fields: Any) -> Outgoing:
-    return Outgoing(chat_id, "sendMessage", {"text": body}, "notice", **fields)
+    return Outgoing(*tg(chat_id), "sendMessage", {"text": body}, "notice", **fields)
 
 
 @pytest.fixture(params=DATABASES)
@@ -104,7 +111,7 @@ async def running(sender: OutboxSender) -> AsyncIterator[OutboxSender]:
 
 
 async def test_sends_everything_due_most_urgent_first_and_records_it(rig: Rig) -> None:
-    await rig.put(*[Outgoing(500 + n, "sendMessage", {"text": f"bulk {n}"}, "broadcast",
+    await rig.put(*[Outgoing(*tg(500 + n), "sendMessage", {"text": f"bulk {n}"}, "broadcast",
                              priority=BULK) for n in range(5)])
     await rig.put(text(600, "your vouchers", dedupe_key="event:1"))
     await rig.put(text(600, "the same event again", dedupe_key="event:1"))  # a duplicate
@@ -180,7 +187,9 @@ async def test_network_failures_give_up_after_the_last_attempt(rig: Rig) -> None
 
 async def test_a_refused_message_fails_at_once(rig: Rig) -> None:
     rig.fake.misbehave.missing_chats = {1002}
-    await rig.put(text(1002, "to nobody"), Outgoing(1003, "sendVoice", {"voice": "x"}, "notice"))
+    await rig.put(
+        text(1002, "to nobody"), Outgoing(*tg(1003), "sendVoice", {"voice": "x"}, "notice")
+    )
     async with running(rig.sender()) as sender:
         await sender.settled()
     rows = await rig.rows()
@@ -191,7 +200,7 @@ async def test_a_refused_message_fails_at_once(rig: Rig) -> None:
 
 
 async def test_a_chat_that_blocked_the_bot_gets_nothing_until_it_writes_again(rig: Rig) -> None:
-    await rig.chats.seen(1100, "en", "Ann")
+    await rig.chats.seen(tg(1100), "en", "Ann")
     rig.fake.misbehave.blocked = {1100}
     await rig.put(*[text(1100, f"n{n}") for n in range(3)], text(1101, "other chat"))
     async with running(rig.sender()) as sender:
@@ -199,7 +208,7 @@ async def test_a_chat_that_blocked_the_bot_gets_nothing_until_it_writes_again(ri
         # One refusal is enough: the rows queued behind it are not even tried.
         assert [a.chat_id for a in rig.fake.attempts if a.status == 403] == [1100]
         assert [r.state for r in await rig.rows()] == ["blocked"] * 3 + ["sent"]
-        profile = await rig.chats.get(1100)
+        profile = await rig.chats.get(tg(1100))
         assert profile is not None and profile.blocked
 
         await rig.put(text(1100, "later"))  # still blocked: skipped without a request
@@ -207,7 +216,7 @@ async def test_a_chat_that_blocked_the_bot_gets_nothing_until_it_writes_again(ri
         assert len(rig.fake.attempts) == 2 and (await rig.rows())[-1].state == "blocked"
 
         rig.fake.misbehave.blocked = set()
-        await rig.chats.seen(1100, "en", "Ann")  # the person wrote to the bot again
+        await rig.chats.seen(tg(1100), "en", "Ann")  # the person wrote to the bot again
         await rig.put(text(1100, "welcome back"))
         await sender.settled()
     assert [s.text for s in rig.fake.to(1100)] == ["welcome back"]
@@ -288,7 +297,7 @@ async def test_resolvers_fill_in_content_and_outcomes_are_seen_as_they_are_recor
 
     rig.fake.misbehave.blocked = {1502}
     await rig.put(*[
-        Outgoing(1500 + n, "sendMessage", {}, "broadcast", f"b:{b}:{n}", BULK, b)
+        Outgoing(*tg(1500 + n), "sendMessage", {}, "broadcast", f"b:{b}:{n}", BULK, b)
         for b in (7, 8) for n in range(3)
     ])
     sender = rig.sender(resolvers={"broadcast": resolve}, on_outcomes=on_outcomes)
@@ -323,16 +332,43 @@ def test_send_window_counts_each_send_until_a_period_after_its_answer() -> None:
 
 def test_chat_lanes_space_one_chat_and_let_others_pass() -> None:
     lanes: ChatLanes[str] = ChatLanes(rate_per_chat=2)  # 0.5 s apart
-    assert lanes.offer(1, "a1", 0.0)
-    assert not lanes.offer(1, "a2", 0.0)  # chat 1 is busy
-    assert lanes.offer(2, "b1", 0.0)  # another chat is not held up
+    assert lanes.offer(("t", "1"), "a1", 0.0)
+    assert not lanes.offer(("t", "1"), "a2", 0.0)  # chat 1 is busy
+    assert lanes.offer(("t", "2"), "b1", 0.0)  # another chat is not held up
     assert lanes.due(10.0) == []  # a2 waits for a1's answer
-    lanes.finish(1, 0.1)
+    lanes.finish(("t", "1"), 0.1)
     assert lanes.next_due() == 0.6
     assert lanes.due(0.5) == []
     assert lanes.due(0.6) == ["a2"]
-    assert not lanes.offer(1, "a3", 0.7)
-    lanes.finish(1, 0.8)
-    assert lanes.drop(1) == ["a3"] and lanes.parked == 0
-    lanes.finish(2, 0.1)
-    assert lanes.offer(2, "b2", 0.6) and lanes.drain() == []
+    assert not lanes.offer(("t", "1"), "a3", 0.7)
+    lanes.finish(("t", "1"), 0.8)
+    assert lanes.drop(("t", "1")) == ["a3"] and lanes.parked == 0
+    lanes.finish(("t", "2"), 0.1)
+    assert lanes.offer(("t", "2"), "b2", 0.6) and lanes.drain() == []
+
+
+async def test_each_channel_has_its_own_sender_rows_and_lock(rig: Rig) -> None:
+    """The Telegram sender neither sends nor recovers a WeChat chat's rows (issue 10: one
+    sender per channel), and the two channels' locks do not exclude each other."""
+    wechat = Outgoing("wechat", "o_zoe", "notice", {"kind": "points.earned"}, "notice")
+    await rig.put(wechat, text(1600, "telegram news"))
+    async with rig.db.session() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.channel == "wechat")
+            .values(state=outbox.SENDING, claimed_at=dt.datetime(2026, 1, 1))
+        )
+    async with running(rig.sender()) as sender:
+        await sender.settled()
+    assert [(r.channel, r.address, r.state) for r in await rig.rows()] == [
+        ("wechat", "o_zoe", "sending"),  # another sender's, in flight: left alone
+        ("telegram", "1600", "sent"),
+    ]
+    assert [s.chat_id for s in rig.fake.sent] == [1600]
+    telegram, other = sender_lock(rig.db, "telegram"), sender_lock(rig.db, "wechat")
+    try:
+        assert await telegram.acquire() and await other.acquire()
+        assert not await sender_lock(rig.db, "wechat").acquire()
+    finally:
+        await telegram.release()
+        await other.release()

@@ -23,6 +23,11 @@ from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram
 from tests.sender_process import spawn
 
+
+def tg(chat_id: int) -> tuple[str, str]:
+    """A Telegram chat's key in the bot's tables."""
+    return "telegram", str(chat_id)
+
 ROWS = 3_000
 
 
@@ -48,7 +53,7 @@ async def test_a_killed_sender_loses_nothing_and_repeats_only_what_was_in_flight
             try:
                 async with db.session() as session:
                     await outbox.enqueue(session, [
-                        Outgoing(100_000 + n, "sendMessage", {"text": f"row {n}"}, "notice",
+                        Outgoing(*tg(100_000 + n), "sendMessage", {"text": f"row {n}"}, "notice",
                                  dedupe_key=f"crash:{n}")
                         for n in range(ROWS)
                     ])

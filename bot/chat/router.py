@@ -108,13 +108,13 @@ class Router:
     async def dispatch(self, route: Route, event: Event, turn: Turn) -> None:
         """Run the feature ``route`` names, unless a state or catcher takes the event first."""
         if isinstance(event, Location) and self.location_states:
-            pending = await turn.services.flows.get(turn.profile.chat_id)
+            pending = await turn.services.flows.get(turn.profile.key)
             located = self.location_states.get(pending.kind) if pending is not None else None
             if located is not None and pending is not None:
                 await located(event, turn, pending)
                 return
         if isinstance(event, Text | Photo) and (not isinstance(event, Text) or event.text):
-            pending = await turn.services.flows.get(turn.profile.chat_id)
+            pending = await turn.services.flows.get(turn.profile.key)
             if pending is not None:
                 step = self.states.get(pending.kind)
                 if step is not None:

@@ -76,7 +76,7 @@ class Turn:
         member = await self.services.ledger.resolve_member(
             channel, external_id, profile.locale, profile.display_name
         )
-        linked = await self.services.chats.link_member(profile.chat_id, member.id)
+        linked = await self.services.chats.link_member(profile.key, member.id)
         if linked is not None:
             self.profile = linked
         return member.id, member.created

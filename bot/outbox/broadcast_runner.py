@@ -115,16 +115,17 @@ class BroadcastRunner:
                 await self.show(progress)
 
     async def show(self, progress: Progress) -> None:
-        if progress.progress_message_id is None:
+        channel, address = progress.admin
+        if progress.progress_message_id is None or channel != "telegram":
             return
-        profile = await self.services.chats.get(progress.admin_chat_id)
+        profile = await self.services.chats.get(progress.admin)
         t = translator(profile.locale if profile else None)
         text = progress_text(t, progress)
         if self._last_text.get(progress.id) == text:
             return
         try:
             await self.app.bot.edit_message_text(
-                text, chat_id=progress.admin_chat_id, message_id=progress.progress_message_id
+                text, chat_id=int(address), message_id=progress.progress_message_id
             )
             self._last_text[progress.id] = text
         except BadRequest as exc:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import JSON, String, and_, cast, func, insert, literal, select, update
+from sqlalchemy import JSON, and_, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -42,7 +42,7 @@ class Progress:
     enqueued_all: bool
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
-    admin_chat_id: int
+    admin: tuple[str, str]  # (channel, address) of the admin who sent it
     progress_message_id: int | None
     text: str
 
@@ -77,7 +77,7 @@ class Broadcasts:
     async def audience_size(self, audience: str) -> int:
         async with self.db.session() as session:
             count = await session.scalar(
-                select(func.count(Chat.chat_id)).where(_audience_filter(audience))
+                select(func.count()).select_from(Chat).where(_audience_filter(audience))
             )
         return int(count or 0)
 
@@ -86,7 +86,7 @@ class Broadcasts:
         async with self.db.session() as session:
             rows = (
                 await session.execute(
-                    select(Chat.locale, func.count(Chat.chat_id))
+                    select(Chat.locale, func.count())
                     .where(Chat.notices.is_(True))
                     .group_by(Chat.locale)
                 )
@@ -95,14 +95,17 @@ class Broadcasts:
         sizes[EVERYONE] = sum(sizes.values())
         return sizes
 
-    async def create(self, admin_chat_id: int, text: str, photo: str | None, audience: str) -> int:
+    async def create(
+        self, admin: tuple[str, str], text: str, photo: str | None, audience: str
+    ) -> int:
         """A broadcast ready to enqueue; sending starts as soon as the first batch is in."""
         now = utcnow()
         async with self.db.session() as session:
             broadcast_id = await session.scalar(
                 insert(Broadcast)
                 .values(
-                    admin_chat_id=admin_chat_id,
+                    admin_channel=admin[0],
+                    admin_address=admin[1],
                     text=text,
                     photo=photo,
                     audience=audience,
@@ -111,7 +114,8 @@ class Broadcasts:
                     sent=0,
                     blocked=0,
                     failed=0,
-                    enqueue_cursor=-(2**62),
+                    enqueue_channel="",
+                    enqueue_address="",
                     created_at=now,
                     started_at=now,
                 )
@@ -135,24 +139,30 @@ class Broadcasts:
             if row is None or row.state != "enqueuing":
                 return False
             audience = _audience_filter(row.audience)
-            upper = await session.scalar(
-                select(Chat.chat_id)
-                .where(audience, Chat.chat_id > row.enqueue_cursor)
-                .order_by(Chat.chat_id)
-                .offset(batch - 1)
-                .limit(1)
-            )
-            in_slice = and_(audience, Chat.chat_id > row.enqueue_cursor)
+            key = tuple_(Chat.channel, Chat.address)
+            after = tuple_(literal(row.enqueue_channel), literal(row.enqueue_address))
+            found = (
+                await session.execute(
+                    select(Chat.channel, Chat.address)
+                    .where(audience, key > after)
+                    .order_by(Chat.channel, Chat.address)
+                    .offset(batch - 1)
+                    .limit(1)
+                )
+            ).first()
+            upper = (str(found[0]), str(found[1])) if found is not None else None
+            in_slice = and_(audience, key > after)
             if upper is not None:
-                in_slice = and_(in_slice, Chat.chat_id <= upper)
+                in_slice = and_(in_slice, key <= tuple_(literal(upper[0]), literal(upper[1])))
             blocked = await session.scalar(
-                select(func.count(Chat.chat_id)).where(in_slice, Chat.blocked_at.is_not(None))
+                select(func.count()).select_from(Chat).where(in_slice, Chat.blocked_at.is_not(None))
             )
             method = "sendPhoto" if row.photo else "sendMessage"
             now = utcnow()
             source = select(
-                Chat.chat_id,
-                literal(f"bc:{broadcast_id}:") + cast(Chat.chat_id, String),
+                Chat.channel,
+                Chat.address,
+                literal(f"bc:{broadcast_id}:") + Chat.channel + literal(":") + Chat.address,
                 literal("broadcast"),
                 literal(BULK),
                 literal(broadcast_id),
@@ -166,7 +176,8 @@ class Broadcasts:
             result = await session.execute(
                 insert(OutboxMessage).from_select(
                     [
-                        "chat_id",
+                        "channel",
+                        "address",
                         "dedupe_key",
                         "kind",
                         "priority",
@@ -187,7 +198,7 @@ class Broadcasts:
             if upper is None:
                 row.state = "sending"
             else:
-                row.enqueue_cursor = upper
+                row.enqueue_channel, row.enqueue_address = upper
         return upper is not None
 
     async def enqueue_all(self, broadcast_id: int) -> None:
@@ -289,7 +300,7 @@ def _progress(row: Broadcast) -> Progress:
         enqueued_all=row.state != "enqueuing",
         started_at=row.started_at,
         finished_at=row.finished_at,
-        admin_chat_id=row.admin_chat_id,
+        admin=(row.admin_channel, row.admin_address),
         progress_message_id=row.progress_message_id,
         text=row.text,
     )

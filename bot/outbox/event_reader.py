@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 CURSOR = "ledger_events"
 
 
+NEUTRAL_NOTICES = frozenset({"wechat"})
+"""Channels whose notices are stored neutral (kind + fields, issue 9) and rendered when sent,
+because the platform wants structured templates (WeChat); the others store Bot API text."""
+NOTICE_METHOD = "notice"  # the outbox row's method for a neutral notice
+
+
 @dataclass
 class ReaderTuning:
     page_size: int = 1000  # the ledger's largest page
@@ -106,12 +112,27 @@ class EventReader:
             profile = profiles.get(event.member_id) if event.member_id is not None else None
             if profile is None or not profile.notices or profile.blocked:
                 continue
+            if profile.channel in NEUTRAL_NOTICES:
+                notice = notices.as_notice(event)
+                if notice is not None and notices.render(event, translator(profile.locale)):
+                    out.append(
+                        Outgoing(
+                            channel=profile.channel,
+                            address=profile.address,
+                            method=NOTICE_METHOD,
+                            payload={"kind": notice.kind, "fields": dict(notice.fields)},
+                            kind="notice",
+                            dedupe_key=f"event:{event.id}",
+                        )
+                    )
+                continue
             text = notices.render(event, translator(profile.locale))
             if text is None:
                 continue
             out.append(
                 Outgoing(
-                    chat_id=profile.chat_id,
+                    channel=profile.channel,
+                    address=profile.address,
                     method="sendMessage",
                     payload={"text": text},
                     kind="notice",

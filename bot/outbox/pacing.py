@@ -73,34 +73,35 @@ class ChatLanes(Generic[T]):
         if rate_per_chat <= 0:
             raise ValueError("rate_per_chat must be positive")
         self.gap = 1.0 / rate_per_chat
-        self._lanes: dict[int, _Lane[T]] = {}
-        self._timers: list[tuple[float, int]] = []  # heap of (ready_at, chat) with waiting items
+        self._lanes: dict[tuple[str, str], _Lane[T]] = {}
+        # heap of (ready_at, chat) with waiting items
+        self._timers: list[tuple[float, tuple[str, str]]] = []
         self.parked = 0
         self._prune_at = 1024
 
-    def offer(self, chat_id: int, item: T, now: float) -> bool:
+    def offer(self, chat: tuple[str, str], item: T, now: float) -> bool:
         """True if ``item`` may be sent now (its chat is now busy); False if it was parked."""
-        lane = self._lanes.get(chat_id)
+        lane = self._lanes.get(chat)
         if lane is None:
-            lane = self._lanes[chat_id] = _Lane()
+            lane = self._lanes[chat] = _Lane()
         if not lane.busy and not lane.waiting and lane.ready_at <= now:
             lane.busy = True
             return True
         lane.waiting.append(item)
         self.parked += 1
         if not lane.busy and len(lane.waiting) == 1:
-            heapq.heappush(self._timers, (lane.ready_at, chat_id))
+            heapq.heappush(self._timers, (lane.ready_at, chat))
         return False
 
-    def finish(self, chat_id: int, answered_at: float) -> None:
+    def finish(self, chat: tuple[str, str], answered_at: float) -> None:
         """The chat's send is over (whatever its outcome); its next item may follow later."""
-        lane = self._lanes.get(chat_id)
+        lane = self._lanes.get(chat)
         if lane is None:
             return
         lane.busy = False
         lane.ready_at = answered_at + self.gap
         if lane.waiting:
-            heapq.heappush(self._timers, (lane.ready_at, chat_id))
+            heapq.heappush(self._timers, (lane.ready_at, chat))
         elif len(self._lanes) > self._prune_at:
             self._prune(answered_at)
 
@@ -108,12 +109,12 @@ class ChatLanes(Generic[T]):
         """Items whose chats have become free; each one's chat is busy again."""
         out: list[T] = []
         while self._timers and self._timers[0][0] <= now:
-            _at, chat_id = heapq.heappop(self._timers)
-            lane = self._lanes.get(chat_id)
+            _at, chat = heapq.heappop(self._timers)
+            lane = self._lanes.get(chat)
             if lane is None or lane.busy or not lane.waiting:
                 continue  # a stale timer
             if lane.ready_at > now:
-                heapq.heappush(self._timers, (lane.ready_at, chat_id))
+                heapq.heappush(self._timers, (lane.ready_at, chat))
                 continue
             lane.busy = True
             out.append(lane.waiting.popleft())
@@ -123,9 +124,9 @@ class ChatLanes(Generic[T]):
     def next_due(self) -> float:
         return self._timers[0][0] if self._timers else math.inf
 
-    def drop(self, chat_id: int) -> list[T]:
+    def drop(self, chat: tuple[str, str]) -> list[T]:
         """Everything waiting for this chat, taken out (the chat blocked the bot)."""
-        lane = self._lanes.get(chat_id)
+        lane = self._lanes.get(chat)
         if lane is None or not lane.waiting:
             return []
         items = list(lane.waiting)

@@ -146,7 +146,11 @@ class OutboxSender:
         resolvers: Mapping[str, Resolver] | None = None,
         on_outcomes: OutcomeHook | None = None,
         lock: SenderLock | None = None,
+        channel: str = "telegram",
     ) -> None:
+        """``channel``: the chats this sender serves (their rows only, under that channel's
+        lock); the Bot API it calls is Telegram's, so only Telegram-shaped channels fit (the
+        console prints the same calls)."""
         self.db = db
         self.chats = chats
         self.bot = bot
@@ -155,7 +159,8 @@ class OutboxSender:
         self.rate_per_chat = rate_per_chat
         self.resolvers = dict(resolvers or {})
         self.on_outcomes = on_outcomes
-        self.lock = lock or sender_lock(db)
+        self.channel = channel
+        self.lock = lock or sender_lock(db, channel)
         self.stats = SenderStats()
         self.active = False  # holds the lock and drains
 
@@ -164,8 +169,8 @@ class OutboxSender:
         self._runnable: list[tuple[int, int, Claimed]] = []  # heap by (priority, id)
         self._in_flight: set[asyncio.Task[None]] = set()
         self._outcomes: list[Outcome] = []
-        self._newly_blocked: list[int] = []
-        self._blocked_now: set[int] = set()  # 403s not yet written to the chats table
+        self._newly_blocked: list[tuple[str, str]] = []
+        self._blocked_now: set[tuple[str, str]] = set()  # 403s not yet written to the chats table
         self._pause_until = 0.0
         self._window_held_since: float | None = None  # ready to send, but over the rate
         self._parked_at: dict[int, float] = {}  # row id -> when it began waiting for its chat
@@ -274,7 +279,9 @@ class OutboxSender:
         self._pause_until = 0.0
         self._window_held_since = None
         async with self.db.session() as session:
-            n = await outbox.recover(session, utcnow() + dt.timedelta(seconds=1))
+            n = await outbox.recover(
+                session, utcnow() + dt.timedelta(seconds=1), self.channel
+            )
         self.stats.recovered += n
         if n:
             log.warning("outbox: %d rows were in flight when the last sender stopped; resending", n)
@@ -368,8 +375,8 @@ class OutboxSender:
         limit = min(self.tuning.batch, self.high_water - self.buffered)
         try:
             async with self.db.session() as session:
-                rows = await outbox.claim(session, limit)
-                states = await outbox.chat_states(session, [r.chat_id for r in rows])
+                rows = await outbox.claim(session, limit, channel=self.channel)
+                states = await outbox.chat_states(session, [r.key for r in rows])
         except Exception:
             log.exception("outbox: could not claim rows; trying again shortly")
             return
@@ -386,12 +393,12 @@ class OutboxSender:
             return
         now = time.monotonic()
         for row in rows:
-            state = states.get(row.chat_id)
-            if (state is not None and state.blocked) or row.chat_id in self._blocked_now:
+            state = states.get(row.key)
+            if (state is not None and state.blocked) or row.key in self._blocked_now:
                 self._done(Outcome(row, outbox.BLOCKED, "the chat has blocked the bot"))
             elif row.kind == "notice" and state is not None and not state.notices:
                 self._done(Outcome(row, outbox.SKIPPED, "notices are off"))
-            elif self._lanes.offer(row.chat_id, row, now):
+            elif self._lanes.offer(row.key, row, now):
                 heapq.heappush(self._runnable, (row.priority, row.id, row))
             else:
                 self.stats.chat_waits += 1
@@ -416,7 +423,7 @@ class OutboxSender:
                     self._done(Outcome(row, outbox.SKIPPED, "no content (cancelled)"))
                     continue
                 method, payload = content
-                out.append(Claimed(row.id, row.chat_id, row.kind, row.priority,
+                out.append(Claimed(row.id, row.channel, row.address, row.kind, row.priority,
                                    row.broadcast_id, method, payload, row.attempts))
         out.sort(key=lambda r: (r.priority, r.id))
         return out
@@ -472,7 +479,7 @@ class OutboxSender:
         if required is None or not isinstance(row.payload.get(required), str):
             # Never worth retrying: the row itself is wrong.
             raise BadRequest(f"the outbox cannot send {row.method!r} with {sorted(row.payload)}")
-        await self.bot.do_api_request(row.method, {"chat_id": row.chat_id, **row.payload})
+        await self.bot.do_api_request(row.method, {"chat_id": int(row.address), **row.payload})
 
     async def _send(self, row: Claimed) -> None:
         outcome: Outcome | None = None
@@ -493,10 +500,10 @@ class OutboxSender:
             heapq.heappush(self._runnable, (row.priority, row.id, row))
         except Forbidden as exc:
             outcome = Outcome(row, outbox.BLOCKED, str(exc))
-            if row.chat_id not in self._blocked_now:
-                self._blocked_now.add(row.chat_id)
-                self._newly_blocked.append(row.chat_id)
-            for waiting in self._lanes.drop(row.chat_id):
+            if row.key not in self._blocked_now:
+                self._blocked_now.add(row.key)
+                self._newly_blocked.append(row.key)
+            for waiting in self._lanes.drop(row.key):
                 self._parked_at.pop(waiting.id, None)
                 self._done(Outcome(waiting, outbox.BLOCKED, "the chat has blocked the bot"))
         except BadRequest as exc:  # before NetworkError: PTB derives it from NetworkError
@@ -514,7 +521,7 @@ class OutboxSender:
             self.stats.request_seconds += answered - started
             self._window.finish(answered)
             if outcome is not None:
-                self._lanes.finish(row.chat_id, answered)
+                self._lanes.finish(row.key, answered)
                 self._done(outcome)
             # Leave the in-flight set now, not in a done callback that runs after the loop
             # has already woken up, found every slot taken and gone back to sleep.

@@ -10,7 +10,7 @@ import datetime as dt
 import time
 from dataclasses import dataclass, replace
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.chat import cleaning
@@ -30,14 +30,23 @@ def clean_name(name: str | None) -> str | None:
     return cleaning.clean_name(name, NAME_MAX)
 
 
+def _is(key: ChatKey) -> ColumnElement[bool]:
+    return and_(Chat.channel == key[0], Chat.address == key[1])
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+ChatKey = tuple[str, str]
+"""Who a chat is with: (channel, address), the address being the channel's own id for the person
+as a string ("telegram", "5004"), ("wechat", an openid). Issue 9."""
+
+
 @dataclass(frozen=True)
 class Profile:
-    chat_id: int
     channel: str
+    address: str
     member_id: int | None
     locale: str
     locale_chosen: bool
@@ -48,9 +57,14 @@ class Profile:
     last_seen_at: dt.datetime
 
     @property
+    def key(self) -> ChatKey:
+        """The chat's key in the bot's tables."""
+        return self.channel, self.address
+
+    @property
     def identity(self) -> tuple[str, str]:
         """Who this person is to the ledger: (channel, external id)."""
-        return self.channel, str(self.chat_id)
+        return self.channel, self.address
 
 
 def _profile(row: Chat) -> Profile:
@@ -60,8 +74,8 @@ def _profile(row: Chat) -> Profile:
         else None
     )
     return Profile(
-        chat_id=row.chat_id,
         channel=row.channel,
+        address=row.address,
         member_id=row.member_id,
         locale=row.locale,
         locale_chosen=row.locale_chosen,
@@ -76,28 +90,26 @@ def _profile(row: Chat) -> Profile:
 class ChatStore:
     def __init__(self, db: BotDatabase) -> None:
         self.db = db
-        self._cache: dict[int, tuple[float, Profile]] = {}
+        self._cache: dict[ChatKey, tuple[float, Profile]] = {}
 
     def _remember(self, profile: Profile) -> Profile:
         if len(self._cache) > 100_000:
             self._cache.clear()
-        self._cache[profile.chat_id] = (time.monotonic() + CACHE_SECONDS, profile)
+        self._cache[profile.key] = (time.monotonic() + CACHE_SECONDS, profile)
         return profile
 
-    def forget(self, chat_id: int) -> None:
-        self._cache.pop(chat_id, None)
+    def forget(self, key: ChatKey) -> None:
+        self._cache.pop(key, None)
 
-    async def get(self, chat_id: int) -> Profile | None:
-        hit = self._cache.get(chat_id)
+    async def get(self, key: ChatKey) -> Profile | None:
+        hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         async with self.db.session() as session:
-            row = await session.get(Chat, chat_id)
+            row = await session.get(Chat, key)
         return self._remember(_profile(row)) if row is not None else None
 
-    async def seen(
-        self, chat_id: int, locale: str, display_name: str | None, channel: str = "telegram"
-    ) -> Profile:
+    async def seen(self, key: ChatKey, locale: str, display_name: str | None) -> Profile:
         """The chat's profile, created on first contact; a person who writes is not blocked.
 
         ``locale`` is used for a new chat only; after that the person's choice stands.
@@ -105,7 +117,7 @@ class ChatStore:
         """
         display_name = clean_name(display_name)
         now = utcnow()
-        known = await self.get(chat_id)
+        known = await self.get(key)
         if known is not None and not known.blocked and now - known.last_seen_at < SEEN_EVERY:
             return known
         # Insert-or-nothing, then update: a new person's first two messages arrive together
@@ -116,8 +128,8 @@ class ChatStore:
             created = await session.scalar(
                 insert(Chat)
                 .values(
-                    chat_id=chat_id,
-                    channel=channel,
+                    channel=key[0],
+                    address=key[1],
                     locale=locale,
                     locale_chosen=False,
                     display_name=display_name,
@@ -125,51 +137,53 @@ class ChatStore:
                     created_at=now,
                     last_seen_at=now,
                 )
-                .on_conflict_do_nothing(index_elements=["chat_id"])
-                .returning(Chat.chat_id)
+                .on_conflict_do_nothing(index_elements=["channel", "address"])
+                .returning(Chat.address)
             )
             if created is None:
                 values: dict[str, object] = {"last_seen_at": now, "blocked_at": None}
                 if display_name:
                     values["display_name"] = display_name
-                await session.execute(update(Chat).where(Chat.chat_id == chat_id).values(**values))
-            row = await session.get(Chat, chat_id, populate_existing=True)
+                await session.execute(update(Chat).where(_is(key)).values(**values))
+            row = await session.get(Chat, key, populate_existing=True)
             assert row is not None
             profile = _profile(row)
         return self._remember(profile)
 
-    async def _set(self, chat_id: int, **values: object) -> Profile | None:
+    async def _set(self, key: ChatKey, **values: object) -> Profile | None:
         async with self.db.session() as session:
-            await session.execute(update(Chat).where(Chat.chat_id == chat_id).values(**values))
-            row = await session.get(Chat, chat_id, populate_existing=True)
+            await session.execute(update(Chat).where(_is(key)).values(**values))
+            row = await session.get(Chat, key, populate_existing=True)
             profile = _profile(row) if row is not None else None
         if profile is None:
-            self.forget(chat_id)
+            self.forget(key)
             return None
         return self._remember(profile)
 
-    async def link_member(self, chat_id: int, member_id: int) -> Profile | None:
-        return await self._set(chat_id, member_id=member_id)
+    async def link_member(self, key: ChatKey, member_id: int) -> Profile | None:
+        return await self._set(key, member_id=member_id)
 
-    async def set_locale(self, chat_id: int, locale: str) -> Profile | None:
-        return await self._set(chat_id, locale=locale, locale_chosen=True)
+    async def set_locale(self, key: ChatKey, locale: str) -> Profile | None:
+        return await self._set(key, locale=locale, locale_chosen=True)
 
-    async def set_notices(self, chat_id: int, on: bool) -> Profile | None:
-        return await self._set(chat_id, notices=on)
+    async def set_notices(self, key: ChatKey, on: bool) -> Profile | None:
+        return await self._set(key, notices=on)
 
-    async def set_location(self, chat_id: int, lat: float, lon: float) -> Profile | None:
-        return await self._set(chat_id, last_lat_e6=round(lat * 1e6), last_lon_e6=round(lon * 1e6))
+    async def set_location(self, key: ChatKey, lat: float, lon: float) -> Profile | None:
+        return await self._set(key, last_lat_e6=round(lat * 1e6), last_lon_e6=round(lon * 1e6))
 
-    async def mark_blocked(self, chat_ids: list[int]) -> None:
+    async def mark_blocked(self, keys: list[ChatKey]) -> None:
         """The person blocked the bot: stop sending until they write again."""
-        if not chat_ids:
+        if not keys:
             return
         async with self.db.session() as session:
             await session.execute(
-                update(Chat).where(Chat.chat_id.in_(chat_ids)).values(blocked_at=utcnow())
+                update(Chat)
+                .where(tuple_(Chat.channel, Chat.address).in_(keys))
+                .values(blocked_at=utcnow())
             )
-        for chat_id in chat_ids:
-            self.forget(chat_id)
+        for key in keys:
+            self.forget(key)
 
     async def by_member(self, member_ids: list[int]) -> dict[int, Profile]:
         """Profiles of the chats linked to these members (for notices)."""

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.storage.chats import utcnow
+from bot.storage.chats import ChatKey, utcnow
 from bot.storage.db import BotDatabase
 from bot.storage.schema import Flow
 
@@ -28,7 +28,7 @@ class FlowStore:
     def __init__(self, db: BotDatabase) -> None:
         self.db = db
 
-    async def start(self, chat_id: int, kind: str, data: dict[str, Any], ttl: dt.timedelta) -> None:
+    async def start(self, key: ChatKey, kind: str, data: dict[str, Any], ttl: dt.timedelta) -> None:
         """Open ``kind`` for the chat, replacing whatever conversation it had.
 
         One upsert rather than read-then-insert: two messages of one chat handled at once (a
@@ -37,25 +37,25 @@ class FlowStore:
         """
         insert = sqlite.insert if self.db.is_sqlite else postgresql.insert
         stmt = insert(Flow).values(
-            chat_id=chat_id, kind=kind, data=data, expires_at=utcnow() + ttl
+            channel=key[0], address=key[1], kind=kind, data=data, expires_at=utcnow() + ttl
         )
         replace = {name: stmt.excluded[name] for name in ("kind", "data", "expires_at")}
         async with self.db.session() as session:
             await session.execute(
-                stmt.on_conflict_do_update(index_elements=["chat_id"], set_=replace)
+                stmt.on_conflict_do_update(index_elements=["channel", "address"], set_=replace)
             )
 
-    async def get(self, chat_id: int) -> Pending | None:
+    async def get(self, key: ChatKey) -> Pending | None:
         async with self.db.session() as session:
-            row = await session.get(Flow, chat_id)
+            row = await session.get(Flow, key)
         if row is None or row.expires_at <= utcnow():
             return None
         return Pending(row.kind, dict(row.data))
 
-    async def finish(self, chat_id: int, kind: str | None = None) -> bool:
+    async def finish(self, key: ChatKey, kind: str | None = None) -> bool:
         """End the chat's pending conversation (only if it is ``kind``); True if one ended."""
         async with self.db.session() as session:
-            stmt = delete(Flow).where(Flow.chat_id == chat_id)
+            stmt = delete(Flow).where(Flow.channel == key[0], Flow.address == key[1])
             if kind is not None:
                 stmt = stmt.where(Flow.kind == kind)
             result = await session.execute(stmt)

@@ -15,6 +15,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import zlib
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -113,7 +114,15 @@ class FileLock(SenderLock):
             os.close(fd)
 
 
-def sender_lock(db: BotDatabase) -> SenderLock:
+def sender_lock(db: BotDatabase, channel: str = "telegram") -> SenderLock:
+    """The lock of ``channel``'s one sender: each channel's outbox rows are drained by one
+    sender of its own (issue 10), so a Telegram and a WeChat process each hold their own.
+    Telegram keeps the key and file it always had, so a rolling upgrade still excludes."""
+    if channel == "telegram":
+        key, path = SENDER_LOCK_KEY, f"{db.url.database}.sender-lock"
+    else:
+        key = SENDER_LOCK_KEY + 1 + zlib.crc32(channel.encode())
+        path = f"{db.url.database}.{channel}-sender-lock"
     if db.is_sqlite:
-        return FileLock(f"{db.url.database}.sender-lock")
-    return AdvisoryLock(db)
+        return FileLock(path)
+    return AdvisoryLock(db, key)

@@ -15,9 +15,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,14 +35,17 @@ FAILED = "failed"
 SKIPPED = "skipped"
 FINAL_STATES = (SENT, BLOCKED, FAILED, SKIPPED)
 
+T = TypeVar("T")
+
 _CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
 class Outgoing:
-    chat_id: int
+    channel: str
+    address: str
     method: str  # Bot API method: sendMessage, sendPhoto
-    payload: dict[str, Any]  # its parameters, except chat_id
+    payload: dict[str, Any]  # its parameters, except the recipient
     kind: str  # notice | receipt | broadcast
     dedupe_key: str | None = None
     priority: int = NOTICE
@@ -62,7 +65,8 @@ async def enqueue(session: AsyncSession, messages: list[Outgoing]) -> int:
         stmt.returning(OutboxMessage.id),
         [
             {
-                "chat_id": m.chat_id,
+                "channel": m.channel,
+                "address": m.address,
                 "dedupe_key": m.dedupe_key,
                 "kind": m.kind,
                 "priority": m.priority,
@@ -86,13 +90,19 @@ class Claimed:
     (a broadcast row carries its content in the broadcasts table, not per row)."""
 
     id: int
-    chat_id: int
+    channel: str
+    address: str
     kind: str
     priority: int
     broadcast_id: int | None
     method: str
     payload: dict[str, Any]
     attempts: int
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The recipient's chat: (channel, address)."""
+        return self.channel, self.address
 
 
 @dataclass(frozen=True)
@@ -113,21 +123,27 @@ class ChatState:
     notices: bool
 
 
-def _chunks(ids: Sequence[int]) -> list[Sequence[int]]:
+def _chunks(ids: Sequence[T]) -> list[Sequence[T]]:
     return [ids[i : i + _CHUNK] for i in range(0, len(ids), _CHUNK)]
 
 
-async def claim(session: AsyncSession, limit: int, now: dt.datetime | None = None) -> list[Claimed]:
-    """Take up to ``limit`` due rows, most urgent first, and mark them ``sending``.
+async def claim(
+    session: AsyncSession, limit: int, now: dt.datetime | None = None, channel: str | None = None
+) -> list[Claimed]:
+    """Take up to ``limit`` due rows (of ``channel``'s chats, when given: each channel has its
+    own sender), most urgent first, and mark them ``sending``.
 
     On PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``, so claimers never wait on
     each other or take the same row; on SQLite the transaction's write lock does the same.
     """
     now = now or utcnow()
+    due = select(OutboxMessage.id).where(
+        OutboxMessage.state == PENDING, OutboxMessage.not_before <= now
+    )
+    if channel is not None:
+        due = due.where(OutboxMessage.channel == channel)
     due = (
-        select(OutboxMessage.id)
-        .where(OutboxMessage.state == PENDING, OutboxMessage.not_before <= now)
-        .order_by(OutboxMessage.priority, OutboxMessage.id)
+        due.order_by(OutboxMessage.priority, OutboxMessage.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -137,7 +153,8 @@ async def claim(session: AsyncSession, limit: int, now: dt.datetime | None = Non
         .values(state=SENDING, claimed_at=now)
         .returning(
             OutboxMessage.id,
-            OutboxMessage.chat_id,
+            OutboxMessage.channel,
+            OutboxMessage.address,
             OutboxMessage.kind,
             OutboxMessage.priority,
             OutboxMessage.broadcast_id,
@@ -152,31 +169,41 @@ async def claim(session: AsyncSession, limit: int, now: dt.datetime | None = Non
     return rows
 
 
-async def recover(session: AsyncSession, claimed_before: dt.datetime) -> int:
+async def recover(
+    session: AsyncSession, claimed_before: dt.datetime, channel: str | None = None
+) -> int:
     """Return rows stuck in ``sending`` since before ``claimed_before`` to ``pending``.
 
     Only the outbox's one sender calls this, right after taking the sender lock: rows still
     ``sending`` then were claimed by a sender that died, and any of them may or may not have
     reached Telegram; sending them again is the at-most-one duplicate the design allows.
     """
+    stuck = update(OutboxMessage).where(
+        OutboxMessage.state == SENDING, OutboxMessage.claimed_at < claimed_before
+    )
+    if channel is not None:  # another channel's sender may be sending its rows right now
+        stuck = stuck.where(OutboxMessage.channel == channel)
     result = await session.execute(
-        update(OutboxMessage)
-        .where(OutboxMessage.state == SENDING, OutboxMessage.claimed_at < claimed_before)
-        .values(state=PENDING, claimed_at=None)
+        stuck.values(state=PENDING, claimed_at=None)
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-async def chat_states(session: AsyncSession, chat_ids: Sequence[int]) -> dict[int, ChatState]:
-    """Blocked and notice settings of these chats, as the database has them now."""
-    found: dict[int, ChatState] = {}
-    for part in _chunks(sorted(set(chat_ids))):
+async def chat_states(
+    session: AsyncSession, keys: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], ChatState]:
+    """Blocked and notice settings of these chats (by (channel, address)), as the database has
+    them now."""
+    found: dict[tuple[str, str], ChatState] = {}
+    for part in _chunks(sorted(set(keys))):
         rows = await session.execute(
-            select(Chat.chat_id, Chat.blocked_at, Chat.notices).where(Chat.chat_id.in_(part))
+            select(Chat.channel, Chat.address, Chat.blocked_at, Chat.notices).where(
+                tuple_(Chat.channel, Chat.address).in_(part)
+            )
         )
-        for chat_id, blocked_at, notices in rows.all():
-            found[chat_id] = ChatState(blocked_at is not None, bool(notices))
+        for channel, address, blocked_at, notices in rows.all():
+            found[channel, address] = ChatState(blocked_at is not None, bool(notices))
     return found
 
 

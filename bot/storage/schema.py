@@ -35,12 +35,14 @@ class Base(DeclarativeBase):
 
 
 class Chat(Base):
-    """One person's private chat with the bot (Telegram user id = private chat id)."""
+    """One person's private chat with the bot, keyed by (channel, address): the address is the
+    channel's own id for the person as a string (Telegram's private chat id in decimal, a WeChat
+    openid), so every channel's people live in one table (issue 9)."""
 
     __tablename__ = "chats"
 
-    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    channel: Mapped[str] = mapped_column(String(16), default="telegram")
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
     member_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     locale: Mapped[str] = mapped_column(String(16))
     locale_chosen: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -52,7 +54,7 @@ class Chat(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
 
-    __table_args__ = (Index("ix_chats_locale_chat_id", "locale", "chat_id"),)
+    __table_args__ = (Index("ix_chats_locale_address", "locale", "channel", "address"),)
 
 
 class OutboxMessage(Base):
@@ -65,7 +67,8 @@ class OutboxMessage(Base):
     __tablename__ = "outbox"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    chat_id: Mapped[int] = mapped_column(BigInteger)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
     dedupe_key: Mapped[str | None] = mapped_column(String(100), unique=True)
     kind: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -81,7 +84,7 @@ class OutboxMessage(Base):
     last_error: Mapped[str | None] = mapped_column(String(200))
 
     __table_args__ = (
-        Index("ix_outbox_due", "state", "priority", "id"),
+        Index("ix_outbox_due", "channel", "state", "priority", "id"),
         Index("ix_outbox_broadcast_state", "broadcast_id", "state"),
     )
 
@@ -92,7 +95,8 @@ class Broadcast(Base):
     __tablename__ = "broadcasts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    admin_chat_id: Mapped[int] = mapped_column(BigInteger)
+    admin_channel: Mapped[str] = mapped_column(String(16))
+    admin_address: Mapped[str] = mapped_column(String(64))
     text: Mapped[str] = mapped_column(Text)
     photo: Mapped[str | None] = mapped_column(String(200))
     audience: Mapped[str] = mapped_column(String(16))  # "all" or a locale
@@ -104,7 +108,9 @@ class Broadcast(Base):
     blocked: Mapped[int] = mapped_column(BigInteger, default=0)
     failed: Mapped[int] = mapped_column(BigInteger, default=0)
     skipped: Mapped[int] = mapped_column(BigInteger, default=0)  # cancelled, or notices off
-    enqueue_cursor: Mapped[int] = mapped_column(BigInteger, default=-(2**62))
+    # The last chat enqueued, in (channel, address) order; ("", "") before the first.
+    enqueue_channel: Mapped[str] = mapped_column(String(16), default="")
+    enqueue_address: Mapped[str] = mapped_column(String(64), default="")
     progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
     started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
@@ -116,7 +122,8 @@ class Flow(Base):
 
     __tablename__ = "flows"
 
-    chat_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -114,7 +114,7 @@ class ConsoleChannel:
         locale = negotiate(person.locale_hint)
         try:
             profile = await services.chats.seen(
-                int(person.address), locale, person.name, services.channel
+                (services.channel, person.address), locale, person.name
             )
         except Exception:
             log.exception("console: no profile")

@@ -66,7 +66,7 @@ def _bridge(router: Router, route: Route) -> Any:
                 profile.locale,
                 chosen=profile.locale_chosen,
                 staff=turn.menu.staff,
-                admin=context.services.is_admin(chat_id),
+                admin=context.services.is_admin(event.person.key),
             )
 
     return run

@@ -53,6 +53,19 @@ def _value(name: str, raw: NoticeValue) -> str | None:
     return clean_name(str(raw), limit=64)
 
 
+def _ledger_names(fields: Mapping[str, NoticeValue]) -> dict[str, NoticeValue]:
+    """The ledger's event fields under the names the templates use: ``merchant_name`` is the
+    ``merchant``; ``vouchers_fen`` is the notice's ``amount`` where it has none of its own (a
+    grant, an expiry, a redemption), else its ``voucher`` (a receipt's bill is the amount)."""
+    out = dict(fields)
+    if "merchant_name" in out and "merchant" not in out:
+        out["merchant"] = out.pop("merchant_name")
+    if "vouchers_fen" in out:
+        target = "voucher_fen" if "amount_fen" in out else "amount_fen"
+        out.setdefault(target, out.pop("vouchers_fen"))
+    return out
+
+
 def template_data(
     notice: Notice, keys: Mapping[str, Mapping[str, str]] = DEFAULT_KEYS
 ) -> dict[str, str]:
@@ -64,7 +77,7 @@ def template_data(
     """
     mapping = keys[notice.kind]
     values: dict[str, str] = {}
-    for name, raw in notice.fields.items():
+    for name, raw in _ledger_names(notice.fields).items():
         text = _value(name, raw)
         ours = name.removesuffix("_fen")
         if text is not None and ours in mapping:

@@ -1,7 +1,7 @@
 """WeChat channel: inbound dedupe, shared token, service windows, choices, template and mass sends
 
 Revision ID: 0003_wechat
-Revises: 0001
+Revises: 0002_channel_address
 Create Date: 2026-11-29 13:00:03.484368
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_wechat"
-down_revision = "0001"
+down_revision = "0002_channel_address"
 branch_labels = None
 depends_on = None
 

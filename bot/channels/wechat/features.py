@@ -1,0 +1,60 @@
+"""The core's features behind the WeChat endpoint: ``features_runner`` is the ``run`` that
+``WeChatConversation`` hands each event to (issue 10: the same features on every channel).
+
+Per event: the person's profile is found (created on first contact) by (channel, openid), the
+routed feature fills a turn, and its replies are returned for the endpoint to render as the
+passive reply and service messages. An unfollow marks the chat blocked (the outbox then skips it
+until the person follows again, as the Telegram sender does after a 403). A ledger outage or a
+bug is said to the person in their language (``bot.chat.failures``), never raised to the
+endpoint, whose only answer to an exception would be silence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from bot.chat.channel import WECHAT
+from bot.chat.events import Event, Unfollow
+from bot.chat.failures import broken_text, busy_text
+from bot.chat.replies import Reply, TextReply
+from bot.chat.router import Router
+from bot.chat.turn import Turn
+from bot.i18n import negotiate, translator
+from bot.services import Services
+from ledger_client import errors as ledger_errors
+
+log = logging.getLogger(__name__)
+
+Run = Callable[[Event], Awaitable[Sequence[Reply]]]
+
+
+def features_runner(services: Services, router: Router) -> Run:
+    """A ``run(event) -> replies`` over ``router`` (``bot.features.neutral_router()``)."""
+
+    async def run(event: Event) -> Sequence[Reply]:
+        person = event.person
+        if isinstance(event, Unfollow):
+            await services.chats.mark_blocked([person.key])
+            return []
+        locale = negotiate(person.locale_hint)
+        try:
+            profile = await services.chats.seen(person.key, locale, person.name)
+        except Exception:
+            log.exception("wechat: no profile for a delivery")
+            return [TextReply(broken_text(translator(locale)))]
+        turn = Turn(person, services, profile, translator(profile.locale), WECHAT)
+        route = router.find(event)
+        if route is None:
+            return []
+        try:
+            await router.dispatch(route, event, turn)
+        except (ledger_errors.Unavailable, ledger_errors.Throttled) as exc:
+            log.warning("ledger unavailable while answering on WeChat: %s", exc)
+            return [TextReply(busy_text(turn.t))]
+        except Exception:
+            log.exception("wechat: the turn failed")
+            return [TextReply(broken_text(turn.t))]
+        return turn.replies
+
+    return run

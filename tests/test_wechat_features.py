@@ -1,0 +1,180 @@
+"""The real features behind the WeChat endpoint (issue 10), through the fake WeChat server, the
+real endpoint, adapter and renderer, the core's router and a real ledger: what a WeChat user
+gets is the same conversation the Telegram tests hold, rendered WeChat's way."""
+
+from __future__ import annotations
+
+import io
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import zxingcpp
+from PIL import Image
+
+from bot.channels.wechat.api import WeChatApi
+from bot.channels.wechat.channel import WeChatChannel
+from bot.channels.wechat.conversation import WeChatConversation
+from bot.channels.wechat.endpoint import Handler
+from bot.channels.wechat.features import features_runner
+from bot.channels.wechat.geo import wgs84_to_gcj02
+from bot.channels.wechat.notice_sender import WeChatNoticeSender
+from bot.config import Settings
+from bot.features import neutral_router
+from bot.i18n import translator
+from bot.outbox.event_reader import EventReader
+from bot.outbox.notices import notice_text
+from bot.services import Services
+from bot.storage.db import BotDatabase
+from ledger.principal import Principal
+from ledger.service import LedgerService
+from ledger_client.inprocess import InProcessLedgerClient
+from tests.bot_harness import SHOP, seed_shops
+from tests.databases import fresh_database
+from tests.fake_wechat import Delivery
+from tests.wechat_harness import WeChatRig, bot_database_url, wechat_rig
+
+TEMPLATE = "/cgi-bin/message/template/send"
+TEMPLATES = {
+    kind: f"TPL-{kind}"
+    for kind in ("points.earned", "voucher.granted", "voucher.expiring", "voucher.redeemed",
+                 "redemption.receipt")
+}
+
+
+@dataclass
+class World:
+    rig: WeChatRig
+    services: Services
+    ledger: LedgerService
+    shop_id: int
+    reader: EventReader
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[World]:
+    kind = request.param
+    async with (
+        fresh_database(kind, tmp_path) as ledger_url,
+        bot_database_url(kind, tmp_path) as bot_url,
+    ):
+        ledger = await LedgerService.open(ledger_url)
+        shop_id = await seed_shops(ledger)
+        client = InProcessLedgerClient(ledger, Principal("bot"))
+        config = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            telegram_token="123456:UNUSED", ledger_url=ledger_url, database_url=bot_url,
+        )
+        db = BotDatabase(bot_url)
+        services = Services(config, client, db, channel="wechat")
+        router = neutral_router()
+
+        def handler(api: WeChatApi, _db: BotDatabase) -> Handler:
+            return WeChatConversation(api, _db, features_runner(services, router))
+
+        reader = EventReader(services)
+        try:
+            async with wechat_rig(bot_url, handler=handler) as rig:
+                await reader.position()  # from here on every event is read
+                yield World(rig, services, ledger, shop_id, reader)
+        finally:
+            await client.close()
+            await db.dispose()
+            await ledger.close()
+
+
+def ledger_as(world: World, role: str, merchant_id: int | None = None) -> InProcessLedgerClient:
+    return InProcessLedgerClient(world.ledger, Principal(role, merchant_id))  # type: ignore[arg-type]
+
+
+def choice(delivery: Delivery, label: str) -> str:
+    """The menu-link id of the choice labelled ``label`` in a passive reply."""
+    found = re.findall(r'msgmenucontent=([^&]*)&msgmenuid=([^"]*)"', delivery.text)
+    ids = [data for text, data in found if label in text]
+    assert ids, f"no {label!r} choice in {delivery.text!r}"
+    return ids[0]
+
+
+async def test_follow_balance_nearby_code_then_the_cashier_redeems_once(world: World) -> None:
+    fake = world.rig.fake
+    hello = await fake.push(fake.event("o_zoe", "subscribe"))
+    assert hello.text.startswith("欢迎使用绿色消费积分！\n"), hello.text
+    profile = await world.services.chats.get(("wechat", "o_zoe"))
+    assert profile is not None and profile.member_id is not None
+    member_id = profile.member_id
+    shop = ledger_as(world, "merchant", world.shop_id)
+    await shop.record_purchase(world.shop_id, member_id, 5_000_000, uuid.uuid4().hex)
+    await ledger_as(world, "admin").release()
+    vouchers = (await ledger_as(world, "admin").balance(member_id)).vouchers_fen
+
+    balance = await fake.push(fake.text("o_zoe", "/balance"))
+    assert balance.text.startswith("💚 您的绿色消费积分\n积分："), balance.text
+
+    lat, lon = wgs84_to_gcj02(SHOP["lat"], SHOP["lon"])  # what WeChat reports in China
+    near = await fake.push(
+        fake.message("o_zoe", "location", Location_X=lat, Location_Y=lon, Scale=15, Label="钱王街")
+    )
+    assert "锦城绿色生活超市 · 超市 · 0米" in near.text, near.text
+    assert len(near.text.encode()) <= 2048
+
+    code = await fake.push(fake.text("o_zoe", "/qr"))
+    assert code.reply is not None and code.reply["MsgType"] == "image"
+    decoded = zxingcpp.read_barcodes(
+        Image.open(io.BytesIO(fake.media[code.reply["Image.MediaId"]]))
+    )
+    assert len(decoded) == 1
+    payload = decoded[0].text
+
+    invite = await ledger_as(world, "admin").create_staff_invite(world.shop_id)
+    joined = await fake.push(
+        fake.event("o_till", "subscribe", EventKey=f"qrscene_{invite.code}")
+    )
+    assert "锦城绿色生活超市" in joined.text, joined.text
+
+    scanned = await fake.push(
+        fake.event(
+            "o_till",
+            "scancode_waitmsg",
+            EventKey="scan",
+            ScanCodeInfo={"ScanType": "qrcode", "ScanResult": payload},
+        )
+    )
+    assert "金额" in scanned.text, scanned.text
+    preview = await fake.push(fake.text("o_till", "88.50"))
+    confirm = choice(preview, "确认")
+    tap = fake.text("o_till", "确认", bizmsgmenuid=confirm)
+    done = await fake.push(tap, always_retry=True)  # three identical deliveries
+    assert len(done.tries) == 3
+    assert done.text.startswith("✅ 已在锦城绿色生活超市核销\n"), done.text
+    assert "抵扣抵用券：¥17.70" in done.text  # the shop's cap: 20 % of ¥88.50
+    after = await ledger_as(world, "admin").balance(member_id)
+    assert vouchers - after.vouchers_fen == 1_770
+    today = await shop.today(world.shop_id)
+    assert (today.count, today.bill_fen, today.vouchers_fen) == (1, 8_850, 1_770)
+
+    # The ledger's events become neutral notices in the outbox, sent by WeChat's own sender as
+    # template messages with structured fields.
+    await world.reader.catch_up()
+    wechat = WeChatChannel(
+        world.rig.api, world.rig.db, TEMPLATES,
+        lambda notice, locale: notice_text(notice, translator(locale)) or "",
+    )
+    sender = WeChatNoticeSender(world.rig.db, world.services.chats, wechat)
+    assert await sender.drain_once() >= 1
+    sends = fake.calls_to(TEMPLATE)
+    receipts = [c.body for c in sends if c.body["template_id"] == TEMPLATES["voucher.redeemed"]]
+    assert len(receipts) == 1
+    assert receipts[0]["touser"] == "o_zoe"
+    assert receipts[0]["data"] == {"thing1": {"value": "锦城绿色生活超市"},
+                                   "amount2": {"value": "¥17.70"}}
+    earned = [c.body for c in sends if c.body["template_id"] == TEMPLATES["points.earned"]]
+    assert earned[0]["data"]["amount3"] == {"value": "¥50000.00"}  # the purchase recorded above
+    assert await sender.drain_once() == 0  # nothing twice
