@@ -27,6 +27,7 @@ from bot.config import SettingsError, load_settings
 from bot.features import neutral_router
 from bot.services import close_services, open_services
 from ledger_client.embedded import demo_setup
+from ledger_client.errors import LedgerClientError
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,9 @@ async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
             try:
                 if not await console.handle(line):
                     break
-            except (ValueError, IndexError) as exc:
+            except (ValueError, IndexError, LedgerClientError) as exc:
+                # A console action the ledger refused (``:buy -5``) is told, not fatal; a
+                # chat message never gets here (the channel answers those itself).
                 screen.say(f"   (could not do that: {exc})")
     finally:
         if background is not None:
@@ -181,6 +184,8 @@ def main(argv: Sequence[str] = ()) -> int:
         return 2
     stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
     try:
-        return asyncio.run(run(demo_home(), sys.stdin, stdout))
+        # Bytes that are not UTF-8 are replaced, not fatal, like any chat platform would.
+        stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        return asyncio.run(run(demo_home(), stdin, stdout))
     except KeyboardInterrupt:
         return 130

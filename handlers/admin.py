@@ -11,6 +11,7 @@ import secrets
 
 from bot import formatting
 from bot.chat import choice_data
+from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command, Event, Photo, Text
 from bot.chat.replies import ChoiceButton, Picture, TextReply, Toast
 from bot.chat.router import Router
@@ -82,7 +83,9 @@ async def _on_content(event: Text | Photo, turn: Turn, pending: Pending) -> None
     # A NUL shows as nothing anywhere, and PostgreSQL cannot store it: the announcement would
     # fail only when Send is tapped, after the admin approved it.
     raw = event.caption if isinstance(event, Photo) else event.text
-    text = (raw or "").replace("\x00", "")
+    # Everyone reads it: control and bidi-format characters (a U+202E that reverses the rest)
+    # go, as in every text one person writes for others (DESIGN.md "The conversation core").
+    text = clean_text(raw or "")
     limit = MAX_CAPTION if photo else MAX_TEXT
     if not text.strip() or len(text) > limit or (isinstance(event, Photo) and photo is None):
         turn.text(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 
 from bot.chat.events import Command, Location
 from bot.chat.replies import AskLocation, Picture
@@ -103,18 +104,20 @@ async def start_circle(event: Command, turn: Turn) -> None:
     if not turn.services.is_admin(turn.profile.key):
         turn.text(refused(t))
         return
-    if len(event.args) == 2:
+    if event.args:
         try:
-            lat, lon = float(event.args[0]), float(event.args[1])
+            lat, lon = (float(a) for a in event.args) if len(event.args) == 2 else (math.nan,) * 2
         except ValueError:
-            lat = lon = float("nan")
+            lat = lon = math.nan
         if valid_coordinates(lat, lon):
             await report(turn, lat, lon)
             return
+        turn.text(t._("That location is not on this planet. Please send it again."))
     await turn.services.flows.start(turn.profile.key, WAITING, {}, WAIT_FOR)
-    turn.say(AskLocation(t._(
-        "Share the place to check (or send /circle LAT LON, e.g. /circle 30.2341 119.7239)."
-    )))
+    turn.say(AskLocation(
+        t._("Share the place to check (or send /circle LAT LON, e.g. /circle 30.2341 119.7239)."),
+        t._("📍 Send my location"),
+    ))
 
 
 async def on_location(event: Location, turn: Turn, pending: Pending) -> None:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import make_url
 
 from ledger import apikeys, csv_text, importer, observability, published_heads, seed, verify
-from ledger.db import url_from_env
+from ledger.db import normalize_url, url_from_env
 from ledger.errors import LedgerError
 from ledger.models import RevokeStaffRequest
 from ledger.principal import SYSTEM
@@ -118,8 +119,34 @@ def _print(*lines: Any) -> None:
         print(line)
 
 
+# Commands that act on a ledger that must already exist: on a mistyped SQLite path they would
+# otherwise create an empty database and, for ``verify``, report it "ok".
+NEEDS_EXISTING = frozenset(
+    {"verify", "backup", "publish", "circle-report", "staff-list", "staff-revoke", "revoke-key",
+     "prune-events", "release"}
+)
+
+
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist (None for PostgreSQL or a file)."""
+    parsed = make_url(normalize_url(url))
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    path = Path(parsed.database)
+    return None if path.exists() else path
+
+
 async def _run(args: argparse.Namespace) -> int:
-    service = await LedgerService.open(url_from_env(), Rules())
+    url = url_from_env()
+    missing = _missing_sqlite_file(url) if args.command in NEEDS_EXISTING else None
+    if missing is not None:
+        print(
+            f"no ledger database at {missing} (GREENPOINTS_LEDGER_URL): nothing to "
+            f"{args.command}; check the path, or create one with `greenpoints ledger migrate`",
+            file=sys.stderr,
+        )
+        return 2
+    service = await LedgerService.open(url, Rules())
     try:
         return await _dispatch(service, args)
     finally:

@@ -231,3 +231,11 @@ class ReleaseDateRefused(LedgerError):
 
     code = "release_date_refused"
     status = 409
+
+
+class PublishDateRefused(LedgerError):
+    """A public record for a day after the local today, or before the newest record: the
+    record chain follows the calendar, so a reader can trust its order (issue 13)."""
+
+    code = "publish_date_refused"
+    status = 409

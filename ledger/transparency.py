@@ -18,10 +18,11 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
+from ledger.errors import PublishDateRefused
 from ledger.journal import GENESIS
 from ledger.models import PublicDay, PublicPoolOut, PublishedHead
 from ledger.money import Price
@@ -83,6 +84,16 @@ async def publish(ctx: Ctx, day: dt.date | None = None) -> PublicDay:
         existing = await session.scalar(select(TransparencyDay).where(TransparencyDay.day == day))
         if existing is not None:
             return day_out(existing)
+        today = ctx.today()
+        newest = await session.scalar(select(func.max(TransparencyDay.day)))
+        if day > today or (newest is not None and day < newest):
+            raise PublishDateRefused(
+                f"{day} cannot be published: records follow the calendar, from the newest "
+                f"({newest or 'none yet'}) up to today ({today}, local time)",
+                date=day.isoformat(),
+                today=today.isoformat(),
+                newest=newest.isoformat() if newest else None,
+            )
         last = await session.scalar(
             select(TransparencyDay.hash).order_by(TransparencyDay.id.desc()).limit(1)
         )

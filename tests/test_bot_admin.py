@@ -203,3 +203,16 @@ async def test_an_admin_removed_while_composing_cannot_continue(harness: Harness
     assert refused.text == "Sorry, that is only for alliance administrators."
     assert await harness.services.flows.get(tg(ADMIN)) is None  # the composer is closed
     assert await Broadcasts(harness.services.db).recent(10) == []
+
+
+async def test_an_announcement_is_cleaned_of_control_and_bidi_characters(
+    harness: Harness,
+) -> None:
+    """Found when tried as a new user would: a U+202E at the start of an announcement reversed
+    what every recipient would read, in the preview and in /broadcasts."""
+    admin = harness.person(ADMIN, "Ada", "en")
+    await harness.ask(admin, "/broadcast")
+    audience = await harness.ask(admin, "\u202eevil\u2066 tea\x07 tomorrow")
+    assert audience.text.startswith("Who should get it?")
+    pending = await harness.services.flows.get(tg(ADMIN))
+    assert pending is not None and pending.data["text"] == "evil tea tomorrow"

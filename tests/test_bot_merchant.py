@@ -683,3 +683,22 @@ async def test_console_demo_amounts_changed_between_preview_and_confirm(
     assert redeemed in second_tap and applied(second_tap) == applied(first_tap)
     today = shown.split("> /today", 1)[1]
     assert t._("Redemptions: {count}").format(count=1) in today
+
+
+async def test_console_demo_survives_refused_actions_and_odd_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found when tried as a new user would: ``:buy -5`` (any amount the ledger refuses) ended
+    the demo with a traceback, and so did bytes that are not UTF-8 on standard input."""
+    from bot import console
+
+    monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
+    out = io.StringIO()
+    raw = io.BytesIO(b"\xff\xfe\n:buy -5\n:buy 99999999999\n/balance\n")
+    script = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
+    assert await console.run(tmp_path, script, out) == 0
+    shown = out.getvalue()
+    assert shown.count("(could not do that:") == 2
+    t = translator("zh_Hans")
+    assert t._("💚 Your green consumption points") in shown.split("> /balance", 1)[1]

@@ -96,3 +96,14 @@ def test_a_chart_is_no_qr_code_to_redraw_in_a_terminal() -> None:
     with pytest.raises(ValueError):
         qr.terminal_from_png(draw_pool_chart(days, labels))
     assert qr.terminal_from_png(qr.png("r" + "A" * 12)).count("\n") > 10
+
+
+async def test_circle_says_when_coordinates_are_off_the_planet(harness: Harness) -> None:
+    admin = harness.person(ADMIN, language_code="en")
+    before = len(harness.fake.sent)
+    admin.says("/circle 999 999")
+    said = await harness.fake.next_to(ADMIN, before)
+    assert said.text == "That location is not on this planet. Please send it again."
+    ask = await harness.fake.next_to(ADMIN, harness.fake.sent.index(said) + 1)
+    assert "Share the place to check" in ask.text
+    assert ask.markup["keyboard"][0][0]["text"] == "📍 Send my location"

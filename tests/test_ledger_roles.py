@@ -72,7 +72,7 @@ async def request_for(
         "staff.invite": {"merchant_id": shop, **staff},
         "redemptions.undo": {"merchant_id": shop, **staff},
         "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
-        "transparency.publish": {"date": "2026-01-01"},
+        "transparency.publish": {"date": service.ctx.today().isoformat()},
         "staff.redeem_invite": {
             "code": (await service.create_staff_invite(SYSTEM, shop)).code,
             "channel": "telegram",

@@ -17,12 +17,14 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import pytest
 from sqlalchemy import delete, select, update
 
 from ledger import journal, transparency, verify
 from ledger.api.openapi import document
 from ledger.context import Ctx
 from ledger.db import Database
+from ledger.errors import PublishDateRefused
 from ledger.principal import SYSTEM
 from ledger.schema import JournalEntry, Shard, TransparencyDay
 from ledger_client.http import HttpLedgerClient
@@ -284,3 +286,27 @@ async def test_an_unreadable_copy_is_an_error_not_a_pass(
     bad.write_text(json.dumps({"heads": [{"shard": 0, "seq": 1, "hash": "xyz"}]}))
     run = await cli(database_url, "verify", "--against", str(bad))
     assert run.code == 2 and "64-hex" in run.err, run.err
+
+
+async def test_a_public_record_follows_the_calendar(world: World, tmp_path: Path) -> None:
+    """Found when tried as a new user would: ``greenpoints ledger publish --date 2099-01-01``
+    (and 1970-01-01) entered the public chain out of order, where release refuses such dates."""
+    s = world.service
+    today = s.ctx.today()
+    first = await s.publish(SYSTEM, today)
+    for day in (today + dt.timedelta(days=1), dt.date(2099, 1, 1), today - dt.timedelta(days=1)):
+        with pytest.raises(PublishDateRefused):
+            await s.publish(SYSTEM, day)
+    assert await s.publish(SYSTEM, today) == first  # the day itself again: the first record
+    assert [d.date for d in (await s.public_pool(SYSTEM, 90)).days] == [today]
+
+
+async def test_commands_on_a_missing_ledger_file_refuse_instead_of_creating_it(
+    tmp_path: Path,
+) -> None:
+    """A nightly ``verify`` with a mistyped path created an empty database and said ok."""
+    missing = tmp_path / "nowhere" / "ledger.db"
+    for command in (["verify"], ["publish"], ["release"]):
+        run = await cli(f"sqlite:///{missing}", *command)
+        assert run.code == 2 and "no ledger database at" in run.err, (command, run)
+    assert not missing.parent.exists()

@@ -82,7 +82,8 @@ class Screen:
             elif isinstance(reply, Picture):
                 if reply.png:
                     self._picture(reply.png)
-                self._bot(reply.caption or "", edited=reply.replaces)
+                if reply.caption:  # no empty bubble under a picture without words
+                    self._bot(reply.caption, edited=reply.replaces)
                 self._choices(reply.choices)
             elif isinstance(reply, Place):
                 self.say(
