@@ -155,7 +155,11 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
     else:
         turn.say(TextReply(data["text"]))
     turn.text(
-        t._("Send this announcement to {count} people ({audience})?").format(
+        t.ngettext(
+            "Send this announcement to {count} person ({audience})?",
+            "Send this announcement to {count} people ({audience})?",
+            size,
+        ).format(
             count=formatting.number(t, size), audience=t._(AUDIENCES[audience])
         ),
         [

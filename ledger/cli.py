@@ -11,6 +11,7 @@ import asyncio
 import datetime as dt
 import io
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,17 @@ from ledger.models import RevokeStaffRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.service import LedgerService
+
+
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (0 or -3 partitions mean nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value}")
+    return value
 
 
 def _date(text: str) -> dt.date:
@@ -94,7 +106,9 @@ def parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--days", type=int, help="retention window in days")
     ver = sub.add_parser("verify", help="recompute hash chains and balances")
-    ver.add_argument("--partitions", type=int, default=1, help="passes, to bound memory")
+    ver.add_argument(
+        "--partitions", type=_positive, default=1, help="passes, to bound memory (1 or more)"
+    )
     ver.add_argument(
         "--against",
         metavar="FILE_OR_URL",
@@ -320,6 +334,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `greenpoints ledger staff-list … | head`: the reader has enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (LedgerError, ValueError, ValidationError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

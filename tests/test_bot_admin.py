@@ -107,7 +107,7 @@ async def test_announcement_to_one_language_and_with_a_photo(harness: Harness) -
     assert preview and preview[0].params["photo"] == "poster"
     question = next(s for s in h.fake.sent[question_at:]
                     if s.text.startswith("Send this announcement"))
-    assert "to 1 people" in question.text
+    assert "to 1 person" in question.text
     sent_before = len(h.fake.sent)
     await h.tap(admin, button(question, "Send"), question)
     await h.settle()

@@ -274,3 +274,16 @@ def test_walking_minutes(metres: int, minutes: int) -> None:
 def test_numbers_group_per_locale() -> None:
     assert formatting.number(translator("en"), 1234567) == "1,234,567"
     assert formatting.number(translator("zh_Hans"), 1234567) == "1,234,567"
+
+
+def test_the_announcement_count_agrees_with_its_number() -> None:
+    """Found when tried as a new user would: "Send this announcement to 1 people"."""
+    singular = "Send this announcement to {count} person ({audience})?"
+    plural = "Send this announcement to {count} people ({audience})?"
+    assert (singular, plural) in extracted()
+    en = translator("en")
+    assert en.ngettext(singular, plural, 1) == singular
+    assert en.ngettext(singular, plural, 2) == plural
+    for locale in ("zh_Hans", "zh_Hant"):  # one form in Chinese, translated
+        zh = translator(locale)
+        assert zh.ngettext(singular, plural, 1) == zh.ngettext(singular, plural, 5) != plural

@@ -172,3 +172,10 @@ async def test_verify_names_the_first_bad_entry(
         finally:
             await db.dispose()
         assert not report.ok and s.names in report.problems[0], report.problems
+
+
+async def test_verify_refuses_a_partition_count_below_one(tmp_path: Path) -> None:
+    """``verify --partitions 0`` (or -3) was accepted and quietly run as 1."""
+    for given in ("0", "-3", "x"):
+        run = await cli(f"sqlite:///{tmp_path / 'ledger.db'}", "verify", "--partitions", given)
+        assert run.code == 2 and "--partitions" in run.err, (given, run)
