@@ -316,6 +316,22 @@ def tally(request: pytest.FixtureRequest) -> Iterator[Tally]:
 # --- grounding: aim some generated cases at the seeded world ----------------------------------
 
 
+def _previewed(world: World, role: str, body: dict[str, Any]) -> dict[str, int]:
+    """The figures the ledger previews for this redemption now (a till reads them out before
+    confirming, issue 11); none when the preview is refused (the case then stays as it is)."""
+    key = world.keys.get(role)
+    if key is None or not isinstance(body.get("code"), str):
+        return {}
+    fields = ("code", "merchant_id", "bill_fen", "staff")
+    ask = {name: body[name] for name in fields if name in body}
+    answer = requests.post(world.url + "/v1/redemptions/preview", json=ask, timeout=10,
+                           headers={"Authorization": f"Bearer {key}"})
+    if answer.status_code != 200:
+        return {}
+    shown = answer.json()
+    return {"vouchers_applied_fen": shown["vouchers_applied_fen"], "pay_fen": shown["pay_fen"]}
+
+
 def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
     """Swap ids, codes, amounts and the staff identity of about half the cases for real ones.
 
@@ -357,9 +373,10 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
             invites = case.path.startswith("/v1/staff-invites")
             codes = world.codes.get(role, world.codes["bot"])
             body["code"] = rng.choice(world.invites if invites else codes)
-        if "pay_fen" in body:  # the figures a preview showed: the cap is 20 % of the bill
+        if "pay_fen" in body:  # the figures a preview shows, as a till reads them out
             applied = min(world.vouchers.get(body.get("code", ""), 0), amount * 2000 // 10_000)
             body.update(vouchers_applied_fen=applied, pay_fen=amount - applied)
+            body.update(_previewed(world, role, body))
         if case.path.endswith("/staff/revoke"):
             body.update(rng.choice(CASHIERS))
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
