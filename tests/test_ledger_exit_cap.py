@@ -9,12 +9,10 @@ not taken from the ledger's own functions.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-import asyncpg
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -30,9 +28,14 @@ from ledger.schema import Member, MintLot, Redemption, Release, VoucherLot
 from ledger.service import LedgerService
 from ledger_client.base import LedgerClient
 from tests.conftest import Served, World
-from tests.databases import postgres_admin_url
 from tests.ledger_support import FixedClock, buy, diff, pay_with_code, snapshot
-from tests.test_ledger_properties import START, Template, check_books
+from tests.test_ledger_properties import (
+    START,
+    Template,
+    built_postgres_template,
+    built_sqlite_template,
+    check_books,
+)
 
 
 async def granted(world: World) -> list[Any]:
@@ -253,30 +256,12 @@ async def test_balance_shows_capped_exits_to_the_bot(
 
 @pytest.fixture(scope="module")
 def cap_sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    template = Template("sqlite", f"sqlite:///{tmp_path_factory.mktemp('cap') / 'template.db'}")
-    asyncio.run(template.build())
-    return template
+    return built_sqlite_template(tmp_path_factory, "cap")
 
 
 @pytest.fixture(scope="module")
 def cap_postgres_template() -> Iterator[Template]:
-    admin = postgres_admin_url()
-    if admin is None:
-        pytest.skip("set GREENPOINTS_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    name = f"gp_cap_{uuid.uuid4().hex[:8]}"
-    template = Template("postgres", f"{admin.rpartition('/')[0]}/{name}", admin)
-
-    async def create() -> None:
-        conn = await asyncpg.connect(admin)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        await template.build()
-
-    asyncio.run(create())
-    yield template
-    asyncio.run(template.drop(template.url))
+    yield from built_postgres_template("gp_cap")
 
 
 days = st.lists(

@@ -207,19 +207,19 @@ class Template:
             await conn.close()
 
 
-@pytest.fixture(scope="module")
-def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
-    template = Template("sqlite", f"sqlite:///{tmp_path_factory.mktemp('prop') / 'template.db'}")
+def built_sqlite_template(tmp_path_factory: pytest.TempPathFactory, prefix: str) -> Template:
+    """A seeded SQLite ledger that each example copies (module-scoped fixtures share it)."""
+    template = Template("sqlite", f"sqlite:///{tmp_path_factory.mktemp(prefix) / 'template.db'}")
     asyncio.run(template.build())
     return template
 
 
-@pytest.fixture(scope="module")
-def postgres_template() -> Iterator[Template]:
+def built_postgres_template(prefix: str) -> Iterator[Template]:
+    """A seeded PostgreSQL ledger each example clones as a template database; dropped after."""
     admin = postgres_admin_url()
     if admin is None:
         pytest.skip("set GREENPOINTS_TEST_POSTGRES_URL to run the PostgreSQL tests")
-    name = f"gp_prop_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     template = Template("postgres", f"{admin.rpartition('/')[0]}/{name}", admin)
 
     async def create() -> None:
@@ -233,6 +233,16 @@ def postgres_template() -> Iterator[Template]:
     asyncio.run(create())
     yield template
     asyncio.run(template.drop(template.url))
+
+
+@pytest.fixture(scope="module")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Template:
+    return built_sqlite_template(tmp_path_factory, "prop")
+
+
+@pytest.fixture(scope="module")
+def postgres_template() -> Iterator[Template]:
+    yield from built_postgres_template("gp_prop")
 
 
 Action = tuple[Any, ...]
