@@ -79,6 +79,16 @@ def test_shorten_fits_with_ellipsis_and_leaves_short_text_alone() -> None:
     assert shorten("a" + FAMILY, 5, "chars") == "a…"
 
 
+def test_split_cuts_a_grapheme_longer_than_the_limit_between_its_code_points() -> None:
+    # CI seed found it: U+0800 (3 bytes) + a combining grave (2 bytes) is one 5-byte grapheme.
+    assert split("\u0800\u0300", 4, "utf8_bytes") == ["\u0800", "\u0300"]
+    piled = "e" + "\u0301" * 10  # one grapheme of 21 bytes
+    parts = split(piled, 8, "utf8_bytes")
+    assert "".join(parts) == piled and all(utf8_bytes(p) <= 8 for p in parts)
+    with pytest.raises(ValueError):
+        split("\U0001f600\U0001f600", 3, "utf8_bytes")  # a 4-byte code point cannot fit in 3
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.text(min_size=0, max_size=600), st.integers(min_value=4, max_value=300))
 def test_split_always_fits(text: str, limit: int) -> None:

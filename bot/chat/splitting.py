@@ -82,6 +82,14 @@ def _fit_prefix(text: str, budget: int, unit: Unit) -> int:
     return boundary_at_or_before(text, lo)
 
 
+def _fit_code_points(text: str, budget: int, unit: Unit) -> int:
+    """The longest prefix (by index, on a code point boundary) that measures ``<= budget``."""
+    i = 0
+    while i < len(text) and measure(text[: i + 1], unit) <= budget:
+        i += 1
+    return i
+
+
 def shorten(text: str, limit: int, unit: Unit = "chars", ellipsis: str = ELLIPSIS) -> str:
     """``text`` itself when it fits in ``limit``, else its longest whole-grapheme prefix that
     fits with ``ellipsis`` appended (trailing spaces dropped). Raises ValueError when ``limit``
@@ -100,8 +108,13 @@ def _wrap_line(line: str, limit: int, unit: Unit) -> list[str]:
     rest = line
     while measure(rest, unit) > limit:
         cut = _fit_prefix(rest, limit, unit)
-        if cut == 0:  # a single grapheme longer than the limit: nothing whole fits
-            raise ValueError(f"limit {limit} cannot hold one grapheme of {rest[:8]!r}")
+        if cut == 0:
+            # One grapheme longer than the limit (a letter under a pile of combining marks, or
+            # ZWJ sequences): cutting it between code points garbles only that grapheme, where
+            # refusing would lose the whole message.
+            cut = _fit_code_points(rest, limit, unit)
+        if cut == 0:
+            raise ValueError(f"limit {limit} cannot hold one code point of {rest[:8]!r}")
         space = rest.rfind(" ", 0, cut + 1)
         if space > 0 and space >= cut // 2:
             cut = space
@@ -123,7 +136,9 @@ def split(
     message). A line longer than the limit on its own is wrapped at a space or grapheme
     boundary (``wrap``, nothing lost: announcements), or cut with an ellipsis (``shorten``:
     one list entry that must stay one line). Always at least one part; an empty text is
-    ``[""]``. Raises ValueError when ``limit`` is below one grapheme.
+    ``[""]``. A grapheme longer than the limit on its own is cut between its code points.
+    Raises ValueError only when ``limit`` is below one code point (4 UTF-8 bytes, 2 UTF-16
+    units).
     """
     if measure(text, unit) <= limit:
         return [text]
