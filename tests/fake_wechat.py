@@ -250,8 +250,12 @@ class FakeWeChat:
         elif fields.get("Event") == "unsubscribe":
             person.following = False
 
-    def signed(self, fields: dict[str, Any]) -> tuple[dict[str, str], str]:
-        timestamp, nonce = str(int(time.time())), secrets.token_hex(5)
+    def signed(
+        self, fields: dict[str, Any], timestamp: int | None = None
+    ) -> tuple[dict[str, str], str]:
+        """The query and body of one delivery; ``timestamp`` (Unix seconds) defaults to now."""
+        stamp = int(time.time()) if timestamp is None else timestamp
+        timestamp, nonce = str(stamp), secrets.token_hex(5)
         query = {
             "signature": sign(self.token, timestamp, nonce),
             "timestamp": timestamp,

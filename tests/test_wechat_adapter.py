@@ -31,7 +31,7 @@ from tests.fake_wechat import FakeWeChat, sign, to_xml
 from tests.wechat_harness import bot_database_url
 
 FAKE = FakeWeChat()
-CODEC = InboundCodec(FAKE.token, FAKE.app_id, None)
+CODEC = InboundCodec(FAKE.token, FAKE.app_id, None, clock=lambda: 1.0)  # signed at "1"
 ME = Person("wechat", "o_me")
 
 

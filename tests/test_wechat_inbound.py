@@ -7,14 +7,17 @@ Rules: shared/WECHAT.md 1 (5 s, 3 tries, composite dedupe in the shared database
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from bot.channels.wechat import store
 from bot.channels.wechat.endpoint import WeChatEndpoint
-from bot.channels.wechat.inbound import InboundCodec
+from bot.channels.wechat.inbound import FRESH_SECONDS, InboundCodec
+from bot.storage.schema import WeChatDelivery
 from tests.fake_wechat import sign, to_xml
 from tests.wechat_harness import AES_KEY, WeChatRig, bot_database_url, serve_endpoint, wechat_rig
 
@@ -231,3 +234,47 @@ async def test_template_delivery_results_are_recorded(rig: WeChatRig) -> None:
         lambda: any(d.fields.get("MsgID") == msg_id and d.tries for d in rig.fake.deliveries)
     )
     assert await store.template_status(rig.db, msg_id) == "failed:user block"
+
+
+async def test_a_stale_or_future_delivery_is_refused_even_with_a_valid_signature(
+    db_url: str,
+) -> None:
+    """A captured delivery replayed after its dedupe row was purged would run again; its
+    timestamp (covered by the signature) is what refuses it (endpoint freshness window)."""
+    now = [1_800_000_000.0]
+    async with wechat_rig(db_url, clock=lambda: now[0]) as rig:
+        fake = rig.fake
+
+        async def post(fields: dict[str, object], at: float) -> int:
+            query, body = fake.signed(fields, timestamp=int(at))
+            async with rig.session.post(rig.url, params=query, data=body.encode()) as response:
+                await response.read()
+                return response.status
+
+        assert await post(fake.text("o_rex", "old"), now[0] - FRESH_SECONDS - 1) == 403
+        assert await post(fake.text("o_rex", "future"), now[0] + FRESH_SECONDS + 1) == 403
+        assert await post(fake.text("o_rex", "late but fresh"), now[0] - FRESH_SECONDS) == 200
+        assert sum(rig.bot.handled.values()) == 1
+
+        # The replay: a confirm handled once, its dedupe row purged, the same bytes again.
+        confirm = fake.text("o_rex", "confirm")
+        query, body = fake.signed(confirm, timestamp=int(now[0]))
+
+        async def replay() -> int:
+            async with rig.session.post(rig.url, params=query, data=body.encode()) as response:
+                await response.read()
+                return response.status
+
+        assert await replay() == 200
+        now[0] += 2 * FRESH_SECONDS + 1
+        async with rig.db.session() as session:
+            await session.execute(
+                update(WeChatDelivery).values(
+                    created_at=WeChatDelivery.created_at - dt.timedelta(days=1)
+                )
+            )
+        assert await store.purge_deliveries(rig.db, dt.timedelta(hours=1)) == 2
+        assert await replay() == 403
+        assert sum(rig.bot.handled.values()) == 2  # "late but fresh" and the confirm, once
+        with pytest.raises(ValueError, match="at least 600 s"):
+            await store.purge_deliveries(rig.db, dt.timedelta(seconds=FRESH_SECONDS))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -104,8 +105,10 @@ async def wechat_rig(
     aes_key: str | None = AES_KEY,
     deadline: float = 4.5,
     handler: Callable[[WeChatApi, BotDatabase], Handler] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[WeChatRig]:
-    """``handler(api, db)`` replaces the scripted bot behind the endpoint when given."""
+    """``handler(api, db)`` replaces the scripted bot behind the endpoint when given;
+    ``clock`` is the endpoint's Unix clock for the deliveries' freshness."""
     fake = FakeWeChat(aes_key=aes_key)
     await fake.start()
     db = BotDatabase(db_url)
@@ -122,7 +125,7 @@ async def wechat_rig(
             await service.send(openid, outs)
 
         endpoint = WeChatEndpoint(
-            InboundCodec(fake.token, fake.app_id, aes_key),
+            InboundCodec(fake.token, fake.app_id, aes_key, clock=clock),
             db,
             bot if handler is None else handler(api, db),
             later,

@@ -6,7 +6,9 @@ back passively (no quota); otherwise we answer ``success`` and the reply follows
 customer-service messages, which the person's own message has just allowed. Every delivery is
 claimed once in the shared database, so a retry that reaches another process does not run the
 handler again; it gets the first one's passive reply when there is one, else ``success``.
-Answers are 200, 400 (unreadable), 403 (bad signature) or 413 (too large), never 5xx: a 5xx
+A correctly signed delivery whose timestamp is outside the freshness window (inbound.py) is
+refused 403 too, so a captured request replayed after its dedupe row was purged cannot run twice.
+Answers are 200, 400 (unreadable), 403 (bad signature, stale) or 413 (too large), never 5xx: a 5xx
 only makes WeChat retry something that will fail the same way.
 """
 
@@ -27,6 +29,7 @@ from bot.channels.wechat.inbound import (
     BadSignature,
     Inbound,
     InboundCodec,
+    Stale,
     image_reply,
     text_reply,
 )
@@ -120,6 +123,9 @@ class WeChatEndpoint:
             return web.Response(status=413, text="too large")
         try:
             inbound = self.codec.open(request.query, body)
+        except Stale as exc:
+            log.warning("wechat: refused a stale delivery: %s", exc)
+            return web.Response(status=403, text="stale")
         except BadSignature:
             return web.Response(status=403, text="bad signature")
         except BadRequest as exc:

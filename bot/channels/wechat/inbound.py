@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from xml.parsers.expat import ExpatError
@@ -24,9 +24,21 @@ from wechatpy.messages import BaseMessage
 from wechatpy.replies import ImageReply, TextReply
 from wechatpy.utils import check_signature
 
+# Deliveries are accepted this many seconds either side of our clock. WeChat's own retries end
+# within ~15 s of the first try (5 s deadline, 3 tries), so 300 s leaves room for clock skew;
+# anything older is a replay of a captured request (the signature covers the timestamp, so it
+# cannot be refreshed without the token), and must stay refused after its dedupe row is gone
+# (store.purge_deliveries keeps rows longer than this window).
+FRESH_SECONDS = 300
+
 
 class BadSignature(Exception):
     """The request is not from WeChat (or not for this account's token): answer 403."""
+
+
+class Stale(BadSignature):
+    """Correctly signed, but its ``timestamp`` is outside the freshness window (a replay, or a
+    clock far off): answer 403 like a bad signature."""
 
 
 class BadRequest(Exception):
@@ -81,12 +93,24 @@ class InboundCodec:
 
     ``aes_key`` is the 43-character EncodingAESKey; None = plaintext mode. In safe mode a
     delivery without encryption is refused, so a leaked token alone cannot forge messages.
+    ``fresh_seconds``: how far a delivery's ``timestamp`` may be from ``clock()`` (Unix
+    seconds; injected in tests) before it is refused as stale.
     """
 
-    def __init__(self, token: str, app_id: str, aes_key: str | None) -> None:
+    def __init__(
+        self,
+        token: str,
+        app_id: str,
+        aes_key: str | None,
+        *,
+        fresh_seconds: float = FRESH_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.token = token
         self.app_id = app_id
         self.crypto = WeChatCrypto(token, aes_key, app_id) if aes_key else None
+        self.fresh_seconds = fresh_seconds
+        self.clock = clock
 
     def _check(self, query: Mapping[str, str]) -> None:
         try:
@@ -104,9 +128,17 @@ class InboundCodec:
         self._check(query)
         return query.get("echostr", "")
 
+    def _check_fresh(self, query: Mapping[str, str]) -> None:
+        """Only deliveries: the URL check's echo is harmless to replay."""
+        stamp = query.get("timestamp", "")
+        if not stamp.isdigit() or abs(int(stamp) - self.clock()) > self.fresh_seconds:
+            raise Stale(f"timestamp {stamp[:12]!r} outside {self.fresh_seconds:.0f} s")
+
     def open(self, query: Mapping[str, str], body: bytes) -> Inbound:
-        """Raises BadSignature (403) or BadRequest (400)."""
+        """Raises BadSignature (403; Stale for a signed delivery outside the freshness window)
+        or BadRequest (400)."""
         self._check(query)
+        self._check_fresh(query)
         xml: str | bytes = body
         if self.crypto is not None:
             if query.get("encrypt_type") != "aes" or not query.get("msg_signature"):

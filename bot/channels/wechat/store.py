@@ -15,6 +15,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from bot.channels.wechat.inbound import FRESH_SECONDS
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
 from bot.storage.schema import (
@@ -117,7 +118,14 @@ async def finish_delivery(db: BotDatabase, key: str, reply: str | None) -> bool:
 
 
 async def purge_deliveries(db: BotDatabase, older_than: dt.timedelta) -> int:
-    """Forget deliveries past any retry (WeChat retries within ~15 s); returns rows removed."""
+    """Forget deliveries past any retry (WeChat retries within ~15 s); returns rows removed.
+
+    A row must outlive every moment its delivery could still be accepted: the endpoint takes a
+    timestamp up to ``FRESH_SECONDS`` either side of its clock, so a replay stays acceptable for
+    up to twice that after the row was made. Raises ValueError for a shorter ``older_than``.
+    """
+    if older_than < dt.timedelta(seconds=2 * FRESH_SECONDS):
+        raise ValueError(f"deliveries must be kept at least {2 * FRESH_SECONDS} s")
     async with db.session() as session:
         result = await session.execute(
             delete(WeChatDelivery).where(WeChatDelivery.created_at < utcnow() - older_than)
