@@ -13,7 +13,8 @@ wechatpy, so a mistake in how the bot uses wechatpy cannot hide behind the same 
 Outbound, it serves the API under one base URL and records every call in ``calls``: tokens from
 ``stable_token`` (expiry -> 42001, rotation -> 40001, ``force_refresh`` counted), service
 messages only inside the windows its own pushes opened (45015 outside, 45047 over count),
-template messages with the 20-character field rule (47003) and a daily quota (45009) whose
+template messages with the 20-character field rule (47003), a daily quota (45009) and 43004 for
+someone who unfollowed, whose
 delivery result it posts back as ``TEMPLATESENDJOBFINISH``, mass sends with their quota (45028)
 and ``clientmsgid``, media uploads (41005 for a non-ASCII file name), tags, menus and QR codes.
 Tests await what they expect with ``wait_for``; time passes by ``advance``, never by sleeping.
@@ -468,6 +469,9 @@ class FakeWeChat:
         return {"errcode": 45047, "errmsg": "out of response count limit"}
 
     def _template_send(self, body: dict[str, Any]) -> dict[str, Any]:
+        person = self.people.get(str(body.get("touser")))
+        if person is not None and not person.following:
+            return {"errcode": 43004, "errmsg": "require subscribe"}
         for name, item in (body.get("data") or {}).items():
             value = str(item.get("value", ""))
             if len(value) > 20 or "\n" in value or any(ord(ch) >= 0x1F000 for ch in value):

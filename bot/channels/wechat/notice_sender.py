@@ -6,11 +6,16 @@ A row's outcome: ``sent``; ``blocked`` when the person unfollowed (the chat is m
 until they follow again); ``pending`` again at the quota's reset when the day's template quota is
 used up (45009); ``failed`` for what no retry mends (no template configured for the kind, a row
 that is not a notice); ``skipped`` when the person turned notices off.
+
+It sleeps until ``wake`` (this process's event reader calls it after enqueueing, as the Telegram
+sender is woken) instead of looking every second; a slow safety poll still finds rows another
+process enqueued (its reader may have read the event first) and rows deferred to a later time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -33,7 +38,9 @@ log = logging.getLogger(__name__)
 @dataclass
 class WeChatSenderTuning:
     batch: int = 100  # rows per claim
-    idle_poll: float = 1.0  # seconds between looks when the outbox had nothing for WeChat
+    # Seconds between looks when the outbox had nothing and nobody woke the sender: only rows
+    # another process enqueued, or deferred ones coming due, wait this long.
+    idle_poll: float = 10.0
     lock_retry: float = 5.0  # seconds between tries for the lock another process holds
 
 
@@ -53,6 +60,7 @@ class WeChatNoticeSender:
         self.tuning = tuning or WeChatSenderTuning()
         self.lock = lock or sender_lock(db, CHANNEL)
         self._stop = asyncio.Event()
+        self._poke = asyncio.Event()  # set by wake and stop; cleared when the loop wakes
 
     async def drain_once(self) -> int:
         """Claim and send one batch of due WeChat rows; returns how many were claimed. Call
@@ -114,12 +122,17 @@ class WeChatNoticeSender:
             await self.lock.release()
 
     async def _wait(self, seconds: float) -> bool:
-        """Wait ``seconds`` or until stopped; True if stopped."""
-        try:
-            await asyncio.wait_for(self._stop.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+        """Wait ``seconds``, or until woken or stopped; True if stopped. A wake that came while
+        a batch was being sent is not lost: the event stays set until this wait sees it."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._poke.wait(), seconds)
+        self._poke.clear()
+        return self._stop.is_set()
+
+    def wake(self) -> None:
+        """Look for rows now: something was just enqueued (``EventReader.on_enqueued``)."""
+        self._poke.set()
 
     def stop(self) -> None:
         self._stop.set()
+        self._poke.set()

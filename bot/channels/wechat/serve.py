@@ -81,8 +81,8 @@ async def serve_wechat(
         runner = web.AppRunner(app)
         await runner.setup()
         site = web.TCPSite(runner, wx.listen, wx.port)
-        reader = EventReader(services)
         sender = WeChatNoticeSender(db, services.chats, channel)
+        reader = EventReader(services, on_enqueued=sender.wake)
         tasks: list[asyncio.Task[None]] = []
         try:
             await site.start()
