@@ -17,8 +17,9 @@ from bot.chat.replies import ChoiceButton, Picture, TextReply, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import N_, Translator
-from bot.outbox.broadcast_runner import progress_text
+from bot.outbox.broadcast_runner import progress_text, wechat_line
 from bot.outbox.broadcasts import EVERYONE, Broadcasts, Progress
+from bot.outbox.mass_sends import MASS_SENDS_PER_MONTH, mass_sends_left
 from bot.storage.flows import Pending
 from handlers.balance import price_text
 
@@ -146,7 +147,8 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
     if tapped is None:
         return
     audience, pending = tapped
-    size = await Broadcasts(turn.services.db).audience_size(audience)
+    broadcasts = Broadcasts(turn.services.db)
+    size = await broadcasts.audience_size(audience)
     data = {**pending.data, "step": "confirm", "audience": audience}
     await turn.services.flows.start(chat, COMPOSE, data, TTL)
     turn.text(t._("Here is exactly what they will see:"), replaces=True)
@@ -161,13 +163,39 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
             size,
         ).format(
             count=formatting.number(t, size), audience=t._(AUDIENCES[audience])
-        ),
+        )
+        + await _wechat_preview(t, broadcasts, audience),
         [
             [
                 ChoiceButton(t._("Send"), choice_data.pack(SEND, "ok", data["nonce"])),
                 ChoiceButton(t._("Cancel"), choice_data.pack(SEND, "no", data["nonce"])),
             ]
         ],
+    )
+
+
+async def _wechat_preview(t: Translator, broadcasts: Broadcasts, audience: str) -> str:
+    """What WeChat followers will get, said before Send (WECHAT.md rule 5: a mass send, at
+    most 4 a month): empty when the bot knows no WeChat follower."""
+    followers = await broadcasts.wechat_followers(EVERYONE)
+    if not followers:
+        return ""
+    if audience != EVERYONE:
+        return "\n" + t._(
+            "WeChat followers get announcements to everyone only (one mass send reaches them all)."
+        )
+    left = await mass_sends_left(broadcasts.db)
+    if not left:
+        return "\n" + t._(
+            "WeChat: this month's {limit} mass sends are used, so WeChat followers will not "
+            "get this one."
+        ).format(limit=MASS_SENDS_PER_MONTH)
+    return "\n" + t.ngettext(
+        "WeChat: {count} follower gets it as a mass send ({left} of {limit} left this month).",
+        "WeChat: {count} followers get it as a mass send ({left} of {limit} left this month).",
+        followers,
+    ).format(
+        count=formatting.number(t, followers), left=left, limit=MASS_SENDS_PER_MONTH
     )
 
 
@@ -218,6 +246,11 @@ async def cancel_compose(event: Command, turn: Turn) -> None:
 
 
 def _line(t: Translator, p: Progress) -> str:
+    wechat = wechat_line(t, p.wechat)
+    return _counts_line(t, p) + (f"\n   {wechat}" if wechat else "")
+
+
+def _counts_line(t: Translator, p: Progress) -> str:
     return t._(
         "#{id} · {state} · {sent}/{total} sent · {blocked} blocked · {failed} failed\n   {preview}"
     ).format(

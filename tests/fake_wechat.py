@@ -16,7 +16,9 @@ messages only inside the windows its own pushes opened (45015 outside, 45047 ove
 template messages with the 20-character field rule (47003), a daily quota (45009) and 43004 for
 someone who unfollowed, whose
 delivery result it posts back as ``TEMPLATESENDJOBFINISH``, mass sends with their quota (45028)
-and ``clientmsgid``, media uploads (41005 for a non-ASCII file name), tags, menus and QR codes.
+and ``clientmsgid`` (45065 with the first msg_id on a repeat), reported back by
+``MASSSENDJOBFINISH`` counting the people following, media uploads (41005 for a non-ASCII file
+name), tags, menus and QR codes.
 Tests await what they expect with ``wait_for``; time passes by ``advance``, never by sleeping.
 """
 
@@ -180,6 +182,8 @@ class FakeWeChat:
         self.mass_quota = 100
         self.template_status = "success"
         self.mass_ids: dict[str, int] = {}
+        self.mass_texts: list[str] = []  # what each accepted mass send said
+        self.mass_errors = 0  # followers a mass send fails to reach (its report's ErrorCount)
         self.media: dict[str, bytes] = {}
         self.tags: dict[int, str] = {}
         self.tagged: dict[int, set[str]] = {}
@@ -516,6 +520,23 @@ class FakeWeChat:
         msg_id = next(self._ids)
         if client_id:
             self.mass_ids[client_id] = msg_id
+        self.mass_texts.append(str((body.get("text") or {}).get("content", "")))
+        following = sum(
+            1 for openid, p in self.people.items() if p.following and openid != ACCOUNT
+        )
+        finish = self.event(
+            ACCOUNT,  # the report comes from the platform, about no one follower
+            "MASSSENDJOBFINISH",
+            MsgID=msg_id,
+            Status="send success",
+            TotalCount=following,
+            FilterCount=following,
+            SentCount=following - self.mass_errors,
+            ErrorCount=self.mass_errors,
+        )
+        task = asyncio.ensure_future(self.push(finish))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return {"errcode": 0, "errmsg": "send job submission success", "msg_id": msg_id}
 
     def _tag_create(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -20,10 +20,10 @@ from bot.channels.wechat.outbound import (
     CustomerService,
     NoticeOutcome,
     announce,
-    mass_sends_left,
     next_beijing_midnight,
     send_notice,
 )
+from bot.outbox.mass_sends import mass_sends_left
 from bot.storage.schema import WeChatWindow
 from tests.wechat_harness import WeChatRig, bot_database_url, wechat_rig
 

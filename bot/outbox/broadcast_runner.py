@@ -13,6 +13,7 @@ from bot import formatting
 from bot.context import SERVICES_KEY, App
 from bot.i18n import Translator, translator
 from bot.outbox.broadcasts import Broadcasts, Progress
+from bot.outbox.mass_sends import MASS_SENDS_PER_MONTH, MassReport
 from bot.services import Services
 from bot.storage.chats import utcnow
 
@@ -22,7 +23,39 @@ RUNNER_KEY = "broadcast_runner"
 REPORT_EVERY = 3.0  # seconds between progress edits (Telegram allows ~1 edit/s per chat)
 
 
+def wechat_line(t: Translator, report: MassReport | None) -> str | None:
+    """How the announcement's WeChat mass send went, for the admin; None without one."""
+    if report is None:
+        return None
+    if report.refused_for_month:
+        return t._("WeChat: refused, this month's {limit} mass sends are used.").format(
+            limit=MASS_SENDS_PER_MONTH
+        )
+    if report.state == "failed":
+        return t._("WeChat: the mass send failed ({error}).").format(error=report.error or "?")
+    if report.state == "sending":
+        return t._("WeChat: being sent as a mass send…")
+    if not report.finished or report.total is None:
+        return t._("WeChat: mass send {msg_id} accepted; waiting for WeChat's report.").format(
+            msg_id=report.msg_id
+        )
+    return t.ngettext(
+        "WeChat: {sent} of {total} follower received it, {errors} failed (mass send {msg_id}).",
+        "WeChat: {sent} of {total} followers received it, {errors} failed (mass send {msg_id}).",
+        report.total,
+    ).format(
+        sent=formatting.number(t, report.sent or 0),
+        total=formatting.number(t, report.total),
+        errors=formatting.number(t, report.errors or 0),
+        msg_id=report.msg_id,
+    )
+
+
 def progress_text(t: Translator, p: Progress) -> str:
+    return "\n".join(filter(None, [_progress_text(t, p), wechat_line(t, p.wechat)]))
+
+
+def _progress_text(t: Translator, p: Progress) -> str:
     now = utcnow()
     counts = t._("Sent {sent} / {total} · blocked {blocked} · failed {failed}").format(
         sent=formatting.number(t, p.sent),

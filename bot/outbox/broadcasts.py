@@ -5,10 +5,17 @@ slice of chats by id, in one transaction with the saved cursor, so twelve millio
 cost the same memory as twelve, and a restart resumes from the cursor. Chats that blocked the
 bot are counted as blocked at once and not enqueued; people with notices off are not in the
 audience (the bot never speaks first to them).
+
+WeChat followers are not in the per-person audience: an announcement to everyone reaches them
+as one mass send (``bot.outbox.mass_sends``), enqueued as a single row when the last slice is
+in, and the broadcast is done once that row is settled too. A mass send goes to every follower
+(the platform cannot leave out those with notices off), and only announcements to everyone use
+one: a language's followers have no tag of their own to send to.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +25,18 @@ from sqlalchemy import JSON, and_, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.outbox.mass_sends import (
+    MASS_ADDRESS,
+    MASS_METHOD,
+    WECHAT,
+    MassReport,
+    mass_dedupe_key,
+    mass_reports,
+)
 from bot.storage import outbox
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
-from bot.storage.outbox import BULK, Claimed, Outcome
+from bot.storage.outbox import BULK, Claimed, Outcome, Outgoing
 from bot.storage.schema import Broadcast, Chat, OutboxMessage
 
 BATCH = 5000
@@ -45,6 +60,7 @@ class Progress:
     admin: tuple[str, str]  # (channel, address) of the admin who sent it
     progress_message_id: int | None
     text: str
+    wechat: MassReport | None = None  # the mass send to WeChat followers, once it started
 
     @property
     def settled(self) -> int:
@@ -65,9 +81,16 @@ class Progress:
 
 
 def _audience_filter(audience: str) -> ColumnElement[bool]:
+    """The per-person audience: WeChat followers get a mass send instead."""
+    people = and_(Chat.notices.is_(True), Chat.channel != WECHAT)
     if audience == EVERYONE:
-        return Chat.notices.is_(True)
-    return and_(Chat.notices.is_(True), Chat.locale == audience)
+        return people
+    return and_(people, Chat.locale == audience)
+
+
+def _followers() -> ColumnElement[bool]:
+    """WeChat chats a mass send reaches: everyone who has not unfollowed."""
+    return and_(Chat.channel == WECHAT, Chat.blocked_at.is_(None))
 
 
 class Broadcasts:
@@ -81,13 +104,22 @@ class Broadcasts:
             )
         return int(count or 0)
 
+    async def wechat_followers(self, audience: str) -> int:
+        """WeChat followers a broadcast to ``audience`` reaches by mass send (0 unless it is to
+        everyone), as far as the bot knows them (people who wrote or followed since)."""
+        if audience != EVERYONE:
+            return 0
+        async with self.db.session() as session:
+            count = await session.scalar(select(func.count()).select_from(Chat).where(_followers()))
+        return int(count or 0)
+
     async def audience_sizes(self) -> dict[str, int]:
         """Recipients per language and in all, in one pass over the chats."""
         async with self.db.session() as session:
             rows = (
                 await session.execute(
                     select(Chat.locale, func.count())
-                    .where(Chat.notices.is_(True))
+                    .where(_audience_filter(EVERYONE))
                     .group_by(Chat.locale)
                 )
             ).all()
@@ -197,6 +229,10 @@ class Broadcasts:
             row.blocked += int(blocked or 0)
             if upper is None:
                 row.state = "sending"
+                if row.audience == EVERYONE and await session.scalar(
+                    select(func.count()).select_from(Chat).where(_followers())
+                ):
+                    await outbox.enqueue(session, [_mass_row(broadcast_id)])
             else:
                 row.enqueue_channel, row.enqueue_address = upper
         return upper is not None
@@ -213,37 +249,57 @@ class Broadcasts:
                 return False
             row.state = "cancelled"
             row.finished_at = utcnow()
+            pending = and_(
+                OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.state == "pending"
+            )
             result = await session.execute(
                 update(OutboxMessage)
-                .where(OutboxMessage.broadcast_id == broadcast_id, OutboxMessage.state == "pending")
+                .where(pending, OutboxMessage.address != MASS_ADDRESS)
                 .values(state=outbox.SKIPPED, last_error="broadcast cancelled")
             )
             row.skipped += int(getattr(result, "rowcount", 0) or 0)
+            await session.execute(  # the mass send is no recipient of its own
+                update(OutboxMessage)
+                .where(OutboxMessage.dedupe_key == mass_dedupe_key(broadcast_id), pending)
+                .values(state=outbox.SKIPPED, last_error="broadcast cancelled")
+            )
         return True
+
+    async def _with_wechat(self, found: list[Progress]) -> list[Progress]:
+        reports = await mass_reports(self.db, [p.id for p in found])
+        return [dataclasses.replace(p, wechat=reports.get(p.id)) for p in found]
 
     async def progress(self, broadcast_id: int) -> Progress | None:
         async with self.db.session() as session:
             row = await session.get(Broadcast, broadcast_id)
-        return _progress(row) if row is not None else None
+        return (await self._with_wechat([_progress(row)]))[0] if row is not None else None
 
     async def finish_if_done(self, broadcast_id: int) -> Progress | None:
-        """Mark a fully enqueued broadcast done once every recipient has an outcome."""
+        """Mark a fully enqueued broadcast done once every recipient has an outcome and its
+        WeChat mass send, if any, was made or refused."""
         async with self.db.session() as session:
             row = await session.get(Broadcast, broadcast_id, with_for_update=True)
             if row is None:
                 return None
             settled = row.sent + row.blocked + row.failed + row.skipped
             if row.state == "sending" and settled >= row.total:
-                row.state = "done"
-                row.finished_at = utcnow()
-            return _progress(row)
+                mass_state = await session.scalar(
+                    select(OutboxMessage.state).where(
+                        OutboxMessage.dedupe_key == mass_dedupe_key(broadcast_id)
+                    )
+                )
+                if mass_state not in {outbox.PENDING, outbox.SENDING}:
+                    row.state = "done"
+                    row.finished_at = utcnow()
+            progress = _progress(row)
+        return (await self._with_wechat([progress]))[0]
 
     async def recent(self, limit: int = 10) -> list[Progress]:
         async with self.db.session() as session:
             rows = (
                 await session.scalars(select(Broadcast).order_by(Broadcast.id.desc()).limit(limit))
             ).all()
-        return [_progress(r) for r in rows]
+        return await self._with_wechat([_progress(r) for r in rows])
 
     async def active(self) -> list[int]:
         async with self.db.session() as session:
@@ -279,6 +335,20 @@ class Broadcasts:
         """The sender's content hook for broadcast rows (their payload lives here, not per row)."""
         contents = await self.contents({r.broadcast_id for r in rows if r.broadcast_id})
         return {r.id: contents.get(r.broadcast_id) if r.broadcast_id else None for r in rows}
+
+
+def _mass_row(broadcast_id: int) -> Outgoing:
+    """The one outbox row standing for every WeChat follower (the WeChat sender's)."""
+    return Outgoing(
+        channel=WECHAT,
+        address=MASS_ADDRESS,
+        method=MASS_METHOD,
+        payload={},
+        kind="broadcast",
+        dedupe_key=mass_dedupe_key(broadcast_id),
+        priority=BULK,
+        broadcast_id=broadcast_id,
+    )
 
 
 def message_for(text: str, photo: str | None) -> tuple[str, dict[str, Any]]:
@@ -320,8 +390,8 @@ async def record_outcomes(session: AsyncSession, outcomes: Sequence[Outcome]) ->
     per: dict[int, dict[str, int]] = {}
     for o in outcomes:
         column = _COUNTERS.get(o.state)
-        if column is None or o.row.broadcast_id is None:
-            continue  # a retry later, or not a broadcast
+        if column is None or o.row.broadcast_id is None or o.row.address == MASS_ADDRESS:
+            continue  # a retry later, not a broadcast, or WeChat's mass send (no recipient)
         tally = per.setdefault(o.row.broadcast_id, {})
         tally[column] = tally.get(column, 0) + 1
     for broadcast_id, tally in per.items():

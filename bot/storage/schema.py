@@ -212,13 +212,25 @@ class WeChatTemplateSend(Base):
 
 
 class WeChatMassSend(Base):
-    """An announcement as a mass send; ``client_msg_id`` makes a re-run send nothing twice."""
+    """An announcement as a mass send; ``client_msg_id`` makes a re-run send nothing twice.
+
+    ``broadcast_id`` is the announcement it carries to WeChat followers (None for one made
+    otherwise); the ``*_count`` columns and ``job_status`` are WeChat's MASSSENDJOBFINISH report
+    (people in the audience, after the platform's filter, reached, failed), None until it comes.
+    """
 
     __tablename__ = "wechat_mass_sends"
 
     client_msg_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     month: Mapped[str] = mapped_column(String(7), index=True)  # YYYY-MM (Beijing time)
     state: Mapped[str] = mapped_column(String(12))  # sending|sent|failed
-    msg_id: Mapped[int | None] = mapped_column(BigInteger)
+    msg_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     error: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    broadcast_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    job_status: Mapped[str | None] = mapped_column(String(40))
+    total_count: Mapped[int | None] = mapped_column(Integer)
+    filter_count: Mapped[int | None] = mapped_column(Integer)
+    sent_count: Mapped[int | None] = mapped_column(Integer)
+    error_count: Mapped[int | None] = mapped_column(Integer)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

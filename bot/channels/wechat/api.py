@@ -28,6 +28,7 @@ OUTSIDE_WINDOW = 45015  # the person opened no window (or unfollowed): rule 2
 WINDOW_QUOTA = 45047  # more sends than the window allows
 TEMPLATE_QUOTA = 45009  # the day's template (API) quota is used up: rule 3
 MASS_QUOTA = 45028  # no mass-send quota left: rule 5
+MASS_DUPLICATE = 45065  # this clientmsgid was sent already; the answer names its msg_id
 TOKEN_MARGIN = dt.timedelta(minutes=5)  # refresh this long before the cached token expires
 TEMPLATE_FIELD_MAX = 20  # characters, since 2023-05
 
@@ -35,11 +36,14 @@ TEMPLATE_FIELD_MAX = 20  # characters, since 2023-05
 class WeChatApiError(Exception):
     """The platform answered an ``errcode`` other than 0."""
 
-    def __init__(self, errcode: int, errmsg: str, path: str) -> None:
+    def __init__(
+        self, errcode: int, errmsg: str, path: str, data: Mapping[str, Any] | None = None
+    ) -> None:
         super().__init__(f"{path}: {errcode} {errmsg}")
         self.errcode = errcode
         self.errmsg = errmsg
         self.path = path
+        self.data = dict(data or {})  # the whole answer (45065 carries the first msg_id)
 
 
 def _is_emoji(ch: str) -> bool:
@@ -163,7 +167,7 @@ class WeChatApi:
             raise WeChatApiError(-2, "answer is not a JSON object", path)
         errcode = int(data.get("errcode") or 0)
         if errcode:
-            raise WeChatApiError(errcode, str(data.get("errmsg", "")), path)
+            raise WeChatApiError(errcode, str(data.get("errmsg", "")), path, data)
         return data
 
     async def call(

@@ -149,6 +149,13 @@ class WeChatEndpoint:
                 self.db, msg_id, inbound.openid, str(inbound.fields.get("Status") or "")
             )
             return SUCCESS
+        if inbound.msg_type == "event" and inbound.event == "masssendjobfinish":
+            # A mass send's report (people reached, failed): kept for the admin's progress
+            # (bot.outbox.mass_sends); as above, recording it twice is harmless.
+            msg_id = int(inbound.fields.get("MsgID") or 0)
+            if not await store.record_mass_result(self.db, msg_id, inbound.fields):
+                log.info("wechat: a mass send report for msg_id %s that is not ours", msg_id)
+            return SUCCESS
         window: store.WindowChange | None = None
         if inbound.msg_type != "event":
             window = "message"

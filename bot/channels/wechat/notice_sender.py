@@ -2,7 +2,13 @@
 as template messages through ``WeChatChannel.notify`` (WECHAT.md rule 3), under the wechat
 sender lock, beside Telegram's sender (one sender per channel, issue 10).
 
-A row's outcome: ``sent``; ``blocked`` when the person unfollowed (the chat is marked blocked
+It also makes announcements' mass sends: a broadcast's one WeChat row (``bot.outbox.mass_sends``)
+becomes ``outbound.announce`` under the broadcast's ``clientmsgid`` (``sent`` once WeChat took it
+or had it already, ``failed`` when the month's 4 are used or WeChat has no quota, ``skipped``
+when the broadcast was cancelled). A per-person announcement row (enqueued before WeChat
+followers got mass sends) is ``skipped``, not failed.
+
+A notice row's outcome: ``sent``; ``blocked`` when the person unfollowed (the chat is marked blocked
 until they follow again); ``pending`` again at the quota's reset when the day's template quota is
 used up (45009); ``failed`` for what no retry mends (no template configured for the kind, a row
 that is not a notice); ``skipped`` when the person turned notices off.
@@ -20,12 +26,18 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 
+import aiohttp
+
 from bot.channels.wechat.adapter import CHANNEL
+from bot.channels.wechat.api import WeChatApiError
 from bot.channels.wechat.channel import NoticeDeferred, WeChatChannel
+from bot.channels.wechat.outbound import AnnounceOutcome, announce
 from bot.chat.channel import ChannelError, PersonGone
 from bot.chat.events import Person
 from bot.chat.replies import Notice
+from bot.outbox.broadcasts import Broadcasts, record_outcomes
 from bot.outbox.event_reader import NOTICE_METHOD
+from bot.outbox.mass_sends import MASS_METHOD, client_msg_id
 from bot.storage import outbox
 from bot.storage.chats import ChatStore, utcnow
 from bot.storage.db import BotDatabase
@@ -33,6 +45,7 @@ from bot.storage.locks import SenderLock, sender_lock
 from bot.storage.outbox import Claimed, Outcome
 
 log = logging.getLogger(__name__)
+MASS_RETRY = dt.timedelta(minutes=1)  # after a mass send call whose answer was lost
 
 
 @dataclass
@@ -72,12 +85,45 @@ class WeChatNoticeSender:
         if outcomes:
             async with self.db.session() as session:
                 await outbox.record(session, outcomes, utcnow())
+                await record_outcomes(session, outcomes)
         gone = sorted({o.row.key for o in outcomes if o.state == outbox.BLOCKED})
         if gone:
             await self.chats.mark_blocked(gone)
         return len(rows)
 
+    async def _announce(self, row: Claimed) -> Outcome:
+        assert row.broadcast_id is not None
+        content = (await Broadcasts(self.db).contents({row.broadcast_id}))[row.broadcast_id]
+        if content is None:
+            return Outcome(row, outbox.SKIPPED, "broadcast cancelled")
+        _method, params = content
+        # A photo's file is Telegram's (a file id): WeChat followers get its caption.
+        text = str(params.get("text") or params.get("caption") or "")
+        try:
+            result = await announce(
+                self.channel.api,
+                self.db,
+                text,
+                client_msg_id(row.broadcast_id),
+                broadcast_id=row.broadcast_id,
+            )
+        except WeChatApiError as exc:
+            return Outcome(row, outbox.FAILED, str(exc)[:200], attempts=1)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # Unknown whether WeChat took it: the retry asks again under the same clientmsgid.
+            return Outcome(
+                row, outbox.PENDING, f"{type(exc).__name__}: {exc}"[:200],
+                not_before=utcnow() + MASS_RETRY, attempts=row.attempts + 1,
+            )
+        if result.outcome in {AnnounceOutcome.SENT, AnnounceOutcome.ALREADY}:
+            return Outcome(row, outbox.SENT)
+        return Outcome(row, outbox.FAILED, result.outcome.value, attempts=1)
+
     async def _send(self, row: Claimed, state: outbox.ChatState | None) -> Outcome:
+        if row.method == MASS_METHOD and row.broadcast_id is not None:
+            return await self._announce(row)
+        if row.broadcast_id is not None:
+            return Outcome(row, outbox.SKIPPED, "WeChat followers get announcements by mass send")
         if state is not None and state.blocked:
             return Outcome(row, outbox.BLOCKED, "the person has unfollowed")
         if state is not None and not state.notices:

@@ -13,9 +13,9 @@ import datetime as dt
 from collections.abc import Mapping
 
 from bot.channels.wechat.api import template_field
-from bot.channels.wechat.store import BEIJING
 from bot.chat.cleaning import clean_name
 from bot.chat.replies import Notice, NoticeValue
+from bot.outbox.mass_sends import BEIJING
 
 # Our value name -> the template's key, per notice kind.
 DEFAULT_KEYS: dict[str, dict[str, str]] = {

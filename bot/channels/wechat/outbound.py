@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from bot.channels.wechat import store
 from bot.channels.wechat.api import (
+    MASS_DUPLICATE,
     MASS_QUOTA,
     OUTSIDE_WINDOW,
     TEMPLATE_QUOTA,
@@ -28,6 +29,12 @@ from bot.channels.wechat.api import (
     WeChatApiError,
 )
 from bot.channels.wechat.endpoint import Outgoing, OutText
+from bot.outbox.mass_sends import (
+    BEIJING,
+    MASS_SENDS_PER_MONTH,
+    MONTH_USED,
+    mass_sends_this_month,
+)
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
 
@@ -37,7 +44,7 @@ NOT_FOLLOWING = 43004  # the person does not follow the account (any more)
 
 def next_beijing_midnight(now: dt.datetime | None = None) -> dt.datetime:
     """When the daily template quota resets, as naive UTC."""
-    local = (now or utcnow()).replace(tzinfo=dt.UTC).astimezone(store.BEIJING)
+    local = (now or utcnow()).replace(tzinfo=dt.UTC).astimezone(BEIJING)
     midnight = (local + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight.astimezone(dt.UTC).replace(tzinfo=None)
 
@@ -113,7 +120,7 @@ async def send_notice(
 
 class AnnounceOutcome(enum.Enum):
     SENT = "sent"
-    ALREADY = "already"  # this clientmsgid was sent (or is being sent) before
+    ALREADY = "already"  # this clientmsgid was sent before
     MONTH_USED = "month_used"  # 4 mass sends this month already
     NO_QUOTA = "no_quota"  # the platform said 45028
 
@@ -125,29 +132,39 @@ class AnnounceResult:
     msg_id: int | None = None
 
 
-async def mass_sends_left(db: BotDatabase) -> int:
-    """What the admin is shown before sending: mass sends left this (Beijing) month."""
-    return max(0, store.MASS_SENDS_PER_MONTH - await store.mass_sends_this_month(db))
-
-
 async def announce(
-    api: WeChatApi, db: BotDatabase, text: str, client_msg_id: str, tag_id: int | None = None
+    api: WeChatApi,
+    db: BotDatabase,
+    text: str,
+    client_msg_id: str,
+    tag_id: int | None = None,
+    broadcast_id: int | None = None,
 ) -> AnnounceResult:
     """An announcement as one mass send. ``client_msg_id`` (<= 64 chars) names the
-    announcement, so running it twice (a crash, a double tap) sends it once."""
-    used = await store.mass_sends_this_month(db)
-    earlier = await store.begin_mass_send(db, client_msg_id)
-    if earlier in {"sent", "sending"}:
+    announcement, so running it twice (a crash, a double tap) sends it once: a send already
+    recorded ``sent`` is not repeated; one left ``sending`` (we died during the call, so it may
+    or may not have gone out) is asked again under the same ``clientmsgid``, which WeChat
+    refuses with 45065 and the first msg_id if it went. The month's limit (4) is checked
+    before a new send, and the refusal recorded (``mass_sends.MONTH_USED``)."""
+    used = await mass_sends_this_month(db)
+    earlier = await store.begin_mass_send(db, client_msg_id, broadcast_id)
+    if earlier == "sent":
         return AnnounceResult(AnnounceOutcome.ALREADY, used)
-    if used >= store.MASS_SENDS_PER_MONTH:
-        await store.finish_mass_send(db, client_msg_id, msg_id=None, error="month used")
+    if earlier != "sending" and used >= MASS_SENDS_PER_MONTH:
+        await store.finish_mass_send(db, client_msg_id, msg_id=None, error=MONTH_USED)
         return AnnounceResult(AnnounceOutcome.MONTH_USED, used)
     try:
         msg_id = await api.mass_send_text(text, client_msg_id, tag_id)
     except WeChatApiError as exc:
+        first = exc.data.get("msg_id")
+        if exc.errcode == MASS_DUPLICATE and first is not None:
+            await store.finish_mass_send(db, client_msg_id, msg_id=int(first), error=None)
+            return AnnounceResult(AnnounceOutcome.ALREADY, used, int(first))
         await store.finish_mass_send(db, client_msg_id, msg_id=None, error=str(exc))
         if exc.errcode == MASS_QUOTA:
             return AnnounceResult(AnnounceOutcome.NO_QUOTA, used)
         raise
     await store.finish_mass_send(db, client_msg_id, msg_id=msg_id, error=None)
-    return AnnounceResult(AnnounceOutcome.SENT, used + 1, msg_id)
+    return AnnounceResult(
+        AnnounceOutcome.SENT, used + (0 if earlier == "sending" else 1), msg_id
+    )

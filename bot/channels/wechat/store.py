@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from bot.channels.wechat.inbound import FRESH_SECONDS
+from bot.outbox.mass_sends import (
+    beijing_month,
+)
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
 from bot.storage.schema import (
@@ -31,8 +34,6 @@ MESSAGE_WINDOW = dt.timedelta(hours=48)
 MESSAGE_WINDOW_SENDS = 5
 EVENT_WINDOW = dt.timedelta(minutes=1)
 EVENT_WINDOW_SENDS = 3
-MASS_SENDS_PER_MONTH = 4
-BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
 Executor = AsyncSession | AsyncConnection
@@ -335,32 +336,18 @@ async def template_status(db: BotDatabase, msg_id: int) -> str | None:
 # --- mass sends (rule 5) --------------------------------------------------------------------
 
 
-def beijing_month(at: dt.datetime | None = None) -> str:
-    moment = (at or utcnow()).replace(tzinfo=dt.UTC).astimezone(BEIJING)
-    return f"{moment.year:04d}-{moment.month:02d}"
-
-
-async def mass_sends_this_month(db: BotDatabase, at: dt.datetime | None = None) -> int:
-    """Mass sends that reached (or may have reached) people this Beijing month."""
-    async with db.session() as session:
-        rows = await session.scalars(
-            select(WeChatMassSend.client_msg_id).where(
-                WeChatMassSend.month == beijing_month(at),
-                or_(WeChatMassSend.state == "sent", WeChatMassSend.state == "sending"),
-            )
-        )
-        return len(list(rows))
-
-
-async def begin_mass_send(db: BotDatabase, client_msg_id: str) -> str | None:
-    """Record a mass send before calling the API; returns the state of an earlier attempt
-    with the same id (then the caller must not start another), None when this one is new."""
+async def begin_mass_send(
+    db: BotDatabase, client_msg_id: str, broadcast_id: int | None = None
+) -> str | None:
+    """Record a mass send (of ``broadcast_id``, if it carries one) before calling the API;
+    returns the state of an earlier attempt with the same id, None when this one is new."""
     async with db.session() as session:
         stmt = _insert(session, WeChatMassSend).values(
             client_msg_id=client_msg_id,
             month=beijing_month(),
             state="sending",
             created_at=utcnow(),
+            broadcast_id=broadcast_id,
         )
         result = await session.execute(
             stmt.on_conflict_do_nothing(index_elements=["client_msg_id"])
@@ -385,3 +372,29 @@ async def finish_mass_send(
                 error=None if error is None else error[:200],
             )
         )
+
+
+async def record_mass_result(db: BotDatabase, msg_id: int, fields: Mapping[str, Any]) -> bool:
+    """Keep a MASSSENDJOBFINISH report (``Status``; ``TotalCount``, ``FilterCount``,
+    ``SentCount``, ``ErrorCount`` in people) on the mass send WeChat numbered ``msg_id``.
+    Returns False when no mass send of ours has that id (one made in the console). Recording
+    twice is harmless, so the endpoint answers these without the dedupe claim."""
+
+    def count(name: str) -> int | None:
+        value = str(fields.get(name) or "").strip()
+        return int(value) if value.isdigit() else None
+
+    async with db.session() as session:
+        result = await session.execute(
+            update(WeChatMassSend)
+            .where(WeChatMassSend.msg_id == msg_id)
+            .values(
+                job_status=str(fields.get("Status") or "")[:40],
+                total_count=count("TotalCount"),
+                filter_count=count("FilterCount"),
+                sent_count=count("SentCount"),
+                error_count=count("ErrorCount"),
+                finished_at=utcnow(),
+            )
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

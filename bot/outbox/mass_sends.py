@@ -1,0 +1,106 @@
+"""The WeChat side of announcements, as every process sees it (WECHAT.md rule 5, issue 10).
+
+On WeChat an announcement is not one message per person but one mass send to all followers
+(``sendall``), which a 服务号 follower receives at most 4 times a month. So a broadcast puts one
+outbox row for the whole WeChat audience (address ``MASS_ADDRESS``, method ``MASS_METHOD``) beside
+the per-person rows of the other channels; the WeChat sender turns it into the mass send, named
+``client_msg_id(broadcast)`` so a re-run sends nothing twice, and WeChat's MASSSENDJOBFINISH
+report is kept on the mass send's row. This module holds what the admin's conversation and the
+progress report read (the month's count, the report); it imports no WeChat library, so the
+features may use it (tests/test_architecture.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select
+
+from bot.storage.chats import utcnow
+from bot.storage.db import BotDatabase
+from bot.storage.schema import WeChatMassSend
+
+WECHAT = "wechat"
+MASS_ADDRESS = "*"  # the outbox row that stands for every WeChat follower
+MASS_METHOD = "mass_send"
+MASS_SENDS_PER_MONTH = 4  # what a 服务号 follower receives at most (rule 5)
+MONTH_USED = "month used"  # the error kept when the limit refused a mass send
+BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+def client_msg_id(broadcast_id: int) -> str:
+    """The ``clientmsgid`` of a broadcast's mass send (<= 64 characters)."""
+    return f"gp-bc-{broadcast_id}"
+
+
+def mass_dedupe_key(broadcast_id: int) -> str:
+    """The outbox dedupe key of a broadcast's mass row (the per-person rows' form)."""
+    return f"bc:{broadcast_id}:{WECHAT}:{MASS_ADDRESS}"
+
+
+def beijing_month(at: dt.datetime | None = None) -> str:
+    """``YYYY-MM`` of naive-UTC ``at`` (default now) in Beijing time, where the month turns."""
+    moment = (at or utcnow()).replace(tzinfo=dt.UTC).astimezone(BEIJING)
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+async def mass_sends_this_month(db: BotDatabase, at: dt.datetime | None = None) -> int:
+    """Mass sends that reached (or may have reached) people this Beijing month."""
+    async with db.session() as session:
+        rows = await session.scalars(
+            select(WeChatMassSend.client_msg_id).where(
+                WeChatMassSend.month == beijing_month(at),
+                or_(WeChatMassSend.state == "sent", WeChatMassSend.state == "sending"),
+            )
+        )
+        return len(list(rows))
+
+
+async def mass_sends_left(db: BotDatabase) -> int:
+    """What the admin is shown before sending: mass sends left this (Beijing) month."""
+    return max(0, MASS_SENDS_PER_MONTH - await mass_sends_this_month(db))
+
+
+@dataclass(frozen=True)
+class MassReport:
+    """A broadcast's mass send: ``state`` sending|sent|failed, WeChat's ``msg_id``, and the
+    MASSSENDJOBFINISH figures (people) once WeChat reported them."""
+
+    state: str
+    msg_id: int | None
+    error: str | None
+    job_status: str | None
+    total: int | None
+    filtered: int | None
+    sent: int | None
+    errors: int | None
+
+    @property
+    def refused_for_month(self) -> bool:
+        return self.state == "failed" and self.error == MONTH_USED
+
+    @property
+    def finished(self) -> bool:
+        return self.job_status is not None
+
+
+async def mass_reports(db: BotDatabase, broadcast_ids: Collection[int]) -> dict[int, MassReport]:
+    """The mass send of each broadcast that has one."""
+    if not broadcast_ids:
+        return {}
+    async with db.session() as session:
+        rows = (
+            await session.scalars(
+                select(WeChatMassSend).where(WeChatMassSend.broadcast_id.in_(list(broadcast_ids)))
+            )
+        ).all()
+    return {
+        int(r.broadcast_id): MassReport(
+            r.state, r.msg_id, r.error, r.job_status, r.total_count, r.filter_count,
+            r.sent_count, r.error_count,
+        )
+        for r in rows
+        if r.broadcast_id is not None
+    }

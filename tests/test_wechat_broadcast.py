@@ -1,0 +1,148 @@
+"""Announcements reach WeChat followers as one mass send (issue 10, WECHAT.md rule 5): the
+admin composes on Telegram as always and is told BEFORE sending what WeChat followers will get
+and how many of the month's 4 mass sends are left; the WeChat sender makes the mass send under
+the broadcast's ``clientmsgid`` (a re-run, even after a crash mid-call, sends nothing twice);
+WeChat's MASSSENDJOBFINISH report reaches the admin's /broadcasts; beyond 4 a month the mass
+send is refused. Fake Bot API and fake WeChat sharing one bot database, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from bot.channels.wechat import store
+from bot.channels.wechat.channel import WeChatChannel
+from bot.channels.wechat.notice_sender import WeChatNoticeSender
+from bot.outbox.broadcasts import Broadcasts
+from bot.outbox.mass_sends import mass_dedupe_key
+from bot.storage import outbox
+from bot.storage.chats import ChatStore
+from bot.storage.schema import OutboxMessage, WeChatMassSend
+from tests.bot_harness import Harness, running_bot
+from tests.conftest import DATABASES
+from tests.test_bot_admin import ADMIN, button, compose, people
+from tests.wechat_harness import WeChatRig, wechat_rig
+
+SENDALL = "/cgi-bin/message/mass/sendall"
+TEXT = "Green week: bring your own cup!"
+
+
+@pytest.fixture(params=DATABASES)
+async def both(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[tuple[Harness, WeChatRig]]:
+    async with (
+        running_bot(request.param, tmp_path, admin_ids=frozenset({ADMIN})) as h,
+        wechat_rig(h.services.settings.database_url) as rig,
+    ):
+        yield h, rig
+
+
+def wechat_sender(rig: WeChatRig) -> WeChatNoticeSender:
+    return WeChatNoticeSender(
+        rig.db, ChatStore(rig.db), WeChatChannel(rig.api, rig.db, {}, lambda n, locale: "")
+    )
+
+
+async def mass_row(rig: WeChatRig, broadcast_id: int) -> OutboxMessage:
+    async with rig.db.session() as session:
+        row = await session.scalar(
+            select(OutboxMessage).where(OutboxMessage.dedupe_key == mass_dedupe_key(broadcast_id))
+        )
+    assert row is not None
+    return row
+
+
+async def test_an_announcement_reaches_wechat_followers_as_one_mass_send(
+    both: tuple[Harness, WeChatRig],
+) -> None:
+    h, rig = both
+    admin = h.person(ADMIN, "Admin", "en")
+    await people(h, (5001, "zh-hans"))
+    for openid in ("o_w1", "o_w2", "o_gone"):
+        await h.services.chats.seen(("wechat", openid), "zh_Hans", None)
+        rig.fake.person(openid)
+    await h.services.chats.mark_blocked([("wechat", "o_gone")])  # unfollowed
+    rig.fake.person("o_gone").following = False
+
+    question = await compose(h, admin, TEXT, "Everyone")
+    assert "to 2 people" in question.text  # 5001 and the admin; WeChat is not per person
+    assert "WeChat: 2 followers get it as a mass send (4 of 4 left this month)." in question.text
+    await h.tap(admin, button(question, "Send"), question)
+    await h.settle()
+    got = {s.chat_id for s in h.fake.sent if s.method == "sendMessage" and s.text == TEXT}
+    assert got == {5001, ADMIN}
+    assert (await Broadcasts(h.services.db).recent())[0].state == "sending"  # WeChat's row waits
+
+    sender = wechat_sender(rig)
+    assert await sender.drain_once() == 1
+    calls = rig.fake.calls_to(SENDALL)
+    assert [(c.body["filter"], c.body["clientmsgid"], c.body["text"]) for c in calls] == [
+        ({"is_to_all": True}, "gp-bc-1", {"content": TEXT})
+    ]
+    msg_id = rig.fake.mass_ids["gp-bc-1"]
+    await rig.fake.wait_for(
+        lambda: any(d.fields.get("MsgID") == msg_id and d.tries for d in rig.fake.deliveries)
+    )
+    await h.settle()
+    report = (await Broadcasts(h.services.db).recent())[0]
+    assert report.state == "done" and (report.total, report.sent) == (2, 2)
+    assert report.wechat is not None
+    assert (report.wechat.msg_id, report.wechat.total, report.wechat.sent) == (msg_id, 2, 2)
+    listing = await h.ask(admin, "/broadcasts")
+    assert f"WeChat: 2 of 2 followers received it, 0 failed (mass send {msg_id})." in (
+        listing.text
+    )
+
+    # A re-run sends nothing again: after it was recorded sent, and after a crash during the
+    # call (state left "sending"), when WeChat answers 45065 with the first msg_id.
+    for crashed in (False, True):
+        async with rig.db.session() as session:
+            await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.dedupe_key == mass_dedupe_key(1))
+                .values(state=outbox.PENDING)
+            )
+            if crashed:
+                await session.execute(update(WeChatMassSend).values(state="sending"))
+        assert await sender.drain_once() == 1
+        assert (await mass_row(rig, 1)).state == outbox.SENT
+    assert [c.errcode for c in rig.fake.calls_to(SENDALL, errcode=None)] == [0, 45065]
+    assert rig.fake.mass_texts == [TEXT]
+    assert (await Broadcasts(h.services.db).progress(1)).wechat.msg_id == msg_id  # type: ignore[union-attr]
+
+
+async def test_beyond_four_a_month_the_admin_is_told_first_and_the_mass_send_refused(
+    both: tuple[Harness, WeChatRig],
+) -> None:
+    h, rig = both
+    admin = h.person(ADMIN, "Admin", "en")
+    await h.ask(admin, "/start")
+    await h.services.chats.seen(("wechat", "o_w1"), "zh_Hans", None)
+    rig.fake.person("o_w1")
+
+    english = await compose(h, admin, "Only for English readers", "English")
+    assert "WeChat followers get announcements to everyone only" in english.text
+    await h.tap(admin, button(english, "Cancel"), english)
+
+    for n in range(4):  # this month's four, made earlier
+        assert await store.begin_mass_send(rig.db, f"earlier-{n}") is None
+        await store.finish_mass_send(rig.db, f"earlier-{n}", msg_id=n + 1, error=None)
+    question = await compose(h, admin, TEXT, "Everyone")
+    assert "WeChat: this month's 4 mass sends are used, so WeChat followers will not get this" in (
+        question.text
+    )
+    await h.tap(admin, button(question, "Send"), question)
+    await h.settle()
+    assert await wechat_sender(rig).drain_once() == 1
+    assert not rig.fake.calls_to(SENDALL, errcode=None)
+    assert (await mass_row(rig, 1)).state == outbox.FAILED
+    await h.settle()
+    report = (await Broadcasts(h.services.db).recent())[0]
+    assert report.state == "done" and report.wechat is not None
+    assert report.wechat.refused_for_month
+    listing = await h.ask(admin, "/broadcasts")
+    assert "WeChat: refused, this month's 4 mass sends are used." in listing.text
