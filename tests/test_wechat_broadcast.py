@@ -11,18 +11,21 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from alembic import command
+from sqlalchemy import Connection, select, text, update
 
 from bot.channels.wechat import store
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.outbox.broadcasts import Broadcasts
-from bot.outbox.mass_sends import mass_dedupe_key
+from bot.outbox.mass_sends import beijing_month, mass_dedupe_key, mass_sends_left
 from bot.storage import outbox
-from bot.storage.chats import ChatStore
+from bot.storage.chats import ChatStore, utcnow
+from bot.storage.db import BotDatabase, alembic_config
 from bot.storage.schema import OutboxMessage, WeChatMassSend
 from tests.bot_harness import Harness, running_bot
 from tests.conftest import DATABASES
+from tests.databases import fresh_database
 from tests.test_bot_admin import ADMIN, button, compose, people
 from tests.wechat_harness import WeChatRig, wechat_rig
 
@@ -146,3 +149,52 @@ async def test_beyond_four_a_month_the_admin_is_told_first_and_the_mass_send_ref
     assert report.wechat.refused_for_month
     listing = await h.ask(admin, "/broadcasts")
     assert "WeChat: refused, this month's 4 mass sends are used." in listing.text
+
+
+def _to_0003_with_a_mass_send(connection: Connection) -> None:
+    command.upgrade(alembic_config(connection), "0003_wechat")
+    connection.execute(
+        text("INSERT INTO wechat_mass_sends (client_msg_id, month, state, msg_id, created_at)"
+             " VALUES ('by-hand-1', :m, 'sent', 77, :t)"),
+        {"m": beijing_month(), "t": utcnow()},
+    )
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+async def test_migration_0006_keeps_earlier_mass_sends_in_the_month(
+    kind: str, tmp_path: Path
+) -> None:
+    """A mass send made before 0006 still counts against the month and has no report."""
+    async with fresh_database(kind, tmp_path) as url:
+        db = BotDatabase(url)
+        try:
+            async with db.engine.begin() as conn:
+                await conn.run_sync(_to_0003_with_a_mass_send)
+            await db.upgrade()
+            assert await mass_sends_left(db) == 3
+            assert await store.record_mass_result(db, 77, {"Status": "send success",
+                                                           "SentCount": "5"})
+            async with db.session() as session:
+                row = await session.get(WeChatMassSend, "by-hand-1")
+            assert row is not None and (row.broadcast_id, row.sent_count) == (None, 5)
+        finally:
+            await db.dispose()
+
+
+async def test_a_per_person_announcement_row_on_wechat_is_skipped_not_failed(
+    both: tuple[Harness, WeChatRig],
+) -> None:
+    """Rows enqueued per WeChat person before mass sends (or by hand) are not the sender's
+    failures: WeChat followers get announcements by mass send."""
+    _h, rig = both
+    await ChatStore(rig.db).seen(("wechat", "o_w1"), "zh_Hans", None)
+    async with rig.db.session() as session:
+        await outbox.enqueue(session, [outbox.Outgoing(
+            "wechat", "o_w1", "sendMessage", {}, "broadcast", "bc:9:wechat:o_w1",
+            outbox.BULK, 9)])
+    assert await wechat_sender(rig).drain_once() == 1
+    async with rig.db.session() as session:
+        state = await session.scalar(
+            select(OutboxMessage.state).where(OutboxMessage.dedupe_key == "bc:9:wechat:o_w1"))
+    assert state == outbox.SKIPPED
+    assert not rig.fake.calls_to(SENDALL, errcode=None)
