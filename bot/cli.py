@@ -14,7 +14,9 @@ commands:
              /healthz and /metrics on the webhook's server, or GREENPOINTS_WEB_HOST:_PORT
              when polling (127.0.0.1:8088; port 0: off); logs: GREENPOINTS_LOG_LEVEL,
              GREENPOINTS_LOG_FORMAT=json
-  demo       chat with the bot in this terminal: no token, no network
+  demo       chat with the bot in this terminal: no token, no network;
+             --channel wechat: as a WeChat follower sees it (menu links, 2,048-byte
+             messages, pictures without captions, template notices)
   wechat …   operate the WeChat account: setup-menus (greenpoints wechat --help)
 """
 
@@ -38,9 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_wechat(rest)
     if command == "demo":
+        if rest[:2] == ["--channel", "wechat"]:
+            from bot.channels.wechat.demo import main as run_wechat_demo
+
+            return run_wechat_demo(rest[2:])
         from bot.console import main as run_demo
 
-        return run_demo(rest)
+        return run_demo(rest[2:] if rest[:2] == ["--channel", "console"] else rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

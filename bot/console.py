@@ -15,7 +15,7 @@ import io
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -25,7 +25,7 @@ from bot.channels.console.screen import NoticePrinter, Screen
 from bot.chat.events import Event, Person
 from bot.config import SettingsError, load_settings
 from bot.features import neutral_router
-from bot.services import close_services, open_services
+from bot.services import Services, close_services, open_services
 from ledger_client.embedded import demo_setup
 from ledger_client.errors import LedgerClientError
 
@@ -102,7 +102,7 @@ class Console:
                 return True
             await self.send(channel.scanned(payload))
         elif action == "buy" and args:
-            await self.setup.buy(int(channel.person.address), args[0])
+            await self.setup.buy(channel.person.address, args[0], channel.person.channel)
             await self.settle()
         elif action == "release":
             await self.setup.release()
@@ -123,7 +123,9 @@ def demo_home() -> Path:
     return home
 
 
-async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
+async def open_demo(home: Path, channel: str) -> Services | None:
+    """The demo's services on embedded SQLite under ``home`` (a ledger in-process, seeded by
+    the caller); None after saying why not on standard error."""
     os.environ.setdefault("GREENPOINTS_LEDGER_URL", f"sqlite:///{home / 'ledger.db'}")
     os.environ.setdefault("GREENPOINTS_DATABASE_URL", f"sqlite:///{home / 'bot.db'}")
     try:
@@ -132,44 +134,57 @@ async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
         )
     except SettingsError as exc:
         print(f"greenpoints demo: {exc}", file=sys.stderr)
-        return 2
+        return None
     if settings.remote_ledger:
         print(
             "greenpoints demo: the demo runs the ledger in-process; unset "
             "GREENPOINTS_LEDGER_URL or point it at a database",
             file=sys.stderr,
         )
-        return 2
-    services = await open_services(settings, channel=CHANNEL)
+        return None
+    services = await open_services(settings, channel=channel)
     services.bot_username = BOT_USERNAME
+    return services
+
+
+async def converse(console: Console, stdin: TextIO, stdout: TextIO) -> None:
+    """Read lines until the end of input or ``:quit``; a piped line is echoed after ``> ``."""
+    screen = console.screen
+    interactive = stdin.isatty()
+    loop = asyncio.get_running_loop()
+    while True:
+        if interactive:
+            stdout.write("> ")
+            stdout.flush()
+        line = await loop.run_in_executor(None, stdin.readline)
+        if not line:
+            break
+        if not interactive:
+            screen.say(f"> {line.rstrip()}")
+        try:
+            if not await console.handle(line):
+                break
+        except (ValueError, IndexError, LedgerClientError) as exc:
+            # A console action the ledger refused (``:buy -5``) is told, not fatal; a
+            # chat message never gets here (the channel answers those itself).
+            screen.say(f"   (could not do that: {exc})")
+
+
+async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
+    services = await open_demo(home, CHANNEL)
+    if services is None:
+        return 2
     person = Person(CHANNEL, "10001", "陈小绿", "zh-hans")
     setup = await demo_setup(services.ledger, person.address)
     screen = Screen(stdout, home / "pictures")
     channel = ConsoleChannel(services, neutral_router(), screen, person)
-    interactive = stdin.isatty()
     background: Background | None = None
     try:
         background = await start_background(services, NoticePrinter(screen))
         console = Console(channel, background, setup)
         screen.say(f"Green Points demo — data in {home}\n{HELP}\n")
         await console.handle("/start")
-        loop = asyncio.get_running_loop()
-        while True:
-            if interactive:
-                stdout.write("> ")
-                stdout.flush()
-            line = await loop.run_in_executor(None, stdin.readline)
-            if not line:
-                break
-            if not interactive:
-                screen.say(f"> {line.rstrip()}")
-            try:
-                if not await console.handle(line):
-                    break
-            except (ValueError, IndexError, LedgerClientError) as exc:
-                # A console action the ledger refused (``:buy -5``) is told, not fatal; a
-                # chat message never gets here (the channel answers those itself).
-                screen.say(f"   (could not do that: {exc})")
+        await converse(console, stdin, stdout)
     finally:
         if background is not None:
             await stop_background(background)
@@ -178,14 +193,19 @@ async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
     return 0
 
 
-def main(argv: Sequence[str] = ()) -> int:
-    if argv:
-        print(f"greenpoints demo takes no arguments\n\n{HELP}", file=sys.stderr)
-        return 2
+def in_terminal(demo: Callable[[Path, TextIO, TextIO], Coroutine[Any, Any, int]]) -> int:
+    """Run a demo (``run(home, stdin, stdout)``) on this process's standard streams."""
     stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", line_buffering=True)
     try:
         # Bytes that are not UTF-8 are replaced, not fatal, like any chat platform would.
         stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        return asyncio.run(run(demo_home(), stdin, stdout))
+        return asyncio.run(demo(demo_home(), stdin, stdout))
     except KeyboardInterrupt:
         return 130
+
+
+def main(argv: Sequence[str] = ()) -> int:
+    if argv:
+        print(f"greenpoints demo takes no arguments\n\n{HELP}", file=sys.stderr)
+        return 2
+    return in_terminal(run)

@@ -29,8 +29,9 @@ class DemoSetup:
     merchant_id: int
     spot: tuple[float, float]  # where the demo person stands: next to the demo shop
 
-    async def buy(self, chat_id: int, yuan: str) -> None:
-        """The demo shop records a purchase of ``yuan`` for the console person."""
+    async def buy(self, address: int | str, yuan: str, channel: str = "console") -> None:
+        """The demo shop records a purchase of ``yuan`` for the demo person (``channel``,
+        ``address``: the console's, or the WeChat demo's openid)."""
         try:
             fen = int((Decimal(yuan) * 100).to_integral_exact())
         except (InvalidOperation, ValueError):
@@ -39,7 +40,7 @@ class DemoSetup:
 
         assert isinstance(self.ledger, InProcessLedgerClient)
         bot = self.ledger.as_role("bot")
-        member = await bot.resolve_member("console", str(chat_id))
+        member = await bot.resolve_member(channel, str(address))
         shop = self.ledger.as_role("merchant", self.merchant_id)
         await shop.record_purchase(self.merchant_id, member.id, fen, f"demo-{uuid.uuid4().hex}")
 
