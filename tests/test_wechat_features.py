@@ -15,27 +15,20 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from bot.channels.wechat.api import WeChatApi
 from bot.channels.wechat.channel import WeChatChannel
-from bot.channels.wechat.conversation import WeChatConversation
-from bot.channels.wechat.endpoint import Handler
-from bot.channels.wechat.features import features_runner
 from bot.channels.wechat.geo import wgs84_to_gcj02
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
-from bot.config import Settings
-from bot.features import neutral_router
 from bot.i18n import translator
 from bot.outbox.event_reader import EventReader
 from bot.outbox.notices import notice_text
 from bot.services import Services
-from bot.storage.db import BotDatabase
 from ledger.principal import Principal
 from ledger.service import LedgerService
 from ledger_client.inprocess import InProcessLedgerClient
-from tests.bot_harness import SHOP, seed_shops
+from tests.bot_harness import SHOP
 from tests.databases import fresh_database
 from tests.fake_wechat import Delivery
-from tests.wechat_harness import WeChatRig, bot_database_url, wechat_rig
+from tests.wechat_harness import WeChatRig, bot_database_url, features_rig
 
 TEMPLATE = "/cgi-bin/message/template/send"
 TEMPLATES = {
@@ -65,30 +58,11 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
     async with (
         fresh_database(kind, tmp_path) as ledger_url,
         bot_database_url(kind, tmp_path) as bot_url,
+        features_rig(ledger_url, bot_url) as wx,
     ):
-        ledger = await LedgerService.open(ledger_url)
-        shop_id = await seed_shops(ledger)
-        client = InProcessLedgerClient(ledger, Principal("bot"))
-        config = Settings(
-            _env_file=None,  # type: ignore[call-arg]
-            telegram_token="123456:UNUSED", ledger_url=ledger_url, database_url=bot_url,
-        )
-        db = BotDatabase(bot_url)
-        services = Services(config, client, db, channel="wechat")
-        router = neutral_router()
-
-        def handler(api: WeChatApi, _db: BotDatabase) -> Handler:
-            return WeChatConversation(api, _db, features_runner(services, router))
-
-        reader = EventReader(services)
-        try:
-            async with wechat_rig(bot_url, handler=handler) as rig:
-                await reader.position()  # from here on every event is read
-                yield World(rig, services, ledger, shop_id, reader)
-        finally:
-            await client.close()
-            await db.dispose()
-            await ledger.close()
+        reader = EventReader(wx.services)
+        await reader.position()  # from here on every event is read
+        yield World(wx.rig, wx.services, wx.ledger, wx.shop_id, reader)
 
 
 def ledger_as(world: World, role: str, merchant_id: int | None = None) -> InProcessLedgerClient:

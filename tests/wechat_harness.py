@@ -23,11 +23,20 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from bot.channels.wechat.api import WeChatApi
+from bot.channels.wechat.conversation import WeChatConversation
 from bot.channels.wechat.endpoint import PATH, Handler, Outgoing, OutText, WeChatEndpoint
+from bot.channels.wechat.features import features_runner
 from bot.channels.wechat.inbound import Inbound, InboundCodec
 from bot.channels.wechat.outbound import CustomerService
 from bot.channels.wechat.render import page_text
+from bot.config import Settings
+from bot.features import neutral_router
+from bot.services import Services
 from bot.storage.db import BotDatabase
+from ledger.principal import Principal
+from ledger.service import LedgerService
+from ledger_client.inprocess import InProcessLedgerClient
+from tests.bot_harness import seed_shops
 from tests.databases import fresh_postgres
 from tests.fake_wechat import FakeWeChat
 
@@ -139,3 +148,40 @@ async def wechat_rig(
         await session.close()
         await db.dispose()
     assert not fake.failures, fake.failures
+
+
+@dataclass
+class FeaturesRig:
+    """The endpoint with the real features behind it (issue 10) and an in-process ledger."""
+
+    rig: WeChatRig
+    services: Services
+    ledger: LedgerService
+    shop_id: int
+
+
+@contextlib.asynccontextmanager
+async def features_rig(ledger_url: str, bot_url: str) -> AsyncIterator[FeaturesRig]:
+    """The tests' shops seeded into a ledger at ``ledger_url``; ``WeChatConversation`` over the
+    core's router behind the endpoint, the bot's tables at ``bot_url``."""
+    ledger = await LedgerService.open(ledger_url)
+    shop_id = await seed_shops(ledger)
+    client = InProcessLedgerClient(ledger, Principal("bot"))
+    config = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        telegram_token="123456:UNUSED", ledger_url=ledger_url, database_url=bot_url,
+    )
+    db = BotDatabase(bot_url)
+    services = Services(config, client, db, channel="wechat")
+    router = neutral_router()
+
+    def handler(api: WeChatApi, _db: BotDatabase) -> Handler:
+        return WeChatConversation(api, _db, features_runner(services, router))
+
+    try:
+        async with wechat_rig(bot_url, handler=handler) as rig:
+            yield FeaturesRig(rig, services, ledger, shop_id)
+    finally:
+        await client.close()
+        await db.dispose()
+        await ledger.close()

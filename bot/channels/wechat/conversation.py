@@ -36,9 +36,13 @@ class WeChatConversation:
         return fetch
 
     async def __call__(self, inbound: Inbound) -> Sequence[Outgoing]:
-        by_label = (
-            await store.choice_map(self.db, inbound.openid) if inbound.msg_type == "text" else {}
-        )
+        by_label = inbound.choices
+        if by_label is None:  # not read with the claim (the endpoint reads it for texts)
+            by_label = (
+                await store.choice_map(self.db, inbound.openid)
+                if inbound.msg_type == "text"
+                else {}
+            )
         event = to_event(inbound, by_label, self._photo)
         if event is None:
             return []

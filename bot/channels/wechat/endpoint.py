@@ -15,6 +15,7 @@ only makes WeChat retry something that will fail the same way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -163,9 +164,13 @@ class WeChatEndpoint:
             window = "event"
         elif inbound.event == "unsubscribe":
             window = "unfollow"
-        claim = await store.claim_delivery(self.db, inbound.key, inbound.openid, window)
+        claim = await store.claim_delivery(
+            self.db, inbound.key, inbound.openid, window, with_choices=inbound.msg_type == "text"
+        )
         if not claim.first:
             return self.codec.seal(claim.reply) if claim.reply else SUCCESS
+        if claim.choices is not None:
+            inbound = dataclasses.replace(inbound, choices=claim.choices)
         # Once claimed, the delivery is ours to finish even if WeChat hangs up (servers
         # that cancel handlers on disconnect would otherwise lose it): shield the work.
         work = asyncio.ensure_future(self._process(inbound, started))

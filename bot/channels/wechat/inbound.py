@@ -53,6 +53,9 @@ class Inbound:
     fields: Mapping[str, Any]
     key: str
     openid: str
+    # The chat's label -> choice map for a text, read with the delivery's claim (store.py);
+    # None when not read (the conversation then reads it itself).
+    choices: Mapping[str, str] | None = None
 
     @property
     def msg_type(self) -> str:

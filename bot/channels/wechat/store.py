@@ -57,16 +57,25 @@ class Claim:
 
     first: bool
     reply: str | None = None
+    choices: dict[str, str] | None = None  # the chat's label -> choice map, when asked for
 
 
 WindowChange = Literal["message", "event", "unfollow"]
 
 
 async def claim_delivery(
-    db: BotDatabase, key: str, openid: str, window: WindowChange | None = None
+    db: BotDatabase,
+    key: str,
+    openid: str,
+    window: WindowChange | None = None,
+    *,
+    with_choices: bool = False,
 ) -> Claim:
     """Claim a delivery; the first claim also records the window it opens (or the unfollow)
-    in the same transaction, so a delivery costs two transactions: this and finish_delivery."""
+    and, ``with_choices`` (a text, which may be a tapped menu link), reads the chat's label ->
+    choice map, in the same transaction: the conversation needs no transaction of its own to
+    read it, so a delivery costs two transactions, this and finish_delivery (each one a BEGIN,
+    a commit and the pool's reset: hand-offs to the SQLite driver's thread add up)."""
     # On the hot path: a Core connection, not an ORM session (a session costs more to build
     # than these statements take to run).
     async with db.engine.begin() as conn:
@@ -81,7 +90,12 @@ async def claim_delivery(
                 await _mark_unfollowed(conn, openid)
             elif window is not None:
                 await _open_window(conn, openid, by_message=window == "message")
-            return Claim(first=True)
+            if not with_choices:
+                return Claim(first=True)
+            rows = await conn.execute(
+                select(WeChatChoice.label, WeChatChoice.data).where(WeChatChoice.openid == openid)
+            )
+            return Claim(first=True, choices={str(r[0]): str(r[1]) for r in rows})
         # A retry while the first is still running means WeChat stopped waiting for it:
         # tell the first to send its reply as service messages instead (finish_delivery).
         await conn.execute(
