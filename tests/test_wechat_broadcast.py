@@ -18,7 +18,12 @@ from bot.channels.wechat import store
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.outbox.broadcasts import Broadcasts
-from bot.outbox.mass_sends import beijing_month, mass_dedupe_key, mass_sends_left
+from bot.outbox.mass_sends import (
+    beijing_month,
+    mass_dedupe_key,
+    mass_reports,
+    mass_sends_left,
+)
 from bot.storage import outbox
 from bot.storage.chats import ChatStore, utcnow
 from bot.storage.db import BotDatabase, alembic_config
@@ -27,7 +32,7 @@ from tests.bot_harness import Harness, running_bot
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.test_bot_admin import ADMIN, button, compose, people
-from tests.wechat_harness import WeChatRig, wechat_rig
+from tests.wechat_harness import WeChatRig, bot_database_url, wechat_rig
 
 SENDALL = "/cgi-bin/message/mass/sendall"
 TEXT = "Green week: bring your own cup!"
@@ -95,10 +100,11 @@ async def test_an_announcement_reaches_wechat_followers_as_one_mass_send(
     assert report.state == "done" and (report.total, report.sent) == (2, 2)
     assert report.wechat is not None
     assert (report.wechat.msg_id, report.wechat.total, report.wechat.sent) == (msg_id, 2, 2)
+    reached = f"WeChat: 2 of 2 followers received it, 0 failed (mass send {msg_id})."
+    final = [s for s in h.fake.sent if s.chat_id == ADMIN and s.method == "editMessageText"][-1]
+    assert "finished" in final.text and reached in final.text  # the progress message
     listing = await h.ask(admin, "/broadcasts")
-    assert f"WeChat: 2 of 2 followers received it, 0 failed (mass send {msg_id})." in (
-        listing.text
-    )
+    assert reached in listing.text
 
     # A re-run sends nothing again: after it was recorded sent, and after a crash during the
     # call (state left "sending"), when WeChat answers 45065 with the first msg_id.
@@ -198,3 +204,25 @@ async def test_a_per_person_announcement_row_on_wechat_is_skipped_not_failed(
             select(OutboxMessage.state).where(OutboxMessage.dedupe_key == "bc:9:wechat:o_w1"))
     assert state == outbox.SKIPPED
     assert not rig.fake.calls_to(SENDALL, errcode=None)
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+async def test_a_report_that_comes_before_the_send_knows_its_msg_id_is_kept(
+    kind: str, tmp_path: Path
+) -> None:
+    """Found by the test above now and then: WeChat's MASSSENDJOBFINISH raced the sendall's own
+    answer, and the report, matched by a msg_id not yet stored, was lost."""
+    async with bot_database_url(kind, tmp_path) as url:
+        db = BotDatabase(url)
+        try:
+            await db.upgrade()
+            assert await store.begin_mass_send(db, "gp-bc-5", broadcast_id=5) is None
+            early = {"Status": "send success", "TotalCount": "3", "SentCount": "3",
+                     "ErrorCount": "0"}
+            assert not await store.record_mass_result(db, 999, early)  # the send's call is out
+            await store.finish_mass_send(db, "gp-bc-5", msg_id=999, error=None)
+            report = (await mass_reports(db, [5]))[5]
+            assert (report.msg_id, report.total, report.sent, report.errors) == (999, 3, 3, 0)
+            assert await mass_sends_left(db) == 3  # the report's own row counts for nothing
+        finally:
+            await db.dispose()

@@ -35,6 +35,12 @@ def client_msg_id(broadcast_id: int) -> str:
     return f"gp-bc-{broadcast_id}"
 
 
+def report_key(msg_id: int) -> str:
+    """The row keeping WeChat's MASSSENDJOBFINISH report for ``msg_id`` as it came (the report
+    can arrive before the send's row knows its msg_id: store.record_mass_result)."""
+    return f"report:{msg_id}"
+
+
 def mass_dedupe_key(broadcast_id: int) -> str:
     """The outbox dedupe key of a broadcast's mass row (the per-person rows' form)."""
     return f"bc:{broadcast_id}:{WECHAT}:{MASS_ADDRESS}"
@@ -87,7 +93,7 @@ class MassReport:
 
 
 async def mass_reports(db: BotDatabase, broadcast_ids: Collection[int]) -> dict[int, MassReport]:
-    """The mass send of each broadcast that has one."""
+    """The mass send of each broadcast that has one, with WeChat's report when it came."""
     if not broadcast_ids:
         return {}
     async with db.session() as session:
@@ -96,11 +102,22 @@ async def mass_reports(db: BotDatabase, broadcast_ids: Collection[int]) -> dict[
                 select(WeChatMassSend).where(WeChatMassSend.broadcast_id.in_(list(broadcast_ids)))
             )
         ).all()
-    return {
-        int(r.broadcast_id): MassReport(
-            r.state, r.msg_id, r.error, r.job_status, r.total_count, r.filter_count,
-            r.sent_count, r.error_count,
+        waiting = [report_key(r.msg_id) for r in rows if r.msg_id and r.job_status is None]
+        reports = {
+            r.msg_id: r
+            for r in (
+                await session.scalars(
+                    select(WeChatMassSend).where(WeChatMassSend.client_msg_id.in_(waiting))
+                )
+            ).all()
+        } if waiting else {}
+    found: dict[int, MassReport] = {}
+    for r in rows:
+        if r.broadcast_id is None:
+            continue
+        came = r if r.job_status is not None else reports.get(r.msg_id, r)
+        found[int(r.broadcast_id)] = MassReport(
+            r.state, r.msg_id, r.error, came.job_status, came.total_count, came.filter_count,
+            came.sent_count, came.error_count,
         )
-        for r in rows
-        if r.broadcast_id is not None
-    }
+    return found

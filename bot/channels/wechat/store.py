@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from bot.channels.wechat.inbound import FRESH_SECONDS
 from bot.outbox.mass_sends import (
     beijing_month,
+    report_key,
 )
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
@@ -390,25 +391,40 @@ async def finish_mass_send(
 
 async def record_mass_result(db: BotDatabase, msg_id: int, fields: Mapping[str, Any]) -> bool:
     """Keep a MASSSENDJOBFINISH report (``Status``; ``TotalCount``, ``FilterCount``,
-    ``SentCount``, ``ErrorCount`` in people) on the mass send WeChat numbered ``msg_id``.
-    Returns False when no mass send of ours has that id (one made in the console). Recording
-    twice is harmless, so the endpoint answers these without the dedupe claim."""
+    ``SentCount``, ``ErrorCount`` in people) for the mass send WeChat numbered ``msg_id``.
+
+    The report may come before the send's own call has returned and stored that msg_id (the
+    platform is quick, the events bursty), so it is always also kept in a row of its own,
+    ``report_key(msg_id)`` in state ``report`` (never counted against the month), which
+    ``mass_sends.mass_reports`` reads when the send's row has no report yet. Returns whether a
+    send of ours already carried the msg_id. Recording twice is harmless, so the endpoint
+    answers these without the dedupe claim."""
 
     def count(name: str) -> int | None:
         value = str(fields.get(name) or "").strip()
         return int(value) if value.isdigit() else None
 
+    report: dict[str, Any] = {
+        "job_status": str(fields.get("Status") or "")[:40],
+        "total_count": count("TotalCount"),
+        "filter_count": count("FilterCount"),
+        "sent_count": count("SentCount"),
+        "error_count": count("ErrorCount"),
+        "finished_at": utcnow(),
+    }
     async with db.session() as session:
         result = await session.execute(
-            update(WeChatMassSend)
-            .where(WeChatMassSend.msg_id == msg_id)
-            .values(
-                job_status=str(fields.get("Status") or "")[:40],
-                total_count=count("TotalCount"),
-                filter_count=count("FilterCount"),
-                sent_count=count("SentCount"),
-                error_count=count("ErrorCount"),
-                finished_at=utcnow(),
-            )
+            update(WeChatMassSend).where(WeChatMassSend.msg_id == msg_id).values(report)
+        )
+        stmt = _insert(session, WeChatMassSend).values(
+            client_msg_id=report_key(msg_id),
+            month=beijing_month(),
+            state="report",
+            msg_id=msg_id,
+            created_at=utcnow(),
+            **report,
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(index_elements=["client_msg_id"], set_=report)
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
