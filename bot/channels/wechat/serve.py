@@ -26,6 +26,7 @@ from bot.channels.wechat.inbound import InboundCodec
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.channels.wechat.outbound import CustomerService
 from bot.channels.wechat.settings import NOTICE_TEMPLATES, WeChatSettings
+from bot.channels.wechat.tagging import Tagger, menu_retagger
 from bot.chat.replies import Notice
 from bot.config import Settings
 from bot.features import neutral_router
@@ -72,7 +73,11 @@ async def serve_wechat(
         endpoint = WeChatEndpoint(
             InboundCodec(wx.token.get_secret_value(), wx.app_id, aes_key),
             db,
-            WeChatConversation(api, db, features_runner(services, neutral_router())),
+            WeChatConversation(
+                api, db,
+                features_runner(services, neutral_router(), menu_retagger(Tagger(api, db),
+                                                                          services)),
+            ),
             later,
             deadline=wx.deadline_seconds,
         )
