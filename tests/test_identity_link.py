@@ -263,3 +263,24 @@ async def test_guessing_is_throttled_and_a_member_with_points_is_never_merged(
     assert joined.text.startswith("关联成功！"), joined.text
     shown = await h.ask(vic, "/settings")
     assert "已關聯：Telegram · 微信。" in shown.text, shown.text
+
+
+async def test_a_wechat_code_typed_on_telegram_brings_the_wechat_points(both: Both) -> None:
+    """The other way round: the code comes from WeChat, a Telegram person who only said /start
+    types it, and their Telegram chat now shows the WeChat follower's points."""
+    h, fake = both.telegram, both.fake
+    await fake.push(fake.event("o_first", "subscribe"))
+    follower = await both.wx_services.chats.get(("wechat", "o_first"))
+    assert follower is not None and follower.member_id is not None
+    await earn(both, follower.member_id, 50_000)
+    given = await fake.push(fake.text("o_first", "/link"))
+    wen, _empty = await on_telegram(h, 3004, "Wen", "en")
+    done = await h.ask(wen, f"/link {code_in(given.text)}")
+    assert done.text.startswith("Linked! Here on Telegram you now have the points of your "
+                                "WeChat account"), done.text
+    assert ("Send notices to Telegram", "nch|telegram") in done.buttons
+    profile = await h.services.chats.get(tg(3004))
+    assert profile is not None and profile.member_id == follower.member_id
+    shown = (await h.ask(wen, "/balance")).text.splitlines()[1]  # in Wen's English
+    there = (await fake.push(fake.text("o_first", "/balance"))).text.splitlines()[1]
+    assert shown.removeprefix("Points: ") == there.removeprefix("积分：") == "3,000"

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -134,11 +134,21 @@ class LinkStore:
             )
             if others is not None:
                 return Claim("taken", hashed, row.member_id, found.issuer)
-            await session.execute(
+            # Conditional, so two chats typing one code at once cannot both claim it even
+            # where the row lock above is no lock (SQLite).
+            marked = await session.execute(
                 update(LinkCode)
-                .where(LinkCode.code_hash == hashed)
+                .where(
+                    LinkCode.code_hash == hashed,
+                    or_(
+                        LinkCode.used_at.is_(None),
+                        and_(LinkCode.used_channel == by[0], LinkCode.used_address == by[1]),
+                    ),
+                )
                 .values(used_at=now, used_channel=by[0], used_address=by[1])
             )
+            if getattr(marked, "rowcount", 0) != 1:
+                return Claim("used")
         return found
 
     @staticmethod
