@@ -158,11 +158,12 @@ async def link_identity(ctx: Ctx, member_id: int, req: LinkIdentityRequest) -> M
 ATTACH_SCOPE = "identity_links"
 
 
-async def _unused(session: AsyncSession, member_id: int) -> bool:
-    """Whether the member has nothing of its own: no points, no vouchers, and no purchase,
-    voucher lot, mint lot, redemption or redemption code ever. Such a member is what a first
-    contact created (``resolve``), so moving its identity away takes nothing from anyone.
-    The member's row is locked first: a purchase or release updating it waits, or is seen."""
+async def _unused(session: AsyncSession, member_id: int, now: dt.datetime) -> bool:
+    """Whether the member has nothing of its own: no points, no vouchers, no purchase, voucher
+    lot, mint lot or redemption ever, and no redemption code still live at ``now``. Such a
+    member is what a first contact created (``resolve``), so moving its identity away takes
+    nothing from anyone. The member's row is locked first: a purchase or release updating it
+    waits, or is seen."""
     member = await session.get(Member, member_id, with_for_update=True)
     if member is None:
         return True
@@ -170,8 +171,16 @@ async def _unused(session: AsyncSession, member_id: int) -> bool:
         return False
     owned = [
         exists().where(table.member_id == member_id)
-        for table in (Purchase, VoucherLot, MintLot, Redemption, RedemptionCode)
+        for table in (Purchase, VoucherLot, MintLot, Redemption)
     ]
+    # A code that can still be shown at a till must book on the member it was issued to.
+    owned.append(
+        exists().where(
+            RedemptionCode.member_id == member_id,
+            RedemptionCode.state == "live",
+            RedemptionCode.expires_at > now,
+        )
+    )
     for clause in owned:
         if await session.scalar(select(clause)):
             return False
@@ -215,7 +224,7 @@ async def attach_identity(ctx: Ctx, req: AttachIdentityRequest) -> IdentityLinkO
             if owner != req.member_id:  # a first contact won the race: ask again
                 raise IdentityInUse("that identity was just taken", member_id=owner)
         elif owner != req.member_id:
-            if not await _unused(session, owner):
+            if not await _unused(session, owner, now):
                 raise IdentityInUse(
                     "that identity's member has points, vouchers or history of its own",
                     member_id=owner,

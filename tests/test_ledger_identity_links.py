@@ -14,6 +14,7 @@ from sqlalchemy import select
 from ledger.schema import IdentityLink
 from ledger_client import errors
 from tests.conftest import Clients, World
+from tests.ledger_support import FixedClock
 
 
 async def _links(world: World) -> list[tuple[str, str, int, int | None]]:
@@ -52,15 +53,19 @@ async def test_a_member_with_points_keeps_its_identity(clients: Clients, world: 
     assert await _links(world) == []
 
 
-async def test_a_member_with_a_live_code_keeps_its_identity(
-    clients: Clients, world: World
+async def test_a_member_with_a_live_code_keeps_its_identity_until_it_expires(
+    clients: Clients, world: World, clock: FixedClock
 ) -> None:
-    """A code shown at a till must still book on the member the person saw it under."""
+    """A code shown at a till must still book on the member the person saw it under; once it
+    expired unused it holds nothing back."""
     target, other = world.member_ids[0], world.member_ids[2]
-    await clients.bot.issue_code(other)
+    code = await clients.bot.issue_code(other)
     with pytest.raises(errors.IdentityInUse):
         await clients.bot.attach_identity(target, "test", "2", "link-code-0001")
     assert (await clients.bot.resolve_member("test", "2")).id == other
+    clock.now = code.expires_at
+    moved = await clients.bot.attach_identity(target, "test", "2", "link-code-0002")
+    assert moved.moved_from == other
 
 
 async def test_a_retry_gets_the_first_answer_and_a_reused_key_is_refused(
