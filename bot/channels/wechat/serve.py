@@ -70,14 +70,11 @@ async def serve_wechat(
             await service.send(openid, outs)
 
         aes_key = wx.aes_key.get_secret_value() if wx.aes_key else None
+        retag = menu_retagger(Tagger(api, db), services)  # menus follow role and language
         endpoint = WeChatEndpoint(
             InboundCodec(wx.token.get_secret_value(), wx.app_id, aes_key),
             db,
-            WeChatConversation(
-                api, db,
-                features_runner(services, neutral_router(), menu_retagger(Tagger(api, db),
-                                                                          services)),
-            ),
+            WeChatConversation(api, db, features_runner(services, neutral_router(), retag)),
             later,
             deadline=wx.deadline_seconds,
         )
