@@ -8,6 +8,7 @@ from handlers import (
     balance,
     circle,
     fallback,
+    link,
     merchant,
     nearby,
     pool,
@@ -16,7 +17,9 @@ from handlers import (
     start,
 )
 
-FEATURES = (start, balance, pool, nearby, redeem, merchant, admin, circle, settings, fallback)
+FEATURES = (
+    start, balance, pool, nearby, redeem, merchant, admin, circle, settings, link, fallback
+)
 
 
 def neutral_router() -> Router:

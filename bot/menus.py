@@ -25,6 +25,7 @@ CONSUMER = (
     ("settings", N_("Notices on or off")),
     ("help", N_("What I can do")),
     ("start", N_("Start again")),
+    ("link", N_("Link WeChat and Telegram")),
 )
 STAFF = (("today", N_("Today's redemptions at my shop")),)
 ADMIN = (

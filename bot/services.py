@@ -10,6 +10,7 @@ from bot.outbox.broadcasts import Progress
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
+from bot.storage.links import LinkStore
 from ledger_client import LedgerClient, connect
 
 
@@ -29,6 +30,7 @@ class Services:
     db: BotDatabase
     chats: ChatStore = field(init=False)
     flows: FlowStore = field(init=False)
+    links: LinkStore = field(init=False)
     bot_username: str = "GreenPointsBot"
     channel: str = "telegram"  # the ledger identity channel for people reached through this bot
     # Set once announcements can run (``bot.outbox.broadcast_runner``); None where they cannot.
@@ -37,6 +39,7 @@ class Services:
     def __post_init__(self) -> None:
         self.chats = ChatStore(self.db)
         self.flows = FlowStore(self.db)
+        self.links = LinkStore(self.db)
 
     def is_admin(self, chat: tuple[str, str]) -> bool:
         """Whether the (channel, address) chat is an admin's: GREENPOINTS_ADMIN_IDS names

@@ -271,6 +271,7 @@ async def take_code(turn: Turn, code: str) -> None:
     if link is None:
         await _end_flows(turn)
         turn.text(not_staff_text(t))
+        turn.refresh_menu(staff=False)  # a cashier's menu left from an ended link goes away
         return
     identity = turn.profile.identity
     try:

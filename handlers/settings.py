@@ -8,6 +8,7 @@ from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import LOCALES, Translator
+from handlers import link
 
 LANGUAGE = "lang"
 NOTICES = "ntc"
@@ -70,9 +71,19 @@ def settings_text(t: Translator, on: bool) -> str:
     )
 
 
+async def settings_screen(turn: Turn, on: bool, *, replaces: bool = False) -> None:
+    """Notices on or off, then linking (``handlers.link``: the linked apps and where notices
+    go, or how to link)."""
+    lines, link_buttons = await link.settings_part(turn)
+    turn.text(
+        "\n\n".join([settings_text(turn.t, on), "\n".join(lines)]),
+        [*notices_choices(turn.t, on), link_buttons],
+        replaces=replaces,
+    )
+
+
 async def settings(event: Command, turn: Turn) -> None:
-    on = turn.profile.notices
-    turn.text(settings_text(turn.t, on), notices_choices(turn.t, on))
+    await settings_screen(turn, turn.profile.notices)
 
 
 async def toggle_notices(event: Choice, turn: Turn) -> None:
@@ -82,7 +93,7 @@ async def toggle_notices(event: Choice, turn: Turn) -> None:
         return
     on = parts[0] == "1"
     await turn.services.chats.set_notices(turn.profile.key, on)
-    turn.text(settings_text(turn.t, on), notices_choices(turn.t, on), replaces=True)
+    await settings_screen(turn, on, replaces=True)
 
 
 def routes(router: Router) -> None:

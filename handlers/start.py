@@ -20,6 +20,7 @@ def help_text(t: Translator) -> str:
             t._("/pool — the points pool and point price, public, with their history"),
             t._("/language — 简体中文 · 繁體中文 · English"),
             t._("/settings — voucher and points notices on or off"),
+            t._("/link — one balance on WeChat and Telegram"),
             "",
             t._(
                 "Points come only from purchases at alliance merchants; "

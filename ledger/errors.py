@@ -226,6 +226,15 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
 )
 
 
+class IdentityInUse(LedgerError):
+    """The chat identity already leads to a member with points, vouchers or history of their
+    own. Linking it elsewhere would merge two members, and points cannot be transferred between
+    members (DESIGN.md "Compliance"); the person keeps the two apart (issue 10)."""
+
+    code = "identity_in_use"
+    status = 409
+
+
 class ReleaseDateRefused(LedgerError):
     """A release date after the local today, or a past day that is not a missed one (issue 12)."""
 

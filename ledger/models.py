@@ -93,6 +93,16 @@ class LinkIdentityRequest(Strict):
     external_id: ExternalId
 
 
+class AttachIdentityRequest(Strict):
+    """Attach a chat identity to a member for good: the identity is added, or moved off the
+    member its first contact created when that member has nothing of its own yet."""
+
+    member_id: Id
+    channel: Channel
+    external_id: ExternalId
+    idempotency_key: IdempotencyKey
+
+
 class PurchaseRequest(Strict):
     merchant_id: Id
     member_id: Id
@@ -178,6 +188,17 @@ class MemberOut(Out):
     locale: str
     display_name: str | None
     created: bool = False
+
+
+class IdentityLinkOut(Out):
+    """An identity attached to a member; ``moved_from`` is the unused member it left (None when
+    it was new to the ledger or already this member's)."""
+
+    member_id: int
+    channel: str
+    external_id: str
+    moved_from: int | None = None
+    linked_at: Timestamp
 
 
 class PriceOut(Out):

@@ -36,6 +36,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "members.resolve": frozenset({"bot", "admin"}),
     "members.update": frozenset({"bot", "admin"}),
     "members.link": frozenset({"bot"}),
+    "identities.attach": frozenset({"bot"}),
     "members.balance": frozenset({"bot", "admin"}),
     "codes.issue": frozenset({"bot"}),
     "purchases.record": frozenset({"merchant", "bot"}),

@@ -68,6 +68,24 @@ class MemberIdentity(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
+class IdentityLink(Base):
+    """Each time a person linked a chat identity to a member with a one-time code (issue 10).
+
+    The identity row itself says where it leads now; this record says when it was attached and
+    which member it left (``from_member_id``, an unused member its first contact created), so a
+    move is never an edit nobody can see afterwards.
+    """
+
+    __tablename__ = "identity_links"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(128))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    from_member_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
 class Merchant(Base):
     __tablename__ = "merchants"
 

@@ -33,11 +33,13 @@ from ledger.db import Database
 from ledger.errors import Forbidden, InvalidRequest
 from ledger.journal import ensure_shards
 from ledger.models import (
+    AttachIdentityRequest,
     BalanceOut,
     CircleOut,
     CodeOut,
     EventsPage,
     Identity,
+    IdentityLinkOut,
     InviteOut,
     LinkIdentityRequest,
     MemberOut,
@@ -145,6 +147,10 @@ class LedgerService:
     ) -> MemberOut:
         require(p, "members.link")
         return await members.link_identity(self.ctx, member_id, req)
+
+    async def attach_identity(self, p: Principal, req: AttachIdentityRequest) -> IdentityLinkOut:
+        require(p, "identities.attach")
+        return await members.attach_identity(self.ctx, req)
 
     async def balance(
         self, p: Principal, member_id: int, limit: int = 5, before: int | None = None

@@ -23,6 +23,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "members.get": ("GET", "/v1/members/{member_id}", True),
     "members.update": ("PATCH", "/v1/members/{member_id}", True),
     "members.link": ("POST", "/v1/members/{member_id}/identities", True),
+    "identities.attach": ("POST", "/v1/identity-links", True),
     "members.balance": ("GET", "/v1/members/{member_id}/balance", True),
     "codes.issue": ("POST", "/v1/members/{member_id}/redemption-codes", False),
     "purchases.record": ("POST", "/v1/purchases", True),
@@ -126,6 +127,20 @@ class LedgerClient(abc.ABC):
             {"member_id": member_id},
             body={"channel": channel, "external_id": external_id},
         )
+
+    async def attach_identity(
+        self, member_id: int, channel: str, external_id: str, idempotency_key: str
+    ) -> m.IdentityLink:
+        """Attach the identity to the member for good (issue 10's link codes): added, or moved
+        off the unused member its first contact created. Raises ``IdentityInUse`` when that
+        member has points, vouchers or history (members are never merged), ``MemberNotFound``."""
+        body = {
+            "member_id": member_id,
+            "channel": channel,
+            "external_id": external_id,
+            "idempotency_key": idempotency_key,
+        }
+        return await self._do(m.IdentityLink, "identities.attach", body=body)
 
     async def balance(self, member_id: int, limit: int = 5, before: int | None = None) -> m.Balance:
         return await self._do(

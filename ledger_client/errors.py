@@ -139,6 +139,13 @@ class Throttled(LedgerClientError):
         return int(self.details.get("retry_after", 60))
 
 
+class IdentityInUse(LedgerClientError):
+    """The identity's member has points, vouchers or history of their own: members are never
+    merged, so it cannot be linked to another member (issue 10)."""
+
+    code = "identity_in_use"
+
+
 class Unavailable(LedgerClientError):
     """The ledger is down, slow or unreachable: try again shortly."""
 
@@ -172,6 +179,7 @@ _ALL: list[type[LedgerClientError]] = [
     InsiderRefused,
     IdempotencyConflict,
     Throttled,
+    IdentityInUse,
     Unavailable,
     InternalError,
 ]

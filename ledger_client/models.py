@@ -34,6 +34,16 @@ class Member(Model):
     created: bool = False
 
 
+class IdentityLink(Model):
+    """An identity attached to a member; ``moved_from``: the unused member it left."""
+
+    member_id: int
+    channel: str
+    external_id: str
+    moved_from: int | None = None
+    linked_at: dt.datetime
+
+
 class Price(Model):
     pool_fen: int
     points: int

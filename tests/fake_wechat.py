@@ -436,6 +436,7 @@ class FakeWeChat:
             "/cgi-bin/message/mass/sendall": self._mass_send,
             "/cgi-bin/tags/create": self._tag_create,
             "/cgi-bin/tags/members/batchtagging": self._tagging,
+            "/cgi-bin/tags/members/batchuntagging": lambda b: self._tagging(b, add=False),
             "/cgi-bin/menu/addconditional": self._menu,
             "/cgi-bin/qrcode/create": self._qrcode,
         }.get(path)
@@ -544,9 +545,17 @@ class FakeWeChat:
         self.tags[tag_id] = str(body["tag"]["name"])
         return {"tag": {"id": tag_id, "name": self.tags[tag_id]}}
 
-    def _tagging(self, body: dict[str, Any]) -> dict[str, Any]:
-        self.tagged.setdefault(int(body["tagid"]), set()).update(body["openid_list"])
+    def _tagging(self, body: dict[str, Any], *, add: bool = True) -> dict[str, Any]:
+        tag_id = int(body["tagid"])
+        if tag_id not in self.tags:
+            return {"errcode": 45159, "errmsg": "invalid tag"}
+        people = self.tagged.setdefault(tag_id, set())
+        (people.update if add else people.difference_update)(body["openid_list"])
         return {"errcode": 0, "errmsg": "ok"}
+
+    def tags_of(self, openid: str) -> list[str]:
+        """The names of the tags ``openid`` carries, in tag id order."""
+        return [self.tags[t] for t in sorted(self.tagged) if openid in self.tagged[t]]
 
     def _menu(self, body: dict[str, Any]) -> dict[str, Any]:
         if set(body.get("matchrule", {})) != {"tag_id"}:

@@ -485,10 +485,11 @@ async def test_settings_toggle_notices(harness: Harness) -> None:
     pia = harness.person(1060, "Pia", "en")
     shown = await harness.ask(pia, "/settings")
     assert shown.text.startswith("Notices are on.")
-    assert shown.buttons == [("Turn notices off", "ntc|0")]
+    link = [("Link my other app", "lnk"), ("I have a link code", "lne")]
+    assert shown.buttons == [("Turn notices off", "ntc|0"), *link]
     off = await harness.tap(pia, "ntc|0", shown)
     assert off.text.startswith("Notices are off.")
-    assert off.buttons == [("Turn notices on", "ntc|1")]
+    assert off.buttons == [("Turn notices on", "ntc|1"), *link]
     profile = await harness.services.chats.get(tg(1060))
     assert profile is not None and not profile.notices
     on = await harness.tap(pia, "ntc|1", off)

@@ -172,7 +172,7 @@ async def test_a_member_with_notices_off_is_told_nothing(harness: Harness) -> No
     before = len(h.fake.sent)
     person.says("/settings")
     menu = await h.fake.next_to(person.id, before)
-    [(label, data)] = menu.buttons
+    (label, data), *_link = menu.buttons
     assert label == "Turn notices off"
     before = len(h.fake.sent)
     person.taps(data, menu)

@@ -48,6 +48,12 @@ async def request_for(
         "members.resolve": {"channel": "roles", "external_id": f"r{n}"},
         "members.update": {"display_name": f"会员{n}"},
         "members.link": {"channel": "roles", "external_id": f"l{n}"},
+        "identities.attach": {
+            "member_id": member,
+            "channel": "roles",
+            "external_id": f"a{n}",
+            "idempotency_key": f"roles-a-{n:04d}",
+        },
         "codes.issue": {},
         "purchases.record": {
             "merchant_id": shop,

@@ -17,7 +17,9 @@ from PIL import Image
 
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.geo import wgs84_to_gcj02
+from bot.channels.wechat.menus import setup_menus
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
+from bot.channels.wechat.tagging import TAG_PREFIX, role_of
 from bot.i18n import translator
 from bot.outbox.event_reader import EventReader
 from bot.outbox.notices import notice_text
@@ -152,3 +154,42 @@ async def test_follow_balance_nearby_code_then_the_cashier_redeems_once(world: W
     earned = [c.body for c in sends if c.body["template_id"] == TEMPLATES["points.earned"]]
     assert earned[0]["data"]["amount3"] == {"value": "¥50000.00"}  # the purchase recorded above
     assert await sender.drain_once() == 0  # nothing twice
+
+
+async def test_menu_tags_follow_role_and_language(world: World) -> None:
+    """WeChat shows a conditional menu per tag (role x language): the bot retags a follower as
+    they become a cashier, choose a language and lose the staff link, through the tag API, and
+    asks nothing when the tag is already right."""
+    fake, rig = world.rig.fake, world.rig
+    tags = await setup_menus(rig.api)  # what greenpoints wechat setup-menus stores
+    async with rig.db.session() as session:
+        for name, tag_id in tags.items():
+            await cursors.start(session, TAG_PREFIX + name, tag_id)
+    tagging = "/cgi-bin/tags/members/batchtagging"
+    untagging = "/cgi-bin/tags/members/batchuntagging"
+
+    await fake.push(fake.event("o_cara", "subscribe"))
+    assert fake.tags_of("o_cara") == ["gp-consumer-zh_Hans"]
+    await fake.push(fake.text("o_cara", "/start"))  # the same role and language: no call
+    assert len(fake.calls_to(tagging)) == 1 and fake.calls_to(untagging) == []
+
+    invite = await ledger_as(world, "admin").create_staff_invite(world.shop_id)
+    joined = await fake.push(fake.event("o_cara", "SCAN", EventKey=invite.code))
+    assert "锦城绿色生活超市" in joined.text, joined.text
+    assert fake.tags_of("o_cara") == ["gp-cashier-zh_Hans"]
+    assert fake.calls_to(untagging)[-1].body == {
+        "openid_list": ["o_cara"], "tagid": tags["gp-consumer-zh_Hans"]
+    }
+
+    menu = await fake.push(fake.text("o_cara", "/language"))
+    english = choice(menu, "English")
+    await fake.push(fake.text("o_cara", "English", bizmsgmenuid=english))
+    assert fake.tags_of("o_cara") == ["gp-cashier-en"]
+
+    await ledger_as(world, "admin").revoke_staff(world.shop_id, "wechat", "o_cara")
+    refused = await fake.push(fake.text("o_cara", "/today"))
+    assert refused.text.startswith("/today is for the staff"), refused.text
+    assert fake.tags_of("o_cara") == ["gp-consumer-en"]
+    assert len(fake.calls_to(tagging)) == 4 and len(fake.calls_to(untagging)) == 3
+    assert [role_of(staff=s, admin=a) for s, a in [(False, False), (True, False), (True, True)]
+            ] == ["consumer", "cashier", "admin"]

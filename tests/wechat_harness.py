@@ -29,6 +29,7 @@ from bot.channels.wechat.features import features_runner
 from bot.channels.wechat.inbound import Inbound, InboundCodec
 from bot.channels.wechat.outbound import CustomerService
 from bot.channels.wechat.render import page_text
+from bot.channels.wechat.tagging import Tagger, menu_retagger
 from bot.config import Settings
 from bot.features import neutral_router
 from bot.services import Services
@@ -176,7 +177,8 @@ async def features_rig(ledger_url: str, bot_url: str) -> AsyncIterator[FeaturesR
     router = neutral_router()
 
     def handler(api: WeChatApi, _db: BotDatabase) -> Handler:
-        return WeChatConversation(api, _db, features_runner(services, router))
+        on_menu = menu_retagger(Tagger(api, _db), services)
+        return WeChatConversation(api, _db, features_runner(services, router, on_menu))
 
     try:
         async with wechat_rig(bot_url, handler=handler) as rig:

@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.chat import cleaning
 from bot.storage.db import BotDatabase
-from bot.storage.schema import Chat
+from bot.storage.schema import Chat, NoticeChannel
 
 CACHE_SECONDS = 30.0
 SEEN_EVERY = dt.timedelta(minutes=10)  # how stale last_seen_at may get; saves a write per update
@@ -186,12 +186,40 @@ class ChatStore:
             self.forget(key)
 
     async def by_member(self, member_ids: list[int]) -> dict[int, Profile]:
-        """Profiles of the chats linked to these members (for notices)."""
+        """The chat each member's notices go to. A member linked on several channels (issue
+        10) has one chat per channel: the one on the channel they chose (``NoticeChannel``),
+        else their first chat; a chat that blocked the bot gives way to one that did not."""
         if not member_ids:
             return {}
         async with self.db.session() as session:
-            rows = (await session.scalars(select(Chat).where(Chat.member_id.in_(member_ids)))).all()
-        return {row.member_id: _profile(row) for row in rows if row.member_id is not None}
+            rows = (
+                await session.execute(
+                    select(Chat, NoticeChannel.channel)
+                    .outerjoin(NoticeChannel, NoticeChannel.member_id == Chat.member_id)
+                    .where(Chat.member_id.in_(member_ids))
+                )
+            ).all()
+        ranked = sorted(
+            rows,
+            key=lambda r: (
+                r[0].blocked_at is not None, r[1] != r[0].channel, r[0].created_at, r[0].channel
+            ),
+        )
+        chosen: dict[int, Profile] = {}
+        for row, _channel in ranked:
+            if row.member_id is not None and row.member_id not in chosen:
+                chosen[row.member_id] = _profile(row)
+        return chosen
+
+    async def linked(self, member_id: int) -> list[Profile]:
+        """Every chat that leads to ``member_id`` (one per channel once linked), oldest first."""
+        async with self.db.session() as session:
+            rows = (
+                await session.scalars(
+                    select(Chat).where(Chat.member_id == member_id).order_by(Chat.created_at)
+                )
+            ).all()
+        return [_profile(row) for row in rows]
 
 
 def with_member(profile: Profile, member_id: int) -> Profile:

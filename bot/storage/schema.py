@@ -234,3 +234,61 @@ class WeChatMassSend(Base):
     sent_count: Mapped[int | None] = mapped_column(Integer)
     error_count: Mapped[int | None] = mapped_column(Integer)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+# --- Linked identities (issue 10: one member on WeChat and Telegram) --------------------------
+
+
+class LinkCode(Base):
+    """A one-time code a person asked for on one channel, to type on the other (issue 10).
+
+    ``code_hash`` is the SHA-256 hex of the digits, so the table never shows a usable code.
+    ``used_at`` and who used it are set when a person claims the code; a claim whose ledger call
+    failed is released again. The issuer's chat holds at most one code: asking again replaces it.
+    """
+
+    __tablename__ = "link_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str] = mapped_column(String(64))
+    member_id: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    used_channel: Mapped[str | None] = mapped_column(String(16))
+    used_address: Mapped[str | None] = mapped_column(String(64))
+
+    __table_args__ = (Index("ix_link_codes_issuer", "channel", "address"),)
+
+
+class LinkAttempt(Base):
+    """Wrong link codes a chat typed in its current window, so guessing is throttled."""
+
+    __tablename__ = "link_attempts"
+
+    channel: Mapped[str] = mapped_column(String(16), primary_key=True)
+    address: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    failures: Mapped[int] = mapped_column(Integer)
+
+
+class NoticeChannel(Base):
+    """Which of a linked member's channels their notices go to (the person's choice)."""
+
+    __tablename__ = "notice_channels"
+
+    member_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    channel: Mapped[str] = mapped_column(String(16))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+
+class WeChatUserTag(Base):
+    """The one role x language tag a WeChat follower carries now (WECHAT.md rule 8), so a
+    change of role or language untags the old one and tags the new one."""
+
+    __tablename__ = "wechat_user_tags"
+
+    openid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tag_id: Mapped[int] = mapped_column(Integer)
+    tagged_at: Mapped[dt.datetime] = mapped_column(DateTime)

@@ -16,7 +16,7 @@ _ERRORS = {
     "401": "Missing or unknown API key",
     "403": "The key's role may not do this",
     "404": "Unknown id or code",
-    "409": "Conflict: code used or revoked, idempotency key reused",
+    "409": "Conflict: code used or revoked, idempotency key reused, identity in use",
     "410": "Expired code or invite",
     "415": "A body not sent as application/json in UTF-8",
     "429": "Throttled: too many unknown codes from a till, or unknown API keys from an address",

@@ -207,6 +207,16 @@ OPERATIONS: tuple[Operation, ...] = (
         body=m.LinkIdentityRequest,
     ),
     Operation(
+        "identities.attach",
+        "POST",
+        "/v1/identity-links",
+        "Attach a chat identity to a member for good (a one-time link code, issue 10): added, or "
+        "moved off the unused member its first contact created; keyed by idempotency_key.",
+        m.IdentityLinkOut,
+        lambda s, p, a: s.attach_identity(p, a.body),
+        body=m.AttachIdentityRequest,
+    ),
+    Operation(
         "members.balance",
         "GET",
         "/v1/members/{member_id}/balance",

@@ -17,29 +17,23 @@ import aiohttp
 from bot.channels.wechat.api import WeChatApi, WeChatApiError
 from bot.channels.wechat.menus import setup_menus
 from bot.channels.wechat.settings import WeChatSettings, load_wechat_settings
+from bot.channels.wechat.tagging import TAG_PREFIX, known_tags
 from bot.config import SettingsError, load_settings
 from bot.storage import cursors
 from bot.storage.db import BotDatabase
-from bot.storage.schema import Cursor
 
 USAGE = """usage: greenpoints wechat COMMAND
 
 commands:
   setup-menus   create the tags and the tag-matched menus (consumer, cashier, admin x language)
 """
-TAG_PREFIX = "wechat-tag:"
-
 
 async def run_setup_menus(settings: WeChatSettings, database_url: str) -> dict[str, int]:
     """Returns tag name -> tag id."""
     db = BotDatabase(database_url)
     try:
         await db.upgrade()
-        async with db.session() as session:
-            rows = await session.execute(
-                Cursor.__table__.select().where(Cursor.name.startswith(TAG_PREFIX))
-            )
-            known = {str(r.name)[len(TAG_PREFIX) :]: int(r.value) for r in rows}
+        known = await known_tags(db)
         async with aiohttp.ClientSession() as http:
             api = WeChatApi(
                 http,

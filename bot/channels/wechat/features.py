@@ -19,9 +19,10 @@ from bot.chat.events import Event, Unfollow
 from bot.chat.failures import broken_text, busy_text
 from bot.chat.replies import Reply, TextReply
 from bot.chat.router import Router
-from bot.chat.turn import Turn
+from bot.chat.turn import MenuChange, Turn
 from bot.i18n import negotiate, translator
 from bot.services import Services
+from bot.storage.chats import Profile
 from ledger_client import errors as ledger_errors
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,13 @@ log = logging.getLogger(__name__)
 Run = Callable[[Event], Awaitable[Sequence[Reply]]]
 
 
-def features_runner(services: Services, router: Router) -> Run:
-    """A ``run(event) -> replies`` over ``router`` (``bot.features.neutral_router()``)."""
+OnMenu = Callable[[Profile, MenuChange], Awaitable[None]]
+
+
+def features_runner(services: Services, router: Router, on_menu: OnMenu | None = None) -> Run:
+    """A ``run(event) -> replies`` over ``router`` (``bot.features.neutral_router()``).
+    ``on_menu(profile, change)`` runs after a feature asked for the person's menu to be redrawn
+    (their role or language changed): on WeChat, retagging them (``tagging.Tagger``)."""
 
     async def run(event: Event) -> Sequence[Reply]:
         person = event.person
@@ -55,6 +61,8 @@ def features_runner(services: Services, router: Router) -> Run:
         except Exception:
             log.exception("wechat: the turn failed")
             return [TextReply(broken_text(turn.t))]
+        if turn.menu is not None and on_menu is not None:
+            await on_menu(turn.profile, turn.menu)
         return turn.replies
 
     return run

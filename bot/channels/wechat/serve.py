@@ -26,6 +26,7 @@ from bot.channels.wechat.inbound import InboundCodec
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.channels.wechat.outbound import CustomerService
 from bot.channels.wechat.settings import NOTICE_TEMPLATES, WeChatSettings
+from bot.channels.wechat.tagging import Tagger, menu_retagger
 from bot.chat.replies import Notice
 from bot.config import Settings
 from bot.features import neutral_router
@@ -69,10 +70,11 @@ async def serve_wechat(
             await service.send(openid, outs)
 
         aes_key = wx.aes_key.get_secret_value() if wx.aes_key else None
+        retag = menu_retagger(Tagger(api, db), services)  # menus follow role and language
         endpoint = WeChatEndpoint(
             InboundCodec(wx.token.get_secret_value(), wx.app_id, aes_key),
             db,
-            WeChatConversation(api, db, features_runner(services, neutral_router())),
+            WeChatConversation(api, db, features_runner(services, neutral_router(), retag)),
             later,
             deadline=wx.deadline_seconds,
         )

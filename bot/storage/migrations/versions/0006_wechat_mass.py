@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_wechat_mass"
-down_revision = "0003_wechat"
+down_revision = "0005_identity_links"
 branch_labels = None
 depends_on = None
 
