@@ -24,6 +24,7 @@ from bot.i18n import translator
 from bot.outbox.event_reader import EventReader
 from bot.outbox.notices import notice_text
 from bot.services import Services
+from bot.storage import cursors
 from ledger.principal import Principal
 from ledger.service import LedgerService
 from ledger_client.inprocess import InProcessLedgerClient
