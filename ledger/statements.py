@@ -20,13 +20,13 @@ import calendar
 import csv
 import datetime as dt
 import io
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import Select, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.expression import Executable
 
 from ledger import merchants
 from ledger.context import Ctx
@@ -105,90 +105,75 @@ def check_span(first: dt.date, last: dt.date) -> None:
 
 # --- sources: one per kind of line ------------------------------------------------------------
 
-Bucket = Callable[[Any], ColumnElement[Any]]
+# (span index, count, amount_fen, points, credit_fen, debit_fen)
+Summed = Select[int, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
 class Source:
-    """A kind of statement line and the query that sums it per bucket of time.
+    """A kind of statement line and the query that sums it over one span of time.
 
-    ``query(merchant_id, lo, hi, bucket)`` selects (bucket, count, amount_fen, points,
-    credit_fen, debit_fen) for rows dated in [lo, hi), grouped by bucket.
+    ``query(merchant_id, lo, hi, index)`` selects one row (index, count, amount_fen, points,
+    credit_fen, debit_fen) summing the merchant's rows dated in [lo, hi).
     """
 
     kind: str
-    query: Callable[[int, dt.datetime, dt.datetime, Bucket], Executable]
+    query: Callable[[int, dt.datetime, dt.datetime, int], Summed]
 
 
-def _purchases(merchant_id: int, lo: dt.datetime, hi: dt.datetime, bucket: Bucket) -> Executable:
+def _purchases(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
     # Plain purchases and the paid part of redemptions alike: the concession is owed on both.
-    b = bucket(Purchase.created_at)
-    return (
-        select(
-            b,
-            func.count(),
-            func.sum(Purchase.amount_fen),
-            literal(0),
-            literal(0),
-            func.sum(Purchase.concession_fen),
-        )
-        .where(
-            Purchase.merchant_id == merchant_id,
-            Purchase.created_at >= lo,
-            Purchase.created_at < hi,
-        )
-        .group_by(b)
+    return select(
+        literal(index),
+        func.count(),
+        func.sum(Purchase.amount_fen),
+        literal(0),
+        literal(0),
+        func.sum(Purchase.concession_fen),
+    ).where(
+        Purchase.merchant_id == merchant_id,
+        Purchase.created_at >= lo,
+        Purchase.created_at < hi,
     )
 
 
-def _vouchers(merchant_id: int, lo: dt.datetime, hi: dt.datetime, bucket: Bucket) -> Executable:
-    b = bucket(Redemption.created_at)
-    return (
-        select(
-            b,
-            func.count(),
-            func.sum(Redemption.bill_fen),
-            literal(0),
-            func.sum(Redemption.vouchers_applied_fen),
-            literal(0),
-        )
-        .where(
-            Redemption.merchant_id == merchant_id,
-            Redemption.created_at >= lo,
-            Redemption.created_at < hi,
-            Redemption.vouchers_applied_fen > 0,
-        )
-        .group_by(b)
+def _vouchers(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
+    return select(
+        literal(index),
+        func.count(),
+        func.sum(Redemption.bill_fen),
+        literal(0),
+        func.sum(Redemption.vouchers_applied_fen),
+        literal(0),
+    ).where(
+        Redemption.merchant_id == merchant_id,
+        Redemption.created_at >= lo,
+        Redemption.created_at < hi,
+        Redemption.vouchers_applied_fen > 0,
     )
 
 
-def _released(merchant_id: int, lo: dt.datetime, hi: dt.datetime, bucket: Bucket) -> Executable:
-    b = bucket(MerchantRelease.created_at)
-    return (
-        select(
-            b,
-            func.count(),
-            literal(0),
-            func.sum(MerchantRelease.points),
-            func.sum(MerchantRelease.fen),
-            literal(0),
-        )
-        .where(
-            MerchantRelease.merchant_id == merchant_id,
-            MerchantRelease.created_at >= lo,
-            MerchantRelease.created_at < hi,
-        )
-        .group_by(b)
+def _released(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
+    return select(
+        literal(index),
+        func.count(),
+        literal(0),
+        func.sum(MerchantRelease.points),
+        func.sum(MerchantRelease.fen),
+        literal(0),
+    ).where(
+        MerchantRelease.merchant_id == merchant_id,
+        MerchantRelease.created_at >= lo,
+        MerchantRelease.created_at < hi,
     )
 
 
-def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime, bucket: Bucket) -> Executable:
+def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
     # The undo posts the negation of the redemption's entry: its vouchers leave the merchant's
     # settlement and the concession on its paid part goes back (ledger/undo.py).
-    b = bucket(RedemptionUndo.undone_at)
     return (
         select(
-            b,
+            literal(index),
             func.count(),
             -func.sum(Redemption.bill_fen),
             literal(0),
@@ -203,7 +188,6 @@ def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime, bucket: Bucket) 
             RedemptionUndo.undone_at >= lo,
             RedemptionUndo.undone_at < hi,
         )
-        .group_by(b)
     )
 
 
@@ -215,28 +199,20 @@ SOURCES: tuple[Source, ...] = (
 )
 
 
-def _bucketing(bounds: Sequence[dt.datetime]) -> Bucket:
-    """Which of the buckets [bounds[i], bounds[i+1]) a moment falls in, as SQL: a CASE over the
-    local days' UTC bounds, the same on both databases and right across any zone's offsets."""
-    inner = bounds[1:-1]
-    if not inner:
-        return lambda _column: literal(0)
-
-    def bucket(column: Any) -> ColumnElement[Any]:
-        return case(*((column < b, i) for i, b in enumerate(inner)), else_=len(inner))
-
-    return bucket
-
-
 async def sum_lines(
     session: AsyncSession, merchant_id: int, bounds: Sequence[dt.datetime]
 ) -> dict[tuple[int, str], StatementLine]:
-    """Every source's lines per bucket [bounds[i], bounds[i+1]); keys (bucket, kind)."""
-    bucket = _bucketing(bounds)
+    """Every source's lines per span [bounds[i], bounds[i+1]); keys (span index, kind).
+
+    One statement per source: a UNION ALL of one aggregate per local day, each an index range
+    read on its own (a CASE over the days grouped in one scan cost SQLite 50× a bare SUM).
+    """
     found: dict[tuple[int, str], StatementLine] = {}
+    spans = list(itertools.pairwise(bounds))
     for source in SOURCES:
-        rows = await session.execute(source.query(merchant_id, bounds[0], bounds[-1], bucket))
-        for index, count, amount, points, credit, debit in rows:
+        parts = [source.query(merchant_id, lo, hi, n) for n, (lo, hi) in enumerate(spans)]
+        query = parts[0] if len(parts) == 1 else union_all(*parts)
+        for index, count, amount, points, credit, debit in await session.execute(query):
             if not count:
                 continue
             found[(int(index), source.kind)] = StatementLine(
