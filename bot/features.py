@@ -10,13 +10,16 @@ from handlers import (
     fallback,
     merchant,
     nearby,
+    owner,
     pool,
     redeem,
     settings,
     start,
 )
 
-FEATURES = (start, balance, pool, nearby, redeem, merchant, admin, circle, settings, fallback)
+FEATURES = (
+    start, balance, pool, nearby, redeem, merchant, owner, admin, circle, settings, fallback
+)
 
 
 def neutral_router() -> Router:
