@@ -26,7 +26,11 @@ CONSUMER = (
     ("help", N_("What I can do")),
     ("start", N_("Start again")),
 )
-STAFF = (("today", N_("Today's redemptions at my shop")),)
+STAFF = (
+    ("today", N_("Today's redemptions at my shop")),
+    ("statement", N_("My shop's statement (owners)")),
+    ("staff", N_("My shop's staff (owners)")),
+)
 ADMIN = (
     ("broadcast", N_("Send an announcement")),
     ("broadcasts", N_("Recent announcements")),

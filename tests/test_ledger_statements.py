@@ -22,8 +22,9 @@ from ledger.models import PayoutRequest, RedeemInviteRequest, StatementOut, Undo
 from ledger.principal import SYSTEM, Principal
 from ledger.schema import JournalEntry, MerchantBalance, Payout, Purchase, Redemption
 from ledger.service import LedgerService
+from ledger.statements import yuan
 from tests.conftest import Served, World
-from tests.ledger_support import FixedClock, buy, http, pay_with_code
+from tests.ledger_support import FixedClock, buy, cli, http, pay_with_code
 
 START = dt.datetime(2026, 10, 30, 2, 0)  # 10:00 in Shanghai, two days before November
 DAYS = [dt.date(2026, 10, 30) + dt.timedelta(days=n) for n in range(4)]
@@ -300,3 +301,30 @@ async def test_owners_only_through_the_bot(
         await service.statement(bot, shop, DAYS[0], DAYS[0], cashier)
     with pytest.raises(InvalidRequest):
         await service.statement(SYSTEM, shop, DAYS[1], DAYS[0])
+
+
+async def test_the_cli_states_and_pays(
+    service: LedgerService, world: World, clock: FixedClock, database_url: str, tmp_path: Any
+) -> None:
+    """``greenpoints ledger statement`` and ``payout``, as an admin types them: the CSV file
+    starts with the BOM Excel needs, a payout run twice records one payout."""
+    shop = world.merchant_id
+    await scene(service, clock, world)
+    out = tmp_path / "october.csv"
+    run = await cli(database_url, "statement", "--merchant", str(shop), "--period", "2026-10",
+                    "--format", "csv", "--output", str(out))
+    assert run.code == 0, run.err
+    data = out.read_bytes()
+    assert data.startswith("\ufeff".encode())
+    expected = await service.statement(SYSTEM, shop, dt.date(2026, 10, 1), dt.date(2026, 10, 31))
+    assert f"closing_due,,,,{yuan(expected.credit_fen)}" in data.decode("utf-8-sig")
+    text = await cli(database_url, "statement", "--merchant", str(shop), "--period", "2026-10")
+    assert text.code == 0 and "2026-10" in text.out and "paid by payout" in text.out
+    first = await cli(database_url, "payout", "--merchant", str(world.other_merchant_id),
+                      "--period", "2026-10", "--reference", "BANK-1")
+    again = await cli(database_url, "payout", "--merchant", str(world.other_merchant_id),
+                      "--period", "2026-10", "--reference", "BANK-1")
+    assert first.code == again.code == 0, first.err + again.err
+    assert first.out == again.out and "paid by the merchant" in first.out
+    early = await cli(database_url, "payout", "--merchant", str(shop), "--period", "2099-01")
+    assert early.code == 2 and "has not ended" in early.err
