@@ -326,7 +326,13 @@ class Redemption(Base):
     staff: Mapped[str | None] = mapped_column(String(170))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),)
+    # Covering (0008_payouts): a statement's vouchers line and /today sum from the index alone.
+    __table_args__ = (
+        Index(
+            "ix_redemptions_merchant_created", "merchant_id", "created_at", "vouchers_applied_fen",
+            "bill_fen", "paid_fen",
+        ),
+    )
 
 
 class RedemptionLot(Base):

@@ -1,6 +1,6 @@
 """statements and payouts (issue 11): payouts, what each release turned of a merchant's points
 into settlement (carried over from the journal's release entries), and the indexes a merchant's
-statement reads (purchases by merchant and time, covering; undos by time)
+statement reads (purchases and redemptions by merchant and time, covering; undos by time)
 
 Revision ID: 0008_payouts
 Revises: 0006_exit_cap
@@ -110,12 +110,21 @@ def upgrade() -> None:
             ["merchant_id", "created_at", "concession_fen", "amount_fen"],
         )
     op.create_index("ix_redemption_undos_undone_at", "redemption_undos", ["undone_at"])
+    with op.batch_alter_table("redemptions") as batch:
+        batch.drop_index("ix_redemptions_merchant_created")
+        batch.create_index(
+            "ix_redemptions_merchant_created",
+            ["merchant_id", "created_at", "vouchers_applied_fen", "bill_fen", "paid_fen"],
+        )
     carried = _releases(op.get_bind())
     if carried:
         op.bulk_insert(merchant_releases, carried)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("redemptions") as batch:
+        batch.drop_index("ix_redemptions_merchant_created")
+        batch.create_index("ix_redemptions_merchant_created", ["merchant_id", "created_at"])
     op.drop_index("ix_redemption_undos_undone_at", table_name="redemption_undos")
     with op.batch_alter_table("purchases") as batch:
         batch.drop_index("ix_purchases_merchant_created")
