@@ -294,8 +294,11 @@ async def staff(event: Command, turn: Turn) -> None:
     turn.text("\n".join(lines), buttons)
 
 
-async def _tell_revoked(turn: Turn, channel: str, external_id: str, merchant: str) -> None:
-    """The revoked person hears it from the outbox, in their own language, once."""
+async def _tell_revoked(
+    turn: Turn, channel: str, external_id: str, merchant: str, when: str
+) -> None:
+    """The revoked person hears it from the outbox, in their own language, once per revocation
+    (a second tap on the same confirmation finds the ledger's first revocation: same ``when``)."""
     profile = await turn.services.chats.get((channel, external_id))
     if profile is None or profile.blocked:
         return
@@ -306,7 +309,7 @@ async def _tell_revoked(turn: Turn, channel: str, external_id: str, merchant: st
     else:
         method, payload = "sendMessage", {"text": text}
     message = Outgoing(channel, external_id, method, payload, kind="notice",
-                       dedupe_key=f"revoked:{channel}:{external_id}:{merchant}"[:200])
+                       dedupe_key=f"revoked:{channel}:{external_id}:{when}"[:100])
     async with turn.services.db.session() as session:
         await enqueue(session, [message])
 
@@ -339,7 +342,7 @@ async def on_staff_button(event: Choice, turn: Turn) -> None:
         turn.say(Toast(""))
         return
     try:
-        await turn.services.ledger.revoke_staff(
+        gone = await turn.services.ledger.revoke_staff(
             link.merchant_id, channel, external_id, staff=turn.profile.identity
         )
     except ledger_errors.StaffNotFound:
@@ -350,7 +353,8 @@ async def on_staff_button(event: Choice, turn: Turn) -> None:
         _refused(turn, error)
         turn.say(Toast(""))
         return
-    await _tell_revoked(turn, channel, external_id, link.merchant_name)
+    when = gone.revoked_at.isoformat() if gone.revoked_at else ""
+    await _tell_revoked(turn, channel, external_id, link.merchant_name, when)
     turn.text(t._("Revoked: {who} can no longer redeem codes for your shop, and was told.")
               .format(who=who), replaces=True)
     turn.say(Toast(t._("Revoked.")))
