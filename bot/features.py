@@ -11,6 +11,7 @@ from handlers import (
     link,
     merchant,
     nearby,
+    owner,
     pool,
     redeem,
     settings,
@@ -18,7 +19,8 @@ from handlers import (
 )
 
 FEATURES = (
-    start, balance, pool, nearby, redeem, merchant, admin, circle, settings, link, fallback
+    start, balance, pool, nearby, redeem, merchant, owner, admin, circle, settings, link,
+    fallback,
 )
 
 

@@ -27,7 +27,11 @@ CONSUMER = (
     ("start", N_("Start again")),
     ("link", N_("Link WeChat and Telegram")),
 )
-STAFF = (("today", N_("Today's redemptions at my shop")),)
+STAFF = (
+    ("today", N_("Today's redemptions at my shop")),
+    ("statement", N_("My shop's statement (owners)")),
+    ("staff", N_("My shop's staff (owners)")),
+)
 ADMIN = (
     ("broadcast", N_("Send an announcement")),
     ("broadcasts", N_("Recent announcements")),

@@ -33,6 +33,7 @@ from bot.i18n import Translator
 from bot.media import scan
 from bot.storage.chats import utcnow
 from bot.storage.flows import Pending
+from handlers import owner
 from ledger_client import errors as ledger_errors
 from ledger_client.models import Preview, Receipt, StaffLink, Today
 
@@ -197,6 +198,15 @@ async def staff_link(turn: Turn) -> StaffLink | None:
     return await turn.services.ledger.staff_lookup(*turn.profile.identity)
 
 
+async def refusal_text(turn: Turn) -> str:
+    """Why someone who is not (or no longer) staff is refused: a revoked person is told their
+    access was revoked (issue 11), anyone else gets the one answer that reveals nothing."""
+    link = await turn.services.ledger.staff_lookup(*turn.profile.identity, include_revoked=True)
+    if link is not None and link.revoked_at is not None:
+        return owner.revoked_text(turn.t, link.merchant_name)
+    return not_staff_text(turn.t)
+
+
 def _new_key() -> str:
     return secrets.token_urlsafe(12)  # 96 bits; fits a button and an idempotency key
 
@@ -270,7 +280,7 @@ async def take_code(turn: Turn, code: str) -> None:
     link = await staff_link(turn)
     if link is None:
         await _end_flows(turn)
-        turn.text(not_staff_text(t))
+        turn.text(await refusal_text(turn))
         turn.refresh_menu(staff=False)  # a cashier's menu left from an ended link goes away
         return
     identity = turn.profile.identity
@@ -382,7 +392,7 @@ async def on_flow_message(event: Text | Photo, turn: Turn, pending: Pending) -> 
     t = turn.t
     if await staff_link(turn) is None:
         await _end_flows(turn)
-        turn.text(not_staff_text(t))
+        turn.text(await refusal_text(turn))
         return
     if isinstance(event, Photo):
         await take_photo(turn, event)
@@ -418,7 +428,7 @@ async def on_button(event: Choice, turn: Turn) -> None:
     action, key = parts
     if await staff_link(turn) is None:
         await _end_flows(turn)
-        turn.say(Toast(not_staff_text(t), alert=True))
+        turn.say(Toast(await refusal_text(turn), alert=True))
         return
     chat = turn.profile.key
     flows = turn.services.flows
@@ -466,7 +476,9 @@ async def on_button(event: Choice, turn: Turn) -> None:
     current = await flows.get(chat)
     if current is not None and current.data.get("key") == key:
         await flows.finish(chat, CONFIRM)
-    turn.text(receipt_text(t, receipt), replaces=True)
+    turn.text(
+        receipt_text(t, receipt), [[owner.undo_choice(t, receipt.redemption_id)]], replaces=True
+    )
     turn.say(Toast(t._("Redeemed.")))
 
 

@@ -20,10 +20,19 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy import make_url
 
-from ledger import apikeys, csv_text, importer, observability, published_heads, seed, verify
+from ledger import (
+    apikeys,
+    csv_text,
+    importer,
+    observability,
+    published_heads,
+    seed,
+    statements,
+    verify,
+)
 from ledger.db import normalize_url, url_from_env
 from ledger.errors import LedgerError
-from ledger.models import RevokeStaffRequest
+from ledger.models import PayoutRequest, RevokeStaffRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -123,6 +132,33 @@ def parser() -> argparse.ArgumentParser:
     circ.add_argument("--output", type=Path, help="write here instead of standard output")
     pub = sub.add_parser("publish", help="write the day's public record (the release does this)")
     pub.add_argument("--date", type=_date, help="local date (default: today)")
+    st = sub.add_parser(
+        "statement",
+        help="a merchant's statement (对账单) for a month or a day",
+        description="What the merchant owes (concessions on its purchases) and is owed "
+        "(vouchers accepted, its points released into settlement), undos, the balance carried "
+        "forward and the payout status. Amounts in yuan (text, CSV) or fen (JSON).",
+    )
+    st.add_argument("--merchant", type=int, required=True)
+    span = st.add_mutually_exclusive_group()
+    span.add_argument("--period", help="a local month (2026-11) or day (2026-11-05)")
+    span.add_argument("--from", dest="first", type=_date, help="first local day (YYYY-MM-DD)")
+    st.add_argument("--to", dest="last", type=_date, help="last local day (default: --from)")
+    st.add_argument("--format", choices=["text", "csv", "json"], default="text")
+    st.add_argument("--output", type=Path, help="write here (CSV with a BOM, for Excel)")
+    pay = sub.add_parser(
+        "payout",
+        help="record that a merchant's settlement through a period was paid",
+        description="Record the payout of everything the merchant was due (either way) up to "
+        "the end of the period; the amount is the ledger's. Running it again for the same "
+        "period answers with the first payout.",
+    )
+    pay.add_argument("--merchant", type=int, required=True)
+    pay.add_argument("--period", required=True, help="a local month (2026-11) or day")
+    pay.add_argument("--reference", default="", help="the bank transfer's number, or a note")
+    pay.add_argument(
+        "--key", help="idempotency key (default: one per merchant and period)"
+    )
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
     backup.add_argument("target", type=Path)
     return p
@@ -137,7 +173,7 @@ def _print(*lines: Any) -> None:
 # otherwise create an empty database and, for ``verify``, report it "ok".
 NEEDS_EXISTING = frozenset(
     {"verify", "backup", "publish", "circle-report", "staff-list", "staff-revoke", "revoke-key",
-     "prune-events", "release"}
+     "prune-events", "release", "statement", "payout"}
 )
 
 
@@ -257,11 +293,53 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
         for problem in checked.problems:
             print(f"FAIL: {problem}", file=sys.stderr)
         return 1
+    elif args.command == "statement":
+        return await _statement(service, args)
+    elif args.command == "payout":
+        req = PayoutRequest(
+            period=args.period,
+            idempotency_key=args.key or f"cli-payout-{args.merchant}-{args.period}",
+            reference=args.reference,
+        )
+        paid = await service.payout(SYSTEM, args.merchant, req)
+        direction = "paid to the merchant" if paid.amount_fen >= 0 else "paid by the merchant"
+        _print(
+            f"payout {paid.payout_id} of merchant {paid.merchant_id} for {paid.period}: "
+            f"{statements.yuan(abs(paid.amount_fen))} yuan {direction}, recorded "
+            f"{paid.paid_at:%Y-%m-%d %H:%M} UTC by {paid.paid_by}"
+        )
     elif args.command == "backup":
         from ledger.backup import backup
 
         await backup(ctx.db, args.target)
         _print(f"backup written to {args.target}")
+    return 0
+
+
+async def _statement(service: LedgerService, args: argparse.Namespace) -> int:
+    if args.last is not None and args.first is None:
+        print("--to needs --from", file=sys.stderr)
+        return 2
+    if args.period:
+        first, last = statements.parse_period(args.period)
+    elif args.first:
+        first, last = args.first, args.last or args.first
+    else:
+        last = service.ctx.today()
+        first = last.replace(day=1)
+    done = await service.statement(SYSTEM, args.merchant, first, last, label=args.period)
+    if args.format == "json":
+        text = done.model_dump_json(indent=2) + "\n"
+    elif args.format == "csv":
+        text = statements.to_csv(done)
+    else:
+        text = statements.to_text(done)
+    if args.output:
+        bom = "\ufeff" if args.format == "csv" else ""
+        args.output.write_text(bom + text, encoding="utf-8", newline="")
+        _print(f"statement written to {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 

@@ -248,3 +248,12 @@ class PublishDateRefused(LedgerError):
 
     code = "publish_date_refused"
     status = 409
+
+
+class PayoutRefused(LedgerError):
+    """A payout the ledger will not record; ``details["reason"]``: ``period_not_over`` (the
+    period has not ended, so more may still be booked in it) or ``paid_through_later`` (a payout
+    already covers a later day: payouts settle in calendar order, issue 11)."""
+
+    code = "payout_refused"
+    status = 409

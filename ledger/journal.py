@@ -28,6 +28,9 @@ FEN = "fen"
 POOL = "pool"
 ISSUANCE = "issuance"
 CONCESSIONS = "concessions"
+# Money that left or reached the alliance in merchant payouts (the outside world, like
+# CONCESSIONS); each merchant's side is ``merchant_payouts`` (ledger/payouts.py).
+PAYOUTS = "payouts"
 
 
 def member_points(member_id: int) -> str:
@@ -44,6 +47,11 @@ def merchant_points(merchant_id: int) -> str:
 
 def merchant_settlement(merchant_id: int) -> str:
     return f"merchant:{merchant_id}:settlement"
+
+
+def merchant_payouts(merchant_id: int) -> str:
+    """What the alliance has paid the merchant in payouts, net (negative: the merchant paid)."""
+    return f"merchant:{merchant_id}:payouts"
 
 
 Posting = tuple[str, str, int]  # account, unit, amount

@@ -141,6 +141,21 @@ class UndoRedemptionRequest(Strict):
     staff: Identity | None = None
 
 
+Period = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{4}-(0[1-9]|1[0-2])(-(0[1-9]|[12][0-9]|3[01]))?$")
+]
+"""A local calendar month (``2026-11``) or day (``2026-11-05``)."""
+
+
+class PayoutRequest(Strict):
+    """An admin's record that the merchant's settlement through the end of ``period`` was paid
+    (either way); ``reference``: the bank transfer's number or a note, shown on statements."""
+
+    period: Period
+    idempotency_key: IdempotencyKey
+    reference: Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)] = ""
+
+
 class ReleaseRequest(Strict):
     date: dt.date | None = None
 
@@ -294,6 +309,70 @@ class UndoOut(Out):
     merchant_points_taken_back: int
     undone_at: Timestamp
     undone_by: str
+
+
+class StatementLine(Out):
+    """One kind of movement at a merchant on one local day (``date``; None in the totals).
+
+    ``credit_fen`` is owed *to* the merchant (vouchers its till accepted, its points released
+    into settlement), ``debit_fen`` owed *by* it (the concession, 让利, on its purchases); an
+    undo or any later correction is its own kind with negative amounts, never an edit.
+    ``amount_fen``: the bills concerned; ``points``: the merchant's points concerned."""
+
+    date: dt.date | None = None
+    kind: str
+    count: int
+    amount_fen: int = 0
+    points: int = 0
+    credit_fen: int = 0
+    debit_fen: int = 0
+
+
+class PayoutOut(Out):
+    """A recorded payout: ``amount_fen`` settled everything dated from ``covers_from`` (None:
+    the merchant's first movement) to ``through``; positive when the alliance paid the
+    merchant, negative when the merchant paid the alliance."""
+
+    payout_id: int
+    merchant_id: int
+    period: str
+    covers_from: Timestamp | None
+    through: Timestamp
+    amount_fen: int
+    paid_at: Timestamp
+    paid_by: str
+    reference: str
+
+
+StatementStatus = Literal["open", "paid", "unpaid", "nothing_due"]
+
+
+class StatementOut(Out):
+    """A merchant's statement (对账单/结算单) for local days ``from_date``..``to_date``.
+
+    Due amounts are positive when the alliance owes the merchant, negative when the merchant
+    owes the alliance. ``opening_due_fen``: carried forward, unpaid, from before the period;
+    ``closing_due_fen`` = opening + ``net_fen`` (credit − debit) − ``paid_fen`` (payouts whose
+    period ends inside this one). ``status``: ``open`` (the period has not ended), ``paid``
+    (``paid_by`` settled it), ``unpaid`` (carried forward until paid) or ``nothing_due``."""
+
+    merchant_id: int
+    merchant_name: str
+    period: str
+    from_date: dt.date
+    to_date: dt.date
+    opening_due_fen: int
+    lines: list[StatementLine]
+    totals: list[StatementLine]
+    credit_fen: int
+    debit_fen: int
+    net_fen: int
+    paid_fen: int
+    closing_due_fen: int
+    status: StatementStatus
+    payouts: list[PayoutOut]
+    paid_by: PayoutOut | None
+    as_of: Timestamp
 
 
 class MerchantOut(Out):

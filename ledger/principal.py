@@ -59,6 +59,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "transparency.publish": frozenset({"admin"}),
     # The bot asks on behalf of the admins it knows (GREENPOINTS_ADMIN_IDS), as for stats.
     "circle.read": frozenset({"bot", "admin"}),
+    # Statements (issue 11): the merchant's owners (through the bot), its own key, the alliance.
+    "merchants.statement": frozenset({"bot", "merchant", "admin"}),
+    "merchants.payout": frozenset({"admin"}),
 }
 
 

@@ -25,15 +25,15 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ledger import events, journal
+from ledger import events, journal, statements
 from ledger.journal import FEN, Posting
 from ledger.purchases import credit_merchant
 from ledger.release_grants import stamp
 from ledger.rules import BP, Rules
-from ledger.schema import Purchase, Release, Shard
+from ledger.schema import MerchantRelease, Purchase, Release, Shard
 
 
 @dataclass(frozen=True)
@@ -231,6 +231,7 @@ async def merchant_batch(
     await session.execute(select(Shard.k).order_by(Shard.k).with_for_update())
     target = journal.pick_shard(rules.shards)
     postings: list[Posting] = []
+    released: list[dict[str, Any]] = []
     total = granted = 0
     for merchant_id, concessions in rows:
         fen = payout(
@@ -242,9 +243,11 @@ async def merchant_batch(
             continue
         await credit_merchant(session, merchant_id, target, 0, fen)
         postings.append((journal.merchant_settlement(merchant_id), FEN, fen))
+        released.append(statements.released(merchant_id, release.release_date, now, 0, fen))
         total += fen
         granted += 1
     if postings:
+        await session.execute(insert(MerchantRelease), released)
         postings.append((journal.POOL, FEN, -total))
         await journal.post(
             session,

@@ -13,7 +13,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import (
@@ -23,6 +23,7 @@ from ledger import (
     release_dates,
     release_expiry,
     release_grants,
+    statements,
 )
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
@@ -30,7 +31,7 @@ from ledger.journal import FEN, POINTS, Posting
 from ledger.models import ReleaseOut
 from ledger.money import Price, release_grant
 from ledger.purchases import current_price
-from ledger.schema import MerchantBalance, Release, Shard
+from ledger.schema import MerchantBalance, MerchantRelease, Release, Shard
 
 
 async def _start(ctx: Ctx, day: dt.date) -> Release:
@@ -187,13 +188,20 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
         for merchant_id, _shard, points in rows:
             holdings[merchant_id] += points
         target = journal.pick_shard(ctx.rules.shards)
+        now = ctx.now()
         postings: list[Posting] = []
         burned_total = fen_total = 0
         kept: list[dict[str, int]] = []
+        released: list[dict[str, Any]] = []
         for merchant_id, points in holdings.items():
             grant = release_grant(points, release.fraction_bp, price)
             if grant is None:
                 continue
+            released.append(
+                statements.released(
+                    merchant_id, day, now, grant.points_burned, grant.vouchers_fen
+                )
+            )
             kept.append(
                 {
                     "m": merchant_id,
@@ -221,6 +229,7 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
                 .execution_options(synchronize_session=False)
             )
             await session.execute(_keep_merchant(session), kept)
+            await session.execute(insert(MerchantRelease), released)
         if postings:
             postings += [(journal.ISSUANCE, POINTS, burned_total), (journal.POOL, FEN, -fen_total)]
             await journal.post(
@@ -229,7 +238,7 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
                 kind="release",
                 ref=f"release:{day.isoformat()}:merchants:{ids[0]}-{ids[-1]}",
                 postings=postings,
-                now=ctx.now(),
+                now=now,
             )
         release.merchant_cursor = ids[-1]
         release.merchants_granted += granted

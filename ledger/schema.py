@@ -189,7 +189,7 @@ class Purchase(Base):
     __tablename__ = "purchases"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
     member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     concession_fen: Mapped[int] = mapped_column(BigInteger)
@@ -199,6 +199,16 @@ class Purchase(Base):
     price_points: Mapped[int] = mapped_column(BigInteger)
     green_tags: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    # Covering for a merchant's statement (ledger/statements.py): a month of its purchases is
+    # summed from this index alone; it replaces the plain merchant_id index (0008_payouts), so a
+    # purchase still writes one index for its merchant.
+    __table_args__ = (
+        Index(
+            "ix_purchases_merchant_created", "merchant_id", "created_at", "concession_fen",
+            "amount_fen",
+        ),
+    )
 
 
 class VoucherLot(Base):
@@ -334,7 +344,13 @@ class Redemption(Base):
     staff: Mapped[str | None] = mapped_column(String(170))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
-    __table_args__ = (Index("ix_redemptions_merchant_created", "merchant_id", "created_at"),)
+    # Covering (0008_payouts): a statement's vouchers line and /today sum from the index alone.
+    __table_args__ = (
+        Index(
+            "ix_redemptions_merchant_created", "merchant_id", "created_at", "vouchers_applied_fen",
+            "bill_fen", "paid_fen",
+        ),
+    )
 
 
 class RedemptionLot(Base):
@@ -357,6 +373,49 @@ class RedemptionUndo(Base):
     undone_at: Mapped[dt.datetime] = mapped_column(DateTime)
     undone_by: Mapped[str] = mapped_column(String(200))
     response: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_redemption_undos_undone_at", "undone_at"),)
+
+
+class MerchantRelease(Base):
+    """What one day's release turned of a merchant's points into settlement (fen), and when its
+    journal entry was posted: the statement's "points released" line, one row per merchant and
+    release day (a release entry carries a whole batch of merchants, too big to read per
+    statement). Written in the same transaction as the entry (ledger/releases.py)."""
+
+    __tablename__ = "merchant_releases"
+
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    release_date: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    points: Mapped[int] = mapped_column(BigInteger)
+    fen: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_merchant_releases_merchant_created", "merchant_id", "created_at"),)
+
+
+class Payout(Base):
+    """An admin's record that a merchant's settlement was paid (结算) through ``through`` (naive
+    UTC, the end of the local ``period``): ``amount_fen`` is what was due for everything dated
+    from ``covers_from`` (the previous payout's ``through``; None: the merchant's first line)
+    up to ``through``; positive when the alliance paid the merchant, negative when the merchant
+    paid the alliance. Journaled as ``payout:<id>`` (ledger/payouts.py)."""
+
+    __tablename__ = "payouts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    period: Mapped[str] = mapped_column(String(10))
+    covers_from: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    through: Mapped[dt.datetime] = mapped_column(DateTime)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    reference: Mapped[str] = mapped_column(String(100), server_default="")
+
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "through", name="uq_payouts_merchant_through"),
+    )
 
 
 class Event(Base):

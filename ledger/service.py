@@ -18,12 +18,14 @@ from ledger import (
     members,
     merchants,
     migrate,
+    payouts,
     previewed,
     purchases,
     redemptions,
     releases,
     staff,
     staff_access,
+    statements,
     stats,
     transparency,
     undo,
@@ -46,6 +48,8 @@ from ledger.models import (
     MerchantIn,
     MerchantOut,
     NearbyOut,
+    PayoutOut,
+    PayoutRequest,
     PreviewOut,
     PreviewRequest,
     PublicDay,
@@ -62,6 +66,7 @@ from ledger.models import (
     StaffMemberOut,
     StaffOut,
     StaffRole,
+    StatementOut,
     StatsOut,
     TodayOut,
     UndoOut,
@@ -210,6 +215,27 @@ class LedgerService:
         require(p, "redemptions.today")
         await self._acting_merchant(p, merchant_id, staff_identity)
         return await staff.today(self.ctx, merchant_id, day)
+
+    async def statement(
+        self,
+        p: Principal,
+        merchant_id: int,
+        first: dt.date,
+        last: dt.date,
+        staff_identity: Identity | None = None,
+        label: str | None = None,
+    ) -> StatementOut:
+        """A merchant's statement for local days ``first``..``last`` (ledger/statements.py):
+        its own key, an admin, or the bot for one of its owners (cashiers are refused with
+        ``not_owner``)."""
+        require(p, "merchants.statement")
+        await self._acting(p, merchant_id, staff_identity, owner=True)
+        return await statements.statement(self.ctx, merchant_id, first, last, label)
+
+    async def payout(self, p: Principal, merchant_id: int, req: PayoutRequest) -> PayoutOut:
+        """Record the payout of a merchant's settlement through a period (admins; issue 11)."""
+        require(p, "merchants.payout")
+        return await payouts.pay(self.ctx, merchant_id, req, p.label)
 
     # merchants
     async def nearby(

@@ -34,6 +34,9 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "merchants.get": ("GET", "/v1/merchants/{merchant_id}", True),
     "merchants.create": ("POST", "/v1/merchants", False),
     "merchants.today": ("GET", "/v1/merchants/{merchant_id}/today", True),
+    "merchants.statement": ("GET", "/v1/merchants/{merchant_id}/statement", True),
+    # Keyed by its idempotency key, and the same period again answers with its payout.
+    "merchants.payout": ("POST", "/v1/merchants/{merchant_id}/payouts", True),
     "events.read": ("GET", "/v1/events", True),
     "releases.run": ("POST", "/v1/releases", True),
     "staff.invite": ("POST", "/v1/staff-invites", False),
@@ -225,6 +228,70 @@ class LedgerClient(abc.ABC):
             "staff_external_id": staff[1] if staff else None,
         }
         return await self._do(m.Today, "merchants.today", {"merchant_id": merchant_id}, query)
+
+    def _statement_query(
+        self,
+        period: str | None,
+        first: dt.date | None,
+        last: dt.date | None,
+        staff: Staff | None,
+        form: str,
+    ) -> dict[str, Any]:
+        return {
+            "period": period,
+            "from": first.isoformat() if first else None,
+            "to": last.isoformat() if last else None,
+            "format": form if form != "json" else None,
+            "staff_channel": staff[0] if staff else None,
+            "staff_external_id": staff[1] if staff else None,
+        }
+
+    async def statement(
+        self,
+        merchant_id: int,
+        period: str | None = None,
+        *,
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+        staff: Staff | None = None,
+    ) -> m.Statement:
+        """A merchant's statement: ``period`` (``2026-11``, ``2026-11-05``) or local days
+        ``first``..``last``; neither: this month so far. The bot names the owner it acts for
+        (a cashier is refused with ``NotOwner``)."""
+        query = self._statement_query(period, first, last, staff, "json")
+        return await self._do(m.Statement, "merchants.statement", {"merchant_id": merchant_id},
+                              query)
+
+    async def statement_csv(
+        self,
+        merchant_id: int,
+        period: str | None = None,
+        *,
+        first: dt.date | None = None,
+        last: dt.date | None = None,
+        staff: Staff | None = None,
+    ) -> str:
+        """The same statement as the ledger's CSV text (UTF-8, no BOM)."""
+        query = self._statement_query(period, first, last, staff, "csv")
+        status, payload = await self._call(
+            "merchants.statement", {"merchant_id": merchant_id}, _clean(query), None
+        )
+        if status >= 400:
+            raise from_response(status, payload)
+        if not isinstance(payload, str):
+            raise from_response(500, {"error": {"code": "internal", "message": "not CSV"}})
+        return payload
+
+    async def payout(
+        self, merchant_id: int, period: str, idempotency_key: str, reference: str = ""
+    ) -> m.Payout:
+        """Record the payout of the merchant's settlement through ``period`` (admins); the
+        same key or the same period again answers with the first payout. Raises
+        ``PayoutRefused`` (``period_not_over``, ``paid_through_later``)."""
+        body = {"period": period, "idempotency_key": idempotency_key, "reference": reference}
+        return await self._do(
+            m.Payout, "merchants.payout", {"merchant_id": merchant_id}, body=body
+        )
 
     # merchants
     async def nearby(

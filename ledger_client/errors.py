@@ -121,6 +121,17 @@ class UndoRefused(LedgerClientError):
         return str(self.details.get("reason", ""))
 
 
+class PayoutRefused(LedgerClientError):
+    """The ledger will not record this payout; ``reason``: ``period_not_over`` or
+    ``paid_through_later``."""
+
+    code = "payout_refused"
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", ""))
+
+
 class InsiderRefused(LedgerClientError):
     """The member is staff of this merchant: no redeeming their own code, no earning there."""
 
@@ -182,6 +193,7 @@ _ALL: list[type[LedgerClientError]] = [
     IdentityInUse,
     Unavailable,
     InternalError,
+    PayoutRefused,
 ]
 BY_CODE: dict[str, type[LedgerClientError]] = {cls.code: cls for cls in _ALL}
 

@@ -78,9 +78,12 @@ class HttpLedgerClient(LedgerClient):
                 ) as response:
                     status = response.status
                     raw = await response.read()
+                    csv = response.content_type == "text/csv"
                 if status in RETRY_STATUSES and attempt + 1 < attempts:
                     last = Unavailable(f"ledger answered {status}", status)
                     continue
+                if csv and status < 400:
+                    return status, raw.decode("utf-8")
                 try:
                     return status, json.loads(raw) if raw else {}
                 except ValueError:

@@ -230,6 +230,55 @@ class Today(Model):
     paid_fen: int
 
 
+class StatementLine(Model):
+    """One kind of movement on one local day (``date`` None in the totals): ``credit_fen`` owed
+    to the merchant, ``debit_fen`` owed by it."""
+
+    date: dt.date | None = None
+    kind: str
+    count: int
+    amount_fen: int = 0
+    points: int = 0
+    credit_fen: int = 0
+    debit_fen: int = 0
+
+
+class Payout(Model):
+    """A recorded payout; ``amount_fen`` positive when the alliance paid the merchant."""
+
+    payout_id: int
+    merchant_id: int
+    period: str
+    covers_from: dt.datetime | None
+    through: dt.datetime
+    amount_fen: int
+    paid_at: dt.datetime
+    paid_by: str
+    reference: str
+
+
+class Statement(Model):
+    """A merchant's statement (对账单); due amounts positive when owed to the merchant."""
+
+    merchant_id: int
+    merchant_name: str
+    period: str
+    from_date: dt.date
+    to_date: dt.date
+    opening_due_fen: int
+    lines: list[StatementLine]
+    totals: list[StatementLine]
+    credit_fen: int
+    debit_fen: int
+    net_fen: int
+    paid_fen: int
+    closing_due_fen: int
+    status: str
+    payouts: list[Payout]
+    paid_by: Payout | None
+    as_of: dt.datetime
+
+
 class Stats(Model):
     members: int
     active_7d: int

@@ -38,6 +38,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "setWebhook": ("url",),
     "sendMessage": ("chat_id", "text"),
     "sendPhoto": ("chat_id", "photo"),
+    "sendDocument": ("chat_id", "document"),
     "sendVenue": ("chat_id", "latitude", "longitude", "title", "address"),
     "sendLocation": ("chat_id", "latitude", "longitude"),
     "sendChatAction": ("chat_id", "action"),
@@ -51,7 +52,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "deleteMyCommands": (),
     "getFile": ("file_id",),
 }
-SENDS = {"sendMessage", "sendPhoto", "sendVenue", "sendLocation"}
+SENDS = {"sendMessage", "sendPhoto", "sendDocument", "sendVenue", "sendLocation"}
 # Telegram's limits on what a bot sends, checked only in ``strict`` mode (characters counted as
 # code points, as the Bot API documentation states them).
 TEXT_MAX = 4096

@@ -220,7 +220,7 @@ async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness:
     assert (got["Customer"], got["Bill"], got["Vouchers applied"], got["Customer paid"]) == (
         MASKED, "CN¥88.50", "CN¥17.70", "CN¥70.80"
     )
-    assert receipt.buttons == []
+    assert [label for label, _ in receipt.buttons] == ["↩ Undo"]  # issue 11: undo from here
     after = await h.ledger_as("admin").balance(member_id)
     assert after.vouchers_fen == before.vouchers_fen - 1770
     assert after.points == before.points + expected.points_to_earn

@@ -6,6 +6,7 @@ nothing. The expected answer comes from docs/roles.md (tests/roles_matrix.py), w
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import aiohttp
@@ -79,6 +80,11 @@ async def request_for(
         "redemptions.undo": {"merchant_id": shop, **staff},
         "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
         "transparency.publish": {"date": service.ctx.today().isoformat()},
+        # Yesterday has ended; paying it again (another key) answers with its payout.
+        "merchants.payout": {
+            "period": (service.ctx.today() - dt.timedelta(days=1)).isoformat(),
+            "idempotency_key": f"roles-pay-{n:04d}",
+        },
         "staff.redeem_invite": {
             "code": (await service.create_staff_invite(SYSTEM, shop)).code,
             "channel": "telegram",
@@ -88,6 +94,9 @@ async def request_for(
     queries: dict[str, dict[str, str]] = {
         "merchants.nearby": {"lat": "30.2341", "lon": "119.7239"},
         "merchants.today": (
+            {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
+        ),
+        "merchants.statement": (
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.list": (

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import datetime as dt
 import json
 import os
 import random
@@ -359,8 +360,12 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         query.update(lat=30.2341, lon=119.7239)
     if "channel" in query:
         query.update(STAFF)
-    if role == "bot" and (case.path.endswith("/today") or case.path.endswith("/staff")):
+    if role == "bot" and case.path.endswith(("/today", "/staff", "/statement")):
         query.update(staff_channel=STAFF["channel"], staff_external_id=STAFF["external_id"])
+    if case.path.endswith("/statement"):  # this month so far, or a month that has ended
+        for name in ("from", "to"):
+            query.pop(name, None)
+        query["period"] = rng.choice(["2026-10", dt.date.today().strftime("%Y-%m")])
     if query != (case.query or {}):
         case.query = query
     if isinstance(case.body, dict):
@@ -379,6 +384,8 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
             body.update(_previewed(world, role, body))
         if case.path.endswith("/staff/revoke"):
             body.update(rng.choice(CASHIERS))
+        if case.path.endswith("/payouts"):  # a day that has ended (paid again: its payout)
+            body["period"] = (dt.date.today() - dt.timedelta(days=rng.randint(1, 3))).isoformat()
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
                               or case.path.endswith("/undo")
                               or case.path == "/v1/staff-invites"):

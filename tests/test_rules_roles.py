@@ -55,7 +55,7 @@ async def _request(
         body = {"code": code, "merchant_id": target, "bill_fen": 5_000, **named}
         if path == "/v1/redemptions":  # the figures read out: no vouchers in this world
             body.update(idempotency_key=f"acting-r-{n}", vouchers_applied_fen=0, pay_fen=5_000)
-    elif path.endswith("/today"):
+    elif path.endswith(("/today", "/statement")):
         if staff:
             query = {"staff_channel": staff[0], "staff_external_id": staff[1]}
     elif path == "/v1/staff-invites":

@@ -36,6 +36,7 @@ class Capabilities:
     text_unit: TextUnit
     caption_limit: int = 0
     choice_label_limit: int = 64
+    documents: bool = False  # files (a statement's CSV) can be sent
 
 
 TELEGRAM = Capabilities(
@@ -47,6 +48,7 @@ TELEGRAM = Capabilities(
     text_limit=4096,
     text_unit="chars",
     caption_limit=1024,
+    documents=True,
 )
 """Bot API limits: 4,096-character texts, 1,024-character captions."""
 
@@ -73,6 +75,7 @@ CONSOLE = Capabilities(
     text_limit=4096,
     text_unit="chars",
     caption_limit=1024,
+    documents=True,
 )
 """The terminal demo shows what Telegram would; an edit is printed again, marked "(edited)"."""
 

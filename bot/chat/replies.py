@@ -72,6 +72,18 @@ class Picture:
 
 
 @dataclass(frozen=True, slots=True)
+class Document:
+    """A file to keep (an owner's statement as CSV, issue 11): ``data`` named ``filename``,
+    ``caption`` under it where the platform allows. A channel that cannot send files
+    (``Capabilities.documents`` false: WeChat) sends ``alt_text`` as text instead."""
+
+    data: bytes = field(repr=False)
+    filename: str
+    caption: str | None = None
+    alt_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Place:
     """A merchant on a map: WGS-84 degrees. Telegram sends a venue; others send a map link or
     the name and address as text."""
@@ -110,6 +122,8 @@ NOTICE_KINDS = frozenset(
         "voucher.redeemed",
         "redemption.receipt",
         "announcement",
+        "voucher.redemption_undone",
+        "staff.revoked",
     }
 )
 """The kinds a channel must be able to render; the first four are the ledger's event kinds."""
@@ -135,5 +149,5 @@ class Notice:
             raise ValueError(f"unknown notice kind: {self.kind!r}")
 
 
-Reply = TextReply | Picture | Place | AskLocation | Toast
+Reply = TextReply | Picture | Document | Place | AskLocation | Toast
 """What a feature returns to the person it is answering (a ``Notice`` goes to the outbox)."""

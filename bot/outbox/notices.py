@@ -21,6 +21,8 @@ POINTS_EARNED = "points.earned"
 VOUCHER_GRANTED = "voucher.granted"
 VOUCHER_REDEEMED = "voucher.redeemed"
 VOUCHER_EXPIRING = "voucher.expiring"
+REDEMPTION_UNDONE = "voucher.redemption_undone"
+STAFF_REVOKED = "staff.revoked"  # said by the bot itself when an owner revokes a cashier
 
 
 def _int(payload: Mapping[str, Any], key: str) -> int:
@@ -122,6 +124,41 @@ def voucher_expiring(t: Translator, payload: Mapping[str, Any]) -> str | None:
     )
 
 
+def redemption_undone(t: Translator, payload: Mapping[str, Any]) -> str | None:
+    """The customer's side of an undo (issue 11): vouchers back (with their old expiry), the
+    points earned on the bill taken back."""
+    vouchers = _int(payload, "vouchers_fen")
+    points = -_int(payload, "points")  # the event carries the points taken back as negative
+    lines = [
+        t._("{merchant} undid your payment of {bill}.").format(
+            merchant=_merchant(t, payload), bill=formatting.money(t, _int(payload, "bill_fen"))
+        )
+    ]
+    if vouchers > 0:
+        lines.append(
+            t._("Your {amount} of vouchers are back, with their original expiry.").format(
+                amount=formatting.money(t, vouchers)
+            )
+        )
+    if points > 0:
+        lines.append(
+            t.ngettext(
+                "The {points} point earned on it was taken back.",
+                "The {points} points earned on it were taken back.",
+                points,
+            ).format(points=formatting.number(t, points))
+        )
+    return "\n".join(lines)
+
+
+def staff_revoked(t: Translator, payload: Mapping[str, Any]) -> str | None:
+    """A cashier told their staff access ended (a bot notice, not a ledger event)."""
+    return t._(
+        "Your staff access to {merchant} was revoked, so I cannot do this for it. Nothing was "
+        "done. Ask the shop's owner if this is a mistake."
+    ).format(merchant=_merchant(t, payload))
+
+
 Renderer = Callable[[Translator, Mapping[str, Any]], "str | None"]
 
 RENDERERS: dict[str, Renderer] = {
@@ -129,6 +166,8 @@ RENDERERS: dict[str, Renderer] = {
     VOUCHER_GRANTED: voucher_granted,
     VOUCHER_REDEEMED: voucher_redeemed,
     VOUCHER_EXPIRING: voucher_expiring,
+    REDEMPTION_UNDONE: redemption_undone,
+    STAFF_REVOKED: staff_revoked,
 }
 
 

@@ -137,6 +137,8 @@ def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
             else await service.keys.authenticate(_bearer(request), request.remote)
         )
         query = wire.check_query(_query_items(request))
+        if op.csv is not None and "format" not in query and _wants_csv(request):
+            query["format"] = "csv"
         body: bytes | None = None
         if op.body is not None:
             body = await request.read()
@@ -148,9 +150,23 @@ def _route(op: Operation) -> Callable[[web.Request], Awaitable[web.Response]]:
         observability.REQUESTS.labels(op.name, str(status)).inc()
         if status >= 500:
             log.warning("%s failed: %s request_id=%s", op.name, payload, request[REQUEST_ID])
+        if isinstance(payload, str):
+            return web.Response(
+                status=status,
+                text=payload,
+                content_type="text/csv",
+                charset="utf-8",
+                headers={"X-Request-Id": request[REQUEST_ID]},
+            )
         return _json(status, payload, request[REQUEST_ID])
 
     return handle
+
+
+def _wants_csv(request: web.Request) -> bool:
+    """``Accept: text/csv`` (alone or preferred to JSON) asks for a CSV answer."""
+    accept = request.headers.get("Accept", "").lower()
+    return "text/csv" in accept and "application/json" not in accept
 
 
 async def _health(request: web.Request) -> web.Response:

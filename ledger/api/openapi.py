@@ -70,12 +70,12 @@ def document() -> dict[str, Any]:
             }
             for name in op.path_params
         ] + _query_parameters(op)
-        responses: dict[str, Any] = {
-            str(op.status): {
-                "description": "OK",
-                "content": {"application/json": {"schema": refs[(op.response, "serialization")]}},
-            }
+        content: dict[str, Any] = {
+            "application/json": {"schema": refs[(op.response, "serialization")]}
         }
+        if op.csv is not None:
+            content["text/csv"] = {"schema": {"type": "string"}}
+        responses: dict[str, Any] = {str(op.status): {"description": "OK", "content": content}}
         error_schema = refs[(ErrorOut, "serialization")]
         for status, text in _ERRORS.items():
             if op.public and status in ("401", "403"):

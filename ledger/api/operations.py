@@ -12,11 +12,12 @@ import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from ledger import models as m
+from ledger import statements
 from ledger.api import wire
 from ledger.errors import InvalidRequest, LedgerError
 from ledger.principal import Principal
@@ -88,6 +89,19 @@ class TodayQuery(Query):
     staff_external_id: m.ExternalId | None = None
 
 
+class StatementQuery(Query):
+    """``period`` (a month ``2026-11`` or a day), or ``from`` and ``to`` (local days, ``to``
+    defaulting to ``from``); none of them: this month so far. ``format=csv`` (or ``Accept:
+    text/csv``) answers the statement as CSV."""
+
+    period: m.Period | None = None
+    from_: Annotated[QueryDate | None, Field(alias="from")] = None
+    to: QueryDate | None = None
+    format: Literal["json", "csv"] = "json"
+    staff_channel: m.Channel | None = None
+    staff_external_id: m.ExternalId | None = None
+
+
 class StaffLookupOut(m.Out):
     staff: m.StaffOut | None
 
@@ -124,6 +138,8 @@ class Operation:
     query: type[Query] | None = None
     status: int = 200
     public: bool = False  # answered without an API key (the public record, issue 13)
+    # Answers ``format=csv`` (or ``Accept: text/csv``) with this text instead of JSON.
+    csv: Callable[[Any], str] | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -157,6 +173,23 @@ async def _today(s: LedgerService, p: Principal, a: Args) -> m.TodayOut:
         else None
     )
     return await s.today(p, a.path["merchant_id"], staff, q.date)
+
+
+async def _statement(s: LedgerService, p: Principal, a: Args) -> m.StatementOut:
+    q = a.query
+    if q.period is not None and (q.from_ is not None or q.to is not None):
+        raise InvalidRequest("give a period, or from and to, not both")
+    if q.period is not None:
+        first, last = statements.parse_period(q.period)
+        label: str | None = q.period
+    elif q.from_ is not None:
+        first, last, label = q.from_, q.to or q.from_, None
+    elif q.to is not None:
+        raise InvalidRequest("to needs from")
+    else:  # this month so far
+        last = s.ctx.today()
+        first, label = last.replace(day=1), None
+    return await s.statement(p, a.path["merchant_id"], first, last, _acting_staff(q), label)
 
 
 async def _nearby(s: LedgerService, p: Principal, a: Args) -> m.NearbyOut:
@@ -308,6 +341,31 @@ OPERATIONS: tuple[Operation, ...] = (
         m.TodayOut,
         _today,
         query=TodayQuery,
+    ),
+    Operation(
+        "merchants.statement",
+        "GET",
+        "/v1/merchants/{merchant_id}/statement",
+        "A merchant's statement (对账单) for local days: purchases and their concessions, "
+        "vouchers accepted, points released into settlement, undos, the net due either way, "
+        "carried forward until paid, and the payout status. JSON, or CSV with format=csv or "
+        "Accept: text/csv. Owners (through the bot), the merchant's key, admins.",
+        m.StatementOut,
+        _statement,
+        query=StatementQuery,
+        csv=statements.to_csv,
+    ),
+    Operation(
+        "merchants.payout",
+        "POST",
+        "/v1/merchants/{merchant_id}/payouts",
+        "Record that the merchant's settlement through the end of a period was paid (admins). "
+        "The amount is the ledger's; the same period again answers with its payout; 409 "
+        "payout_refused for a period not over or before a paid one.",
+        m.PayoutOut,
+        lambda s, p, a: s.payout(p, a.path["merchant_id"], a.body),
+        body=m.PayoutRequest,
+        status=201,
     ),
     Operation(
         "events.read",
@@ -464,14 +522,17 @@ async def invoke(
     path: Mapping[str, str] | None = None,
     query: Mapping[str, str] | None = None,
     body: bytes | None = None,
-) -> tuple[int, dict[str, Any]]:
-    """Run one operation from its wire form; answers (status, JSON body), errors included."""
+) -> tuple[int, Any]:
+    """Run one operation from its wire form; answers (status, JSON body), errors included;
+    the body is CSV text instead when the operation has a CSV form and ``format=csv`` asked."""
     op = BY_NAME[name]
     try:
         args = parse_args(op, path or {}, query or {}, body)
         result = await op.call(service, principal, args)
     except LedgerError as exc:
         return exc.status, exc.to_json()
+    if op.csv is not None and getattr(args.query, "format", "json") == "csv":
+        return op.status, op.csv(result)  # text: the HTTP layer sends it as text/csv
     return op.status, result.model_dump(mode="json")
 
 

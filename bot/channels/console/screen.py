@@ -19,6 +19,7 @@ from bot.chat.replies import (
     AskLocation,
     ChoiceButton,
     ChoiceRows,
+    Document,
     Picture,
     Place,
     Reply,
@@ -85,6 +86,13 @@ class Screen:
                 if reply.caption:  # no empty bubble under a picture without words
                     self._bot(reply.caption, edited=reply.replaces)
                 self._choices(reply.choices)
+            elif isinstance(reply, Document):
+                self.pictures.mkdir(parents=True, exist_ok=True)
+                path = self.pictures / reply.filename
+                path.write_bytes(reply.data)
+                if reply.caption:
+                    self._bot(reply.caption)
+                self.say(f"   (file saved to {path})")
             elif isinstance(reply, Place):
                 self.say(
                     f"🤖 📍 {reply.name} — {reply.address}\n   "

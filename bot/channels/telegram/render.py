@@ -15,6 +15,7 @@ from telegram import (
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     InputMediaPhoto,
     KeyboardButton,
     ReplyKeyboardMarkup,
@@ -25,6 +26,7 @@ from bot.chat.channel import TELEGRAM
 from bot.chat.replies import (
     AskLocation,
     ChoiceRows,
+    Document,
     Picture,
     Place,
     Reply,
@@ -120,6 +122,11 @@ async def render(
                 answered = True
         elif isinstance(reply, Picture):
             await _picture(bot, chat_id, reply, query)
+        elif isinstance(reply, Document):
+            caption = shorten(reply.caption, CAPS.caption_limit) if reply.caption else None
+            await bot.send_document(
+                chat_id, InputFile(reply.data, filename=reply.filename), caption=caption
+            )
         elif isinstance(reply, Place):
             await bot.send_venue(
                 chat_id,

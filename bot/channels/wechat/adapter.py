@@ -34,7 +34,16 @@ from bot.chat.events import (
     Text,
     Unfollow,
 )
-from bot.chat.replies import AskLocation, ChoiceRows, Picture, Place, Reply, TextReply, Toast
+from bot.chat.replies import (
+    AskLocation,
+    ChoiceRows,
+    Document,
+    Picture,
+    Place,
+    Reply,
+    TextReply,
+    Toast,
+)
 
 CHANNEL = "wechat"
 QR_PREFIX = "qrscene_"
@@ -157,6 +166,9 @@ async def render(replies: Sequence[Reply], upload: Upload) -> Rendered:
             words = reply.caption or reply.alt_text
             if words or reply.choices:
                 add_text(words or "", reply.choices)
+        elif isinstance(reply, Document):  # no files in a WeChat chat: its text instead
+            if reply.alt_text or reply.caption:
+                add_text(reply.alt_text or reply.caption or "")
         elif isinstance(reply, Place):
             name = clean_name(reply.name) or "·"
             link = f'<a href="{map_link(name, reply.lat, reply.lon)}">{name}</a>'

@@ -24,6 +24,9 @@ DEFAULT_KEYS: dict[str, dict[str, str]] = {
     "voucher.expiring": {"amount": "amount1", "expires_at": "time2"},
     "voucher.redeemed": {"merchant": "thing1", "amount": "amount2"},
     "redemption.receipt": {"merchant": "thing1", "amount": "amount2", "voucher": "amount3"},
+    # Issue 11: an undone payment (vouchers given back) and a cashier's access revoked.
+    "voucher.redemption_undone": {"merchant": "thing1", "amount": "amount2"},
+    "staff.revoked": {"merchant": "thing1"},
 }
 
 

@@ -21,6 +21,8 @@ NOTICE_TEMPLATES = {
     "voucher.expiring": "template_voucher_expiring",
     "voucher.redeemed": "template_voucher_redeemed",
     "redemption.receipt": "template_redemption_receipt",
+    "voucher.redemption_undone": "template_redemption_undone",  # issue 11
+    "staff.revoked": "template_staff_revoked",  # issue 11
 }
 
 
@@ -45,6 +47,8 @@ class WeChatSettings(BaseSettings):
     template_voucher_expiring: str | None = None
     template_voucher_redeemed: str | None = None
     template_redemption_receipt: str | None = None
+    template_redemption_undone: str | None = None
+    template_staff_revoked: str | None = None
 
     @field_validator("app_secret")
     @classmethod
