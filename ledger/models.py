@@ -102,6 +102,17 @@ class PurchaseRequest(Strict):
     staff: Identity | None = None
 
 
+class RefundRequest(Strict):
+    """Refund ``amount_fen`` of a purchase made at ``merchant_id`` (issue 11). Every field is
+    in the idempotency fingerprint: the same key with another amount or reason is a conflict."""
+
+    merchant_id: Id
+    amount_fen: Fen
+    reason: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
+    idempotency_key: IdempotencyKey
+    staff: Identity | None = None
+
+
 class PreviewRequest(Strict):
     code: Code
     merchant_id: Id
@@ -211,6 +222,9 @@ class BalanceOut(Out):
     member_id: int
     points: int
     points_value_fen: int
+    # Of ``points``, those still in their hold (issue 11): not in the daily release yet, taken
+    # back if their purchase is refunded.
+    pending_points: int = 0
     price: PriceOut
     vouchers_fen: int
     nearest_expiry: Timestamp | None
@@ -260,6 +274,24 @@ class RedemptionOut(Out):
     points_earned: int
     member_masked: str
     at: Timestamp
+
+
+class RefundOut(Out):
+    """A purchase refunded in part or in full: what this refund took back (fen, points) and
+    what of the purchase is left to refund."""
+
+    refund_id: int
+    purchase_id: int
+    merchant_id: int
+    member_id: int
+    amount_fen: int
+    concession_fen: int  # back to the merchant out of the pool
+    member_points: int  # taken back from the member
+    merchant_points: int  # taken back from the merchant
+    refunded_fen: int  # of the purchase, all refunds so far, this one included
+    refundable_fen: int  # of the purchase, still refundable
+    at: Timestamp
+    by: str
 
 
 class UndoOut(Out):

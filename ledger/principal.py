@@ -39,6 +39,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "members.balance": frozenset({"bot", "admin"}),
     "codes.issue": frozenset({"bot"}),
     "purchases.record": frozenset({"merchant", "bot"}),
+    # A merchant's own refunds (the bot for an owner it names), and the alliance's back office.
+    "purchases.refund": frozenset({"merchant", "bot", "admin"}),
     "redemptions.preview": frozenset({"merchant", "bot"}),
     "redemptions.redeem": frozenset({"merchant", "bot"}),
     "redemptions.today": frozenset({"merchant", "bot"}),

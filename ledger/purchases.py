@@ -271,7 +271,7 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             also=(
                 merchant_credit(merchant.id, shard, booked.split.merchant_points, 0),
                 *mint_lots.minting(
-                    req.member_id, booked.purchase_id, booked.split.member_points, price
+                    req.member_id, booked.purchase_id, booked.split.member_points, price, now
                 ),
                 event,
                 idempotency.completion(claimed, out.model_dump(mode="json")),

@@ -259,7 +259,9 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
             price=price,
             now=now,
         )
-        await mint_lots.record(session, member.id, booked.purchase_id, booked.split, price)
+        await mint_lots.record(
+            session, member.id, booked.purchase_id, booked.split, price, now
+        )
         redemption_id = await session.scalar(
             insert(Redemption)
             .values(

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import (
     exit_cap,
+    hold,
     journal,
     release_airdrop,
     release_dates,
@@ -90,6 +91,7 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
             price=Price(release.price_pool_fen, release.price_points),
             now=now,
             expires=expires,
+            cutoff=hold.release_cutoff(ctx.rules, release.started_at),
         )
         if batch is None:
             return False
@@ -123,6 +125,7 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
             now=now,
             expires=expires,
             shard=journal.pick_shard(ctx.rules.shards),
+            cutoff=hold.release_cutoff(ctx.rules, release.started_at),
         )
         release.member_cursor = batch.hi
     return True
@@ -186,12 +189,18 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
         holdings: dict[int, int] = defaultdict(int)
         for merchant_id, _shard, points in rows:
             holdings[merchant_id] += points
+        # Pending merchant points (ledger.hold) stay out of the release until their hold ends.
+        pending = await hold.merchants_pending(
+            session, list(ids), hold.release_cutoff(ctx.rules, release.started_at)
+        )
         target = journal.pick_shard(ctx.rules.shards)
         postings: list[Posting] = []
         burned_total = fen_total = 0
         kept: list[dict[str, int]] = []
         for merchant_id, points in holdings.items():
-            grant = release_grant(points, release.fraction_bp, price)
+            grant = release_grant(
+                max(points - pending.get(merchant_id, 0), 0), release.fraction_bp, price
+            )
             if grant is None:
                 continue
             kept.append(

@@ -171,8 +171,8 @@ class Purchase(Base):
     __tablename__ = "purchases"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     concession_fen: Mapped[int] = mapped_column(BigInteger)
     member_points: Mapped[int] = mapped_column(BigInteger)
@@ -180,6 +180,36 @@ class Purchase(Base):
     price_pool_fen: Mapped[int] = mapped_column(BigInteger)
     price_points: Mapped[int] = mapped_column(BigInteger)
     green_tags: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    __table_args__ = (
+        # The merchant's pending points and its days' volume (issue 11), by time.
+        Index("ix_purchases_merchant_created", "merchant_id", "created_at"),
+        # The per-day cap of a member at a merchant (issue 11); also every member_id lookup.
+        Index("ix_purchases_member_merchant", "member_id", "merchant_id", "created_at"),
+    )
+
+
+class PurchaseRefund(Base):
+    """A purchase refunded in full or in part (issue 11): what was given back, booked by its own
+    journal entry (``kind`` "refund", ref ``refund:<id>``); the purchase row stays as booked.
+
+    The figures taken back are cumulative differences (``ledger.refunds``), so refunds in any
+    steps take back what one refund of their sum would.
+    """
+
+    __tablename__ = "purchase_refunds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    concession_fen: Mapped[int] = mapped_column(BigInteger)
+    member_points: Mapped[int] = mapped_column(BigInteger)
+    merchant_points: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    refunded_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
@@ -265,9 +295,12 @@ class MintLot(Base):
     capped_on: Mapped[dt.date | None] = mapped_column(Date)
     capped_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
     capped_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # When the purchase minted it (issue 11): pending until ``Rules.points_hold_days`` after.
+    minted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_mint_lots_member_id", "member_id", "id"),
+        Index("ix_mint_lots_member_minted", "member_id", "minted_at"),
         Index(
             "ix_mint_lots_capped",
             "member_id",

@@ -21,6 +21,7 @@ from ledger import (
     previewed,
     purchases,
     redemptions,
+    refunds,
     releases,
     staff,
     staff_access,
@@ -53,6 +54,8 @@ from ledger.models import (
     RedeemInviteRequest,
     RedeemRequest,
     RedemptionOut,
+    RefundOut,
+    RefundRequest,
     ReleaseOut,
     ResolveMemberRequest,
     RevokeStaffRequest,
@@ -158,6 +161,17 @@ class LedgerService:
         self._check_amount(req.amount_fen)
         await self._acting_merchant(p, req.merchant_id, req.staff)
         return await purchases.record(self.ctx, req, scope=f"purchase:m{req.merchant_id}")
+
+    async def refund_purchase(
+        self, p: Principal, purchase_id: int, req: RefundRequest
+    ) -> RefundOut:
+        """Refund part or all of a purchase inside its hold (ledger/refunds.py): the merchant's
+        own key, an admin, or the bot for an owner of the merchant it names. Raises NotFound,
+        RefundRefused (409, with the reason) and IdempotencyConflict."""
+        require(p, "purchases.refund")
+        self._check_amount(req.amount_fen)
+        by = await self._acting(p, req.merchant_id, req.staff, owner=True)
+        return await refunds.refund(self.ctx, purchase_id, req, by)
 
     async def issue_code(self, p: Principal, member_id: int) -> CodeOut:
         require(p, "codes.issue")

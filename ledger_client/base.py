@@ -29,6 +29,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "redemptions.preview": ("POST", "/v1/redemptions/preview", True),
     "redemptions.redeem": ("POST", "/v1/redemptions", True),
     "redemptions.undo": ("POST", "/v1/redemptions/{redemption_id}/undo", True),
+    "purchases.refund": ("POST", "/v1/purchases/{purchase_id}/refunds", True),  # keyed
     "merchants.nearby": ("GET", "/v1/merchants/nearby", True),
     "merchants.get": ("GET", "/v1/merchants/{merchant_id}", True),
     "merchants.create": ("POST", "/v1/merchants", False),
@@ -200,6 +201,26 @@ class LedgerClient(abc.ABC):
             {"redemption_id": redemption_id},
             body={"merchant_id": merchant_id, **_staff(staff)},
         )
+
+    async def refund_purchase(
+        self,
+        purchase_id: int,
+        merchant_id: int,
+        amount_fen: int,
+        idempotency_key: str,
+        reason: str = "",
+        staff: Staff | None = None,
+    ) -> m.Refund:
+        """Refund ``amount_fen`` of a purchase inside its hold; the same key answers the first
+        refund. Raises ``RefundRefused`` (``reason``: refund_after_hold, over_refund, …)."""
+        body = {
+            "merchant_id": merchant_id,
+            "amount_fen": amount_fen,
+            "reason": reason,
+            "idempotency_key": idempotency_key,
+            **_staff(staff),
+        }
+        return await self._do(m.Refund, "purchases.refund", {"purchase_id": purchase_id}, body=body)
 
     async def today(
         self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None

@@ -121,6 +121,23 @@ class UndoRefused(LedgerClientError):
         return str(self.details.get("reason", ""))
 
 
+class RefundRefused(LedgerClientError):
+    """The purchase cannot be refunded; ``reason`` says why (refund_after_hold, over_refund,
+    redemption_undone, points_already_used)."""
+
+    code = "refund_refused"
+
+    @property
+    def reason(self) -> str:
+        return str(self.details.get("reason", ""))
+
+
+class PurchaseCapReached(LedgerClientError):
+    """The member reached the day's purchases at this merchant."""
+
+    code = "purchase_cap_reached"
+
+
 class InsiderRefused(LedgerClientError):
     """The member is staff of this merchant: no redeeming their own code, no earning there."""
 
@@ -169,6 +186,8 @@ _ALL: list[type[LedgerClientError]] = [
     NotOwner,
     StaffNotFound,
     UndoRefused,
+    RefundRefused,
+    PurchaseCapReached,
     InsiderRefused,
     IdempotencyConflict,
     Throttled,

@@ -236,6 +236,19 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation(
+        "purchases.refund",
+        "POST",
+        "/v1/purchases/{purchase_id}/refunds",
+        "Refund part or all of a purchase inside its points' hold: the concession back out of "
+        "the pool, the points minted on the refunded part taken back (floor rule, "
+        "ledger/refunds.py). 409 refund_refused with details.reason refund_after_hold, "
+        "over_refund, redemption_undone or points_already_used.",
+        m.RefundOut,
+        lambda s, p, a: s.refund_purchase(p, a.path["purchase_id"], a.body),
+        body=m.RefundRequest,
+        status=201,
+    ),
+    Operation(
         "redemptions.preview",
         "POST",
         "/v1/redemptions/preview",
