@@ -258,9 +258,13 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
             print(f"FAIL: {problem}", file=sys.stderr)
         return 1
     elif args.command == "backup":
-        from ledger.backup import backup
+        from ledger.backup import BackupRefused, backup
 
-        await backup(ctx.db, args.target)
+        try:
+            await backup(ctx.db, args.target)
+        except BackupRefused as exc:
+            print(f"backup refused: {exc}", file=sys.stderr)
+            return 2
         _print(f"backup written to {args.target}")
     return 0
 
