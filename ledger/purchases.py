@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.sql.expression import Executable
 
-from ledger import events, idempotency, insider, journal, merchants, mint_lots
+from ledger import events, idempotency, insider, journal, merchants, mint_lots, purchase_cap
 from ledger.context import Ctx
 from ledger.db import Bound, Conn, Statement, column_params, dialect_insert, dialect_name
 from ledger.errors import MemberNotFound
@@ -71,7 +71,10 @@ def _credit_merchant(dialect: str) -> Any:
 _CREDIT_MERCHANT = Statement(_credit_merchant)
 # A purchase's claim also reads the point price and the merchant's terms: one round trip.
 _CLAIM = idempotency.Claimer(
-    *journal.totals_subqueries(), *merchants.terms_subqueries(), insider.insider_subquery()
+    *journal.totals_subqueries(),
+    *merchants.terms_subqueries(),
+    insider.insider_subquery(),
+    *purchase_cap.subqueries(),
 )
 _RECORD = Statement(insert(_purchases).values(column_params(_purchases)).returning(_purchases.c.id))
 
@@ -219,6 +222,7 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
 
     async def work(session: Conn) -> PurchaseOut:
         now = ctx.now()
+        day_start, day_end = ctx.day_bounds(ctx.today())
         claimed = await _CLAIM.claim(
             session,
             scope,
@@ -227,13 +231,18 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             now,
             merchant_id=req.merchant_id,
             member_id=req.member_id,
+            day_start=day_start,
+            day_end=day_end,
         )
         if claimed.replay is not None:
             return PurchaseOut.model_validate(claimed.replay)
-        pool, points, *terms, insiders = claimed.also
+        pool, points, *terms, insiders, today_count, today_fen = claimed.also
         merchant = merchants.terms_from(req.merchant_id, terms)
         if ctx.rules.insider_limits:
             insider.refuse_if(int(insiders or 0), req.merchant_id)
+        purchase_cap.refuse_if(
+            ctx.rules, int(today_count or 0), int(today_fen or 0), req.amount_fen, merchant.id
+        )
         price = Price(int(pool), int(points))
         shard = journal.pick_shard(ctx.rules.shards)
         booked, head = await _book_locked(session, ctx, merchant, req, price, shard, now)

@@ -23,6 +23,7 @@ from ledger import (
     merchants,
     mint_lots,
     previewed,
+    purchase_cap,
     throttle,
 )
 from ledger.context import Ctx
@@ -227,6 +228,14 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
                 ctx.rules,
             )
             previewed.check_unchanged(req, applied, fresh.member_points)
+        await purchase_cap.check(
+            session,
+            ctx.rules,
+            ctx.day_bounds(ctx.today()),
+            member.id,
+            merchant.id,
+            req.bill_fen - applied,
+        )
         before = {lot.id: lot.remaining_fen for lot in lots}
         spent = _spend_lots(lots, applied)
         for lot_id, remaining in spent:
