@@ -409,6 +409,24 @@ class StatsOut(Out):
     price: PriceOut
 
 
+class UnusualMerchant(Out):
+    """A merchant whose day's purchase volume (fen) is far above its own usual (issue 11)."""
+
+    merchant_id: int
+    name: str
+    day_fen: int
+    day_count: int
+    median_fen: int  # of its trailing days' volumes (days without purchases count 0), floored
+
+
+class UnusualVolumeOut(Out):
+    date: dt.date
+    multiple_bp: int  # flagged above this many 1/10,000 of the median
+    floor_fen: int  # and above this many fen
+    days: int  # trailing days the median is over
+    merchants: list[UnusualMerchant]
+
+
 class ImportReport(Out):
     imported: int
     skipped: list[tuple[int, str]]

@@ -56,6 +56,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "staff.lookup": frozenset({"bot", "admin"}),
     "stats.read": frozenset({"bot", "admin"}),
     "keys.revoke": frozenset({"admin"}),
+    # Unusual purchase volume (issue 11): the back office, and the bot for its admins.
+    "alerts.unusual_volume": frozenset({"bot", "admin"}),
     "transparency.pool": frozenset({"public", "bot", "merchant", "admin"}),
     "transparency.publish": frozenset({"admin"}),
     # The bot asks on behalf of the admins it knows (GREENPOINTS_ADMIN_IDS), as for stats.

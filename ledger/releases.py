@@ -24,6 +24,7 @@ from ledger import (
     release_dates,
     release_expiry,
     release_grants,
+    unusual,
 )
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
@@ -307,6 +308,8 @@ async def run(ctx: Ctx, day: dt.date | None = None) -> ReleaseOut:
         if release.state != "done":
             release.state = "done"
             release.finished_at = ctx.now()
+            # The admins' daily alert (issue 11): the last whole local day's unusual volume.
+            await unusual.announce(session, ctx, day - dt.timedelta(days=1), ctx.now())
     return ReleaseOut(
         date=day,
         state=release.state,

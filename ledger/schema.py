@@ -187,6 +187,8 @@ class Purchase(Base):
         Index("ix_purchases_merchant_created", "merchant_id", "created_at"),
         # The per-day cap of a member at a merchant (issue 11); also every member_id lookup.
         Index("ix_purchases_member_merchant", "member_id", "merchant_id", "created_at"),
+        # A day's purchases of every merchant (unusual volume, issue 11).
+        Index("ix_purchases_created_at", "created_at"),
     )
 
 

@@ -28,6 +28,7 @@ from ledger import (
     stats,
     transparency,
     undo,
+    unusual,
 )
 from ledger.context import Ctx
 from ledger.db import Database
@@ -67,6 +68,7 @@ from ledger.models import (
     TodayOut,
     UndoOut,
     UndoRedemptionRequest,
+    UnusualVolumeOut,
     UpdateMemberRequest,
 )
 from ledger.principal import Principal, require, require_own_merchant
@@ -336,6 +338,12 @@ class LedgerService:
         """Revoke key ``key_id`` at once in every ledger process (issue 11). Raises NotFound."""
         require(p, "keys.revoke")
         return await apikeys.revoke(self.ctx, key_id)
+
+    async def unusual_volume(self, p: Principal, day: dt.date | None = None) -> UnusualVolumeOut:
+        """Merchants whose purchase volume on local ``day`` (default: yesterday) was far above
+        their own usual (ledger/unusual.py)."""
+        require(p, "alerts.unusual_volume")
+        return await unusual.unusual_volume(self.ctx, day)
 
     async def stats(self, p: Principal) -> StatsOut:
         require(p, "stats.read")

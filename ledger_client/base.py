@@ -42,6 +42,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.list": ("GET", "/v1/merchants/{merchant_id}/staff", True),
     "staff.revoke": ("POST", "/v1/merchants/{merchant_id}/staff/revoke", True),
     "stats.read": ("GET", "/v1/stats", True),
+    "alerts.unusual_volume": ("GET", "/v1/alerts/unusual-volume", True),
     "keys.revoke": ("DELETE", "/v1/api-keys/{key_id}", True),  # revoking twice changes nothing
     "transparency.pool": ("GET", "/v1/public/pool", True),
     "circle.read": ("GET", "/v1/circle", True),
@@ -315,6 +316,11 @@ class LedgerClient(abc.ABC):
         return await self._do(
             m.ReleaseResult, "releases.run", body={"date": day.isoformat() if day else None}
         )
+
+    async def unusual_volume(self, day: dt.date | None = None) -> m.UnusualVolume:
+        """Merchants whose purchase volume on local ``day`` (default yesterday) was unusual."""
+        query = {"date": day.isoformat() if day else None}
+        return await self._do(m.UnusualVolume, "alerts.unusual_volume", query=query)
 
     async def stats(self) -> m.Stats:
         return await self._do(m.Stats, "stats.read")

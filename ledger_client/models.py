@@ -114,6 +114,22 @@ class Receipt(Model):
     at: dt.datetime
 
 
+class UnusualMerchant(Model):
+    merchant_id: int
+    name: str
+    day_fen: int
+    day_count: int
+    median_fen: int
+
+
+class UnusualVolume(Model):
+    date: dt.date
+    multiple_bp: int
+    floor_fen: int
+    days: int
+    merchants: list[UnusualMerchant]
+
+
 class Refund(Model):
     refund_id: int
     purchase_id: int

@@ -122,6 +122,28 @@ def voucher_expiring(t: Translator, payload: Mapping[str, Any]) -> str | None:
     )
 
 
+UNUSUAL_VOLUME = "merchant.unusual_volume"
+
+
+def unusual_volume(t: Translator, payload: Mapping[str, Any]) -> str:
+    """The admins' daily alert (issue 11): a merchant's day far above its own usual."""
+    raw = payload.get("date")
+    try:
+        day = dt.date.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        day = None
+    return t._(
+        "⚠️ Unusual volume on {date}: {merchant} booked {amount} in {count} purchases; its "
+        "usual day is {median}. Please check this merchant's purchases."
+    ).format(
+        date=formatting.day(t, day) if day else "?",
+        merchant=_merchant(t, payload),
+        amount=formatting.money(t, _int(payload, "day_fen")),
+        count=formatting.number(t, _int(payload, "day_count")),
+        median=formatting.money(t, _int(payload, "median_fen")),
+    )
+
+
 Renderer = Callable[[Translator, Mapping[str, Any]], "str | None"]
 
 RENDERERS: dict[str, Renderer] = {

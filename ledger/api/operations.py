@@ -88,6 +88,10 @@ class TodayQuery(Query):
     staff_external_id: m.ExternalId | None = None
 
 
+class UnusualQuery(Query):
+    date: QueryDate | None = None
+
+
 class StaffLookupOut(m.Out):
     staff: m.StaffOut | None
 
@@ -385,6 +389,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "Alliance-wide figures.",
         m.StatsOut,
         lambda s, p, a: s.stats(p),
+    ),
+    Operation(
+        "alerts.unusual_volume",
+        "GET",
+        "/v1/alerts/unusual-volume",
+        "Merchants whose purchase volume on a local day (default yesterday) was above a floor "
+        "and far above the median of their own trailing days (issue 11).",
+        m.UnusualVolumeOut,
+        lambda s, p, a: s.unusual_volume(p, a.query.date),
+        query=UnusualQuery,
     ),
     Operation(
         "keys.revoke",

@@ -70,9 +70,11 @@ def upgrade() -> None:
     op.create_index(
         "ix_purchases_member_merchant", "purchases", ["member_id", "merchant_id", "created_at"]
     )
+    op.create_index("ix_purchases_created_at", "purchases", ["created_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_purchases_created_at", table_name="purchases")
     op.drop_index("ix_purchases_member_merchant", table_name="purchases")
     op.drop_index("ix_purchases_merchant_created", table_name="purchases")
     op.create_index("ix_purchases_member_id", "purchases", ["member_id"])
