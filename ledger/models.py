@@ -17,6 +17,7 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 Locale = Literal["zh_Hans", "zh_Hant", "en"]
@@ -94,12 +95,23 @@ class LinkIdentityRequest(Strict):
 
 
 class PurchaseRequest(Strict):
+    """A purchase names its member by ``code``, the member's live redemption code scanned or
+    typed at the till (it is spent), or — the system only (seeding, bench) — by ``member_id``;
+    exactly one of the two (issue 11: a till key must not mint points for ids it guesses)."""
+
     merchant_id: Id
-    member_id: Id
+    member_id: Id | None = None
+    code: Code | None = None
     amount_fen: Fen
     green_tags: Annotated[list[GreenTag], Field(max_length=10)] = []
     idempotency_key: IdempotencyKey
     staff: Identity | None = None
+
+    @model_validator(mode="after")
+    def _one_member(self) -> PurchaseRequest:
+        if (self.member_id is None) == (self.code is None):
+            raise ValueError("name the member by exactly one of code and member_id")
+        return self
 
 
 class RefundRequest(Strict):

@@ -20,6 +20,7 @@ from ledger import (
     idempotency,
     insider,
     journal,
+    member_code,
     merchants,
     mint_lots,
     previewed,
@@ -28,9 +29,7 @@ from ledger import (
 )
 from ledger.context import Ctx
 from ledger.errors import (
-    CodeExpired,
     CodeNotFound,
-    CodeRevoked,
     CodeUsed,
     MemberNotFound,
     Throttled,
@@ -129,12 +128,7 @@ async def _load_code(
     code = await session.scalar(query)
     if code is None:
         raise CodeNotFound("no such redemption code")
-    if code.state == "used":
-        raise CodeUsed("this code was already redeemed")
-    if code.expires_at <= now:
-        raise CodeExpired("this code has expired")
-    if code.state == "revoked":
-        raise CodeRevoked("a newer code replaced this one")
+    member_code.check_live(code.state, code.expires_at, now)
     return code
 
 
@@ -179,11 +173,9 @@ def _spend_lots(lots: list[VoucherLot], amount: int) -> list[tuple[int, int]]:
 
 def _redeem_fingerprint(req: RedeemRequest) -> str:
     """The same code typed as 20 digits or scanned as a link is the same request."""
-    secret = codes.parse_redemption_code(req.code)
-    code = codes.redemption_hash(secret) if secret is not None else req.code
     return idempotency.request_hash(
         {
-            "code": code,
+            "code": member_code.fingerprint(req.code),
             "merchant_id": req.merchant_id,
             "bill_fen": req.bill_fen,
             "vouchers_applied_fen": req.vouchers_applied_fen,

@@ -64,6 +64,10 @@ class Rules(BaseSettings):
     # pending for this many days (members' and the merchant's) and join the daily release only
     # after it, so a refund inside the hold reverses exactly; after it a refund is refused.
     points_hold_days: int = Field(7, ge=0, le=365)
+    # Recording a purchase needs the member's live code, scanned or typed, which it spends; a
+    # bare member id only from the system (CLI, seeding, bench). Off only for tests written
+    # before the rule (tests/conftest.py).
+    purchase_needs_code: bool = True
     # Purchases per member per merchant per local day (redemptions' paid parts included): at
     # most this many (0: no limit) and at most this many fen in all (0: no limit).
     purchase_cap_count: int = Field(20, ge=0, le=100_000)

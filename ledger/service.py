@@ -26,6 +26,7 @@ from ledger import (
     staff,
     staff_access,
     stats,
+    throttle,
     transparency,
     undo,
     unusual,
@@ -159,10 +160,25 @@ class LedgerService:
 
     # purchases and redemptions
     async def record_purchase(self, p: Principal, req: PurchaseRequest) -> PurchaseOut:
+        """Record a purchase (ledger/purchases.py). A till (merchant key, or the bot for a
+        staff member) names the member by their code, which is spent (ledger/member_code.py);
+        only the system names a bare member id (issue 11) — anyone else is refused 403
+        ``forbidden`` with ``details.reason`` ``member_code_required``."""
         require(p, "purchases.record")
         self._check_amount(req.amount_fen)
-        await self._acting_merchant(p, req.merchant_id, req.staff)
-        return await purchases.record(self.ctx, req, scope=f"purchase:m{req.merchant_id}")
+        actor = await self._acting_merchant(p, req.merchant_id, req.staff)
+        scope = f"purchase:m{req.merchant_id}"
+        if req.code is None:
+            if p.role != "system" and self.ctx.rules.purchase_needs_code:
+                raise Forbidden(
+                    "a purchase needs the member's code (scanned or typed), not a member id",
+                    operation="purchases.record",
+                    reason="member_code_required",
+                )
+            return await purchases.record(self.ctx, req, scope=scope)
+        await throttle.check(self.ctx, actor)
+        async with throttle.guess(self.ctx, actor, req.code):  # counted before the code
+            return await purchases.record(self.ctx, req, scope=scope)
 
     async def refund_purchase(
         self, p: Principal, purchase_id: int, req: RefundRequest

@@ -141,15 +141,20 @@ class LedgerClient(abc.ABC):
     async def record_purchase(
         self,
         merchant_id: int,
-        member_id: int,
+        member_id: int | None,
         amount_fen: int,
         idempotency_key: str,
         green_tags: list[str] | None = None,
         staff: Staff | None = None,
+        code: str | None = None,
     ) -> m.PurchaseResult:
+        """Record a purchase for the member whose ``code`` (scanned or typed) the till read;
+        the code is spent. A bare ``member_id`` is for the system only (issue 11); anyone else
+        is refused ``Forbidden`` (``details["reason"]`` ``member_code_required``)."""
+        member: dict[str, Any] = {"code": code} if code is not None else {"member_id": member_id}
         body = {
             "merchant_id": merchant_id,
-            "member_id": member_id,
+            **member,
             "amount_fen": amount_fen,
             "green_tags": green_tags or [],
             "idempotency_key": idempotency_key,
