@@ -6,6 +6,8 @@ after the hold, beyond the purchase, or after an undo it is refused and changes 
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +15,12 @@ from sqlalchemy import select, update
 
 from ledger import verify
 from ledger.errors import IdempotencyConflict, NotFound, RefundRefused, UndoRefused
-from ledger.models import RefundRequest, UndoRedemptionRequest
+from ledger.models import (
+    MerchantIn,
+    RefundRequest,
+    ResolveMemberRequest,
+    UndoRedemptionRequest,
+)
 from ledger.principal import SYSTEM, Principal
 from ledger.refunds import kept
 from ledger.rules import Rules
@@ -21,7 +28,7 @@ from ledger.schema import MintLot, PurchaseRefund
 from ledger.service import LedgerService
 from ledger_client import errors
 from tests.conftest import Clients, World
-from tests.ledger_support import FixedClock, buy, diff, pay_with_code, snapshot
+from tests.ledger_support import FixedClock, buy, cli, diff, pay_with_code, snapshot
 from tests.test_ledger_undo import merchant_books
 
 HOLD = Rules(points_hold_days=7, purchase_cap_count=0)
@@ -297,3 +304,34 @@ async def test_refunds_through_the_clients(
     assert late.value.reason == "refund_after_hold"
     until = dt.datetime.fromisoformat(late.value.details["until"].rstrip("Z"))
     assert until == clock.now - dt.timedelta(days=8) + dt.timedelta(days=7)
+
+
+async def test_refund_and_unusual_volume_on_the_command_line(tmp_path: Path) -> None:
+    """``greenpoints ledger refund`` books a refund once per key and says why it refuses, in
+    one line; ``greenpoints ledger unusual-volume`` lists the day's unusual merchants."""
+    path = tmp_path / "ledger.db"
+    service = await LedgerService.open(f"sqlite:///{path}", HOLD)
+    try:
+        shop = await service.create_merchant(
+            SYSTEM, MerchantIn(name="店", category="grocery", lat=30.2, lon=119.7)
+        )
+        member = await service.resolve_member(
+            SYSTEM, ResolveMemberRequest(channel="test", external_id="cli")
+        )
+        bought = await buy(service, shop.id, member.id, 10_000, "buy-cli-1")
+    finally:
+        await service.close()
+    url = f"sqlite:///{path}"
+    args = ("refund", "--merchant", str(shop.id), "--purchase", str(bought.purchase_id),
+            "--amount-fen", "4000", "--key", "cli-refund-1", "--reason", "退货")
+    env = {"GREENPOINTS_RULE_POINTS_HOLD_DAYS": "7"}
+    first = await cli(url, *args, env=env)
+    again = await cli(url, *args, env=env)
+    assert first.code == again.code == 0, first
+    assert json.loads(first.out) == json.loads(again.out)
+    assert json.loads(first.out)["refundable_fen"] == 6000
+    over = await cli(url, *args[:-5], "7000", "--key", "cli-refund-2", env=env)
+    assert over.code == 2 and over.err.count("\n") == 1, over
+    assert "more than is left" in over.err
+    listed = await cli(url, "unusual-volume", env=env)
+    assert listed.code == 0 and "0 merchants unusual on" in listed.out, listed
