@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger.rules import Rules
-from ledger.schema import MintLot, Purchase, PurchaseRefund
+from ledger.schema import Purchase, PurchaseRefund
 
 
 def hold(rules: Rules) -> dt.timedelta:
@@ -42,20 +42,6 @@ def release_cutoff(rules: Rules, started_at: dt.datetime) -> dt.datetime:
 def refundable_until(rules: Rules, purchased_at: dt.datetime) -> dt.datetime:
     """Until when (naive UTC, exclusive) a purchase made at ``purchased_at`` may be refunded."""
     return purchased_at + hold(rules)
-
-
-async def member_pending(
-    session: AsyncSession, rules: Rules, member_id: int, now: dt.datetime
-) -> int:
-    """A member's points (points) still in their hold at ``now``."""
-    total = await session.scalar(
-        select(func.coalesce(func.sum(MintLot.points_left), 0)).where(
-            MintLot.member_id == member_id,
-            MintLot.minted_at > now - hold(rules),
-            MintLot.points_left > 0,
-        )
-    )
-    return int(total or 0)
 
 
 async def merchants_pending(

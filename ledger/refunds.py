@@ -29,7 +29,7 @@ from ledger.context import Ctx
 from ledger.errors import NotFound, RefundRefused
 from ledger.journal import FEN, POINTS, Posting
 from ledger.models import RefundOut, RefundRequest
-from ledger.purchases import credit_merchant
+from ledger.purchases import merchant_credit
 from ledger.schema import (
     Member,
     MerchantBalance,
@@ -182,8 +182,6 @@ async def refund(ctx: Ctx, purchase_id: int, req: RefundRequest, by: str) -> Ref
             )
             await mint_lots.take_back(session, p.member_id, p.id, member_points)
         shard = journal.pick_shard(ctx.rules.shards)
-        if merchant_points:
-            await credit_merchant(session, p.merchant_id, shard, -merchant_points, 0)
         figures = {
             "purchase_id": p.id,
             "merchant_id": p.merchant_id,
@@ -220,6 +218,7 @@ async def refund(ctx: Ctx, purchase_id: int, req: RefundRequest, by: str) -> Ref
             },
         )
         await idempotency.complete(session, claimed, out.model_dump(mode="json"))
+        # The merchant's slice of the shard is written under the shard's lock, as a purchase's.
         await journal.post(
             session,
             shard=shard,
@@ -227,6 +226,9 @@ async def refund(ctx: Ctx, purchase_id: int, req: RefundRequest, by: str) -> Ref
             ref=f"refund:{row.id}",
             postings=postings(row),
             now=now,
+            also=(merchant_credit(p.merchant_id, shard, -merchant_points, 0),)
+            if merchant_points
+            else (),
         )
         return out
 
