@@ -123,6 +123,29 @@ def voucher_expiring(t: Translator, payload: Mapping[str, Any]) -> str | None:
 
 
 UNUSUAL_VOLUME = "merchant.unusual_volume"
+PURCHASE_REFUNDED = "purchase.refunded"
+
+
+def purchase_refunded(t: Translator, payload: Mapping[str, Any]) -> str | None:
+    """A refund of the member's purchase (issue 11): the money back, the points taken back."""
+    amount = _int(payload, "amount_fen")
+    if amount <= 0:
+        return None
+    lines = [
+        t._("{merchant} refunded {amount} of your purchase.").format(
+            merchant=_merchant(t, payload), amount=formatting.money(t, amount)
+        )
+    ]
+    points = -_int(payload, "points")
+    if points > 0:
+        lines.append(
+            t.ngettext(
+                "The {points} point it earned you was taken back.",
+                "The {points} points it earned you were taken back.",
+                points,
+            ).format(points=formatting.number(t, points))
+        )
+    return "\n".join(lines)
 
 
 def unusual_volume(t: Translator, payload: Mapping[str, Any]) -> str:
@@ -151,6 +174,7 @@ RENDERERS: dict[str, Renderer] = {
     VOUCHER_GRANTED: voucher_granted,
     VOUCHER_REDEEMED: voucher_redeemed,
     VOUCHER_EXPIRING: voucher_expiring,
+    PURCHASE_REFUNDED: purchase_refunded,
 }
 
 
