@@ -335,3 +335,30 @@ async def test_refund_and_unusual_volume_on_the_command_line(tmp_path: Path) -> 
     assert "more than is left" in over.err
     listed = await cli(url, "unusual-volume", env=env)
     assert listed.code == 0 and "0 merchants unusual on" in listed.out, listed
+
+
+async def test_concurrent_refunds_of_one_purchase_never_refund_more_than_it(
+    held: World,
+) -> None:
+    """Refunds of one purchase take turns on its row: of three concurrent refunds of 40 % each,
+    two are booked and the third is refused ``over_refund``; verify stays exact."""
+    import asyncio
+
+    s, shop, member = held.service, held.merchant_id, held.member_ids[0]
+    bought = await buy(s, shop, member, 100_000, "buy-concurrent")
+    outcomes = await asyncio.gather(
+        *(
+            s.refund_purchase(SYSTEM, bought.purchase_id, refund(40_000, f"conc-{n}", shop))
+            for n in range(3)
+        ),
+        return_exceptions=True,
+    )
+    booked = [o for o in outcomes if not isinstance(o, BaseException)]
+    refused = [o for o in outcomes if isinstance(o, RefundRefused)]
+    assert len(booked) == 2 and len(refused) == 1, outcomes
+    assert refused[0].details["reason"] == "over_refund"
+    assert sorted(o.refunded_fen for o in booked) == [40_000, 80_000]
+    assert (await s.balance(SYSTEM, member, 0)).points == kept(
+        bought.member_points, 100_000, 80_000
+    )
+    await assert_verified(s)
