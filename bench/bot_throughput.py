@@ -112,7 +112,7 @@ async def setup_people(h: Harness, count: int, purchases: int) -> list[Person]:
         for person in batch:
             person.says("/start")
         await h.fake.wait_for(lambda sent, target=target: len(sent) >= target, 120)
-    shop = h.ledger_as("merchant", h.shop_id)
+    shop = h.ledger_as("system")  # members by id: the system's path (issue 11)
     for person in people:
         profile = await h.services.chats.get(tg(person.id))
         assert profile is not None and profile.member_id is not None

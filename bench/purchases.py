@@ -47,9 +47,15 @@ from ledger import codes, verify
 from ledger.merchants import create_many
 from ledger.models import MerchantIn
 from ledger.principal import Principal
+from ledger.rules import Rules
 from ledger.schema import ApiKey, Purchase
 from ledger.service import LedgerService
 from ledger_client.inprocess import InProcessLedgerClient
+
+# The tills here name members by id with their merchant keys, the path every run of this bench
+# has measured; since issue 11 only the system may (tills send the member's code), so the
+# bench keeps that path open to stay comparable with runs from before.
+BENCH_RULES = Rules(purchase_needs_code=False)
 
 YANGTZE_TOWNS = ((31.2304, 121.4737), (30.2741, 120.1551), (32.0603, 118.7969), (31.2989, 120.5853))
 
@@ -345,7 +351,7 @@ def _purchase_picker(
 
 
 async def ledger_inprocess(args: argparse.Namespace, url: str) -> Run:
-    service = await LedgerService.open(url, pool_size=max(20, args.clients))
+    service = await LedgerService.open(url, BENCH_RULES, pool_size=max(20, args.clients))
     try:
         seeded = await seed(service, args.merchants, args.members, keys=False)
         if args.processes > 1:
@@ -418,7 +424,9 @@ async def _in_processes(args: argparse.Namespace, url: str) -> Run:
 
 async def worker_process(args: argparse.Namespace) -> None:
     """One of the ``--processes``: purchases on the seeded database, the run as JSON."""
-    service = await LedgerService.open(args.worker_of, pool_size=max(20, args.clients))
+    service = await LedgerService.open(
+        args.worker_of, BENCH_RULES, pool_size=max(20, args.clients)
+    )
     try:
         seeded = Seeded(await merchant_ids(service.ctx.db), await member_ids(service.ctx.db), {})
         await asyncio.sleep(max(0.0, args.start_at - time.time()))

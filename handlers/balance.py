@@ -60,10 +60,23 @@ def history_choices(t: Translator, before: int | None) -> list[list[ChoiceButton
     return [[ChoiceButton(t._("More history"), choice_data.pack(HISTORY, before))]]
 
 
+def pending_lines(t: Translator, balance: Balance) -> list[str]:
+    """Points still in their hold after a purchase (issue 11): counted, not yet released."""
+    if not balance.pending_points:
+        return []
+    return [
+        t._("Of these, {pending} are pending: they join the daily release a few days after "
+            "the purchase (a refund takes them back).").format(
+            pending=formatting.number(t, balance.pending_points)
+        )
+    ]
+
+
 def balance_text(t: Translator, balance: Balance) -> str:
     lines = [
         t._("💚 Your green consumption points"),
         t._("Points: {points}").format(points=formatting.number(t, balance.points)),
+        *pending_lines(t, balance),
         t._("Worth {value} at today's point price of {price} per point.").format(
             value=formatting.money(t, balance.points_value_fen),
             price=price_text(t, balance.price),

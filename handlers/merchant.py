@@ -94,6 +94,11 @@ def problem_text(t: Translator, error: ledger_errors.LedgerClientError) -> str:
             "Staff cannot redeem their own code or earn points at the merchant they work for. "
             "Nothing was redeemed."
         )
+    if isinstance(error, ledger_errors.PurchaseCapReached):
+        return t._(
+            "This customer reached today's limit of purchases at this merchant, so nothing was "
+            "redeemed. They can come back tomorrow."
+        )
     if isinstance(error, ledger_errors.InvalidRequest) and "max_amount_fen" in error.details:
         return amount_text(t, AmountProblem.TOO_LARGE)
     raise error

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Integer, bindparam, func, or_, select
 
-from ledger import events, journal
+from ledger import events, hold, journal
 from ledger.context import Ctx
 from ledger.db import Conn, Row, Statement
 from ledger.errors import InvalidRequest, MemberNotFound
@@ -67,8 +67,19 @@ _events = Event.metadata.tables[Event.__tablename__]
 
 # /balance is the bot's busiest read: three compiled statements in one hand-off to the driver,
 # the price riding along with the member's row.
+_mint = MintLot.metadata.tables[MintLot.__tablename__]
+# Points still in their hold (issue 11, ``ledger.hold``): the member's lots minted since then.
+_PENDING = (
+    select(func.coalesce(func.sum(_mint.c.points_left), 0))
+    .where(
+        _mint.c.member_id == bindparam("member_id"),
+        _mint.c.minted_at > bindparam("pending_since", type_=_mint.c.minted_at.type),
+        _mint.c.points_left > 0,
+    )
+    .scalar_subquery()
+)
 _HOLDINGS = Statement(
-    select(_members.c.points, *journal.totals_subqueries()).where(
+    select(_members.c.points, *journal.totals_subqueries(), _PENDING).where(
         _members.c.id == bindparam("member_id")
     )
 )
@@ -100,7 +111,6 @@ _MOVEMENTS = Statement(
     .limit(bindparam("rows", type_=Integer))
 )
 _NO_LIMIT = 2**62
-_mint = MintLot.metadata.tables[MintLot.__tablename__]
 CAPPED_DAYS = 5
 # The member's recent exit-cap conversions (issue 13), over the partial index of capped lots.
 _CAPPED = Statement(
@@ -120,7 +130,9 @@ async def balance(
     now = ctx.now()
 
     async def read(conn: Conn) -> tuple[Row | None, list[Row], list[Row], list[Row]]:
-        holdings = await _HOLDINGS.first(conn, member_id=member_id)
+        holdings = await _HOLDINGS.first(
+            conn, member_id=member_id, pending_since=now - hold.hold(ctx.rules)
+        )
         if holdings is None:
             return None, [], [], []
         lots = await _LIVE_LOTS.rows(conn, member_id=member_id, now=now)
@@ -137,7 +149,7 @@ async def balance(
     holdings, lots, rows, capped = await ctx.db.run_direct(read, readonly=True)
     if holdings is None:
         raise MemberNotFound("no such member", member_id=member_id)
-    points, pool, issued = holdings
+    points, pool, issued, pending = holdings
     price = Price(int(pool), int(issued))
     more = len(rows) > limit
     rows = rows[:limit]
@@ -146,6 +158,7 @@ async def balance(
         member_id=member_id,
         points=points,
         points_value_fen=price.value_of(points),
+        pending_points=int(pending or 0),
         price=price_out(price),
         vouchers_fen=sum(fen for fen, _ in lots),
         nearest_expiry=nearest,

@@ -32,7 +32,7 @@ from ledger import (
 )
 from ledger.db import normalize_url, url_from_env
 from ledger.errors import LedgerError
-from ledger.models import PayoutRequest, RevokeStaffRequest
+from ledger.models import PayoutRequest, RefundRequest, RevokeStaffRequest
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -159,6 +159,18 @@ def parser() -> argparse.ArgumentParser:
     pay.add_argument(
         "--key", help="idempotency key (default: one per merchant and period)"
     )
+    refund = sub.add_parser(
+        "refund", help="refund part or all of a purchase inside its points' hold (issue 11)"
+    )
+    refund.add_argument("--merchant", type=int, required=True)
+    refund.add_argument("--purchase", type=int, required=True)
+    refund.add_argument("--amount-fen", type=int, required=True)
+    refund.add_argument("--key", required=True, help="idempotency key: the same key, once")
+    refund.add_argument("--reason", default="")
+    unusual = sub.add_parser(
+        "unusual-volume", help="merchants whose day's purchase volume is far above their usual"
+    )
+    unusual.add_argument("--date", type=_date, help="local date (default: yesterday)")
     backup = sub.add_parser("backup", help="consistent copy of the SQLite database, while running")
     backup.add_argument("target", type=Path)
     return p
@@ -173,7 +185,7 @@ def _print(*lines: Any) -> None:
 # otherwise create an empty database and, for ``verify``, report it "ok".
 NEEDS_EXISTING = frozenset(
     {"verify", "backup", "publish", "circle-report", "staff-list", "staff-revoke", "revoke-key",
-     "prune-events", "release", "statement", "payout"}
+     "prune-events", "release", "statement", "payout", "refund", "unusual-volume"}
 )
 
 
@@ -272,6 +284,23 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "release":
         result = await service.release(SYSTEM, args.date)
         _print(result.model_dump_json(indent=2))
+    elif args.command == "refund":
+        request = RefundRequest(
+            merchant_id=args.merchant,
+            amount_fen=args.amount_fen,
+            idempotency_key=args.key,
+            reason=args.reason,
+        )
+        refunded = await service.refund_purchase(SYSTEM, args.purchase, request)
+        _print(refunded.model_dump_json(indent=2))
+    elif args.command == "unusual-volume":
+        found = await service.unusual_volume(SYSTEM, args.date)
+        for m in found.merchants:
+            _print(
+                f"#{m.merchant_id} {m.name}: {m.day_fen / 100:.2f} yuan in {m.day_count}"
+                f" purchases, usual day {m.median_fen / 100:.2f} yuan"
+            )
+        _print(f"{len(found.merchants)} merchants unusual on {found.date}")
     elif args.command == "prune-events":
         pruned = await service.prune_events(SYSTEM, args.days)
         _print(f"pruned {pruned} events")
@@ -309,9 +338,13 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
             f"{paid.paid_at:%Y-%m-%d %H:%M} UTC by {paid.paid_by}"
         )
     elif args.command == "backup":
-        from ledger.backup import backup
+        from ledger.backup import BackupRefused, backup
 
-        await backup(ctx.db, args.target)
+        try:
+            await backup(ctx.db, args.target)
+        except BackupRefused as exc:
+            print(f"backup refused: {exc}", file=sys.stderr)
+            return 2
         _print(f"backup written to {args.target}")
     return 0
 

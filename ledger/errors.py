@@ -156,10 +156,28 @@ class StaffNotFound(LedgerError):
 
 class UndoRefused(LedgerError):
     """The redemption cannot be undone; ``details["reason"]`` says why: ``window_closed``,
-    ``cashier_window_closed``, ``not_redeemed_by_you``, ``points_already_used`` or
-    ``made_before_undo_existed``."""
+    ``cashier_window_closed``, ``not_redeemed_by_you``, ``points_already_used``,
+    ``made_before_undo_existed`` or ``refunded`` (part of its bill was refunded)."""
 
     code = "undo_refused"
+    status = 409
+
+
+class RefundRefused(LedgerError):
+    """The purchase cannot be refunded (issue 11); ``details["reason"]`` says why:
+    ``refund_after_hold`` (its points may have been released), ``over_refund`` (more than is
+    left of it), ``redemption_undone`` (its redemption was undone already) or
+    ``points_already_used`` (the points to take back are no longer there)."""
+
+    code = "refund_refused"
+    status = 409
+
+
+class PurchaseCapReached(LedgerError):
+    """The member reached the day's purchases at this merchant (``Rules.purchase_cap_count``,
+    ``Rules.purchase_cap_fen``; issue 11 insider limits)."""
+
+    code = "purchase_cap_reached"
     status = 409
 
 
@@ -218,6 +236,8 @@ ALL_ERRORS: tuple[type[LedgerError], ...] = (
     NotOwner,
     StaffNotFound,
     UndoRefused,
+    RefundRefused,
+    PurchaseCapReached,
     InsiderRefused,
     IdempotencyConflict,
     Throttled,

@@ -23,6 +23,8 @@ VOUCHER_GRANTED = "voucher.granted"
 VOUCHER_REDEEMED = "voucher.redeemed"
 VOUCHER_EXPIRING = "voucher.expiring"
 REDEMPTION_UNDONE = "voucher.redemption_undone"
+PURCHASE_REFUNDED = "purchase.refunded"
+UNUSUAL_VOLUME = "merchant.unusual_volume"  # for the admins (ledger/unusual.py)
 EVENT_TYPES = (POINTS_EARNED, VOUCHER_GRANTED, VOUCHER_REDEEMED, VOUCHER_EXPIRING)
 
 SEQUENCE_BATCH = 5000

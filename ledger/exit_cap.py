@@ -25,7 +25,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 
-from sqlalchemy import Float, TextClause, bindparam, cast, select, text
+from sqlalchemy import Float, TextClause, bindparam, cast, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import events, journal, mint_lots
@@ -76,6 +76,8 @@ _CANDIDATES = (
         _lots.c.member_id > bindparam("lo"),
         _lots.c.member_id <= bindparam("hi"),
         _lots.c.points_left > 0,
+        # Pending lots (ledger.hold) wait for their hold to end.
+        or_(_lots.c.minted_at.is_(None), _lots.c.minted_at <= bindparam("cutoff")),
         # A generous prefilter in floating point; ``reached`` decides exactly.
         cast(_lots.c.mint_pool_fen, Float) * bindparam("k", type_=Float)
         <= cast(_lots.c.mint_points, Float),
@@ -173,12 +175,14 @@ async def convert(
     now: dt.datetime,
     expires: dt.datetime,
     shard: int,
+    cutoff: dt.datetime,
 ) -> Capped:
     """Trim members (lo, hi]'s lots to their points, then convert the lots that reached the cap.
 
     ``release`` is the day's row (its price, its cap; updated with the totals). Adds the
     vouchers to the member's lot of the day (made by the release's own grant or here), posts one
-    journal entry and one ``voucher.granted`` event per member with ``"capped": true``.
+    journal entry and one ``voucher.granted`` event per member with ``"capped": true``. Lots
+    minted after ``cutoff`` (naive UTC) are pending (``ledger.hold``) and left alone.
     """
     await mint_lots.trim(session, lo, hi)
     if release.exit_cap_multiple_bp <= 0:
@@ -186,7 +190,9 @@ async def convert(
     price = Price(release.price_pool_fen, release.price_points)
     pool, pts = (price.pool_fen, price.points) if price.defined else (1, 1)
     k = release.exit_cap_multiple_bp * pts / (pool * BP) * (1 - 1e-9)
-    rows = (await session.execute(_CANDIDATES, {"lo": lo, "hi": hi, "k": k})).all()
+    rows = (
+        await session.execute(_CANDIDATES, {"lo": lo, "hi": hi, "k": k, "cutoff": cutoff})
+    ).all()
     lots: list[dict[str, int]] = []
     totals: dict[int, list[int]] = defaultdict(lambda: [0, 0])
     for lot_id, member_id, left, mint_pool, mint_pts in rows:

@@ -9,6 +9,8 @@ held came from. Points held before lots existed were given lots by migration 000
 
 from __future__ import annotations
 
+import datetime as dt
+
 from sqlalchemy import bindparam, case, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,13 +31,17 @@ _MINT = Statement(
         mint_points=bindparam("lot_price_points", type_=_lots.c.mint_points.type),
         capped_points=0,
         capped_fen=0,
+        minted_at=bindparam("lot_minted_at", type_=_lots.c.minted_at.type),
     )
 )
 
 
-def minting(member_id: int, purchase_id: int, points: int, price: Price) -> tuple[Bound, ...]:
+def minting(
+    member_id: int, purchase_id: int, points: int, price: Price, now: dt.datetime
+) -> tuple[Bound, ...]:
     """The lot of a purchase that minted ``points`` (points) at ``price`` (the price the purchase
-    was booked at), bound to run with the purchase's statements; none when it minted nothing."""
+    was booked at) at ``now`` (naive UTC; the lot is pending until the hold ends), bound to run
+    with the purchase's statements; none when it minted nothing."""
     if points <= 0:
         return ()
     pool, pts = (price.pool_fen, price.points) if price.defined else (1, 1)
@@ -46,15 +52,21 @@ def minting(member_id: int, purchase_id: int, points: int, price: Price) -> tupl
             lot_points=points,
             lot_pool_fen=pool,
             lot_price_points=pts,
+            lot_minted_at=now,
         ),
     )
 
 
 async def record(
-    conn: Conn, member_id: int, purchase_id: int, split: PurchaseSplit, price: Price
+    conn: Conn,
+    member_id: int,
+    purchase_id: int,
+    split: PurchaseSplit,
+    price: Price,
+    now: dt.datetime,
 ) -> None:
     """``minting`` run now, for a purchase booked in ``conn`` (the paid part of a redemption)."""
-    for lot in minting(member_id, purchase_id, split.member_points, price):
+    for lot in minting(member_id, purchase_id, split.member_points, price, now):
         await lot.rows(conn)
 
 

@@ -17,6 +17,7 @@ from pydantic import (
     PlainSerializer,
     StringConstraints,
     WithJsonSchema,
+    model_validator,
 )
 
 Locale = Literal["zh_Hans", "zh_Hant", "en"]
@@ -104,10 +105,32 @@ class AttachIdentityRequest(Strict):
 
 
 class PurchaseRequest(Strict):
+    """A purchase names its member by ``code``, the member's live redemption code scanned or
+    typed at the till (it is spent), or — the system only (seeding, bench) — by ``member_id``;
+    exactly one of the two (issue 11: a till key must not mint points for ids it guesses)."""
+
     merchant_id: Id
-    member_id: Id
+    member_id: Id | None = None
+    code: Code | None = None
     amount_fen: Fen
     green_tags: Annotated[list[GreenTag], Field(max_length=10)] = []
+    idempotency_key: IdempotencyKey
+    staff: Identity | None = None
+
+    @model_validator(mode="after")
+    def _one_member(self) -> PurchaseRequest:
+        if (self.member_id is None) == (self.code is None):
+            raise ValueError("name the member by exactly one of code and member_id")
+        return self
+
+
+class RefundRequest(Strict):
+    """Refund ``amount_fen`` of a purchase made at ``merchant_id`` (issue 11). Every field is
+    in the idempotency fingerprint: the same key with another amount or reason is a conflict."""
+
+    merchant_id: Id
+    amount_fen: Fen
+    reason: Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)] = ""
     idempotency_key: IdempotencyKey
     staff: Identity | None = None
 
@@ -247,6 +270,9 @@ class BalanceOut(Out):
     member_id: int
     points: int
     points_value_fen: int
+    # Of ``points``, those still in their hold (issue 11): not in the daily release yet, taken
+    # back if their purchase is refunded.
+    pending_points: int = 0
     price: PriceOut
     vouchers_fen: int
     nearest_expiry: Timestamp | None
@@ -296,6 +322,24 @@ class RedemptionOut(Out):
     points_earned: int
     member_masked: str
     at: Timestamp
+
+
+class RefundOut(Out):
+    """A purchase refunded in part or in full: what this refund took back (fen, points) and
+    what of the purchase is left to refund."""
+
+    refund_id: int
+    purchase_id: int
+    merchant_id: int
+    member_id: int
+    amount_fen: int
+    concession_fen: int  # back to the merchant out of the pool
+    member_points: int  # taken back from the member
+    merchant_points: int  # taken back from the merchant
+    refunded_fen: int  # of the purchase, all refunds so far, this one included
+    refundable_fen: int  # of the purchase, still refundable
+    at: Timestamp
+    by: str
 
 
 class UndoOut(Out):
@@ -475,6 +519,24 @@ class StatsOut(Out):
     vouchers_outstanding_fen: int
     pool_fen: int
     price: PriceOut
+
+
+class UnusualMerchant(Out):
+    """A merchant whose day's purchase volume (fen) is far above its own usual (issue 11)."""
+
+    merchant_id: int
+    name: str
+    day_fen: int
+    day_count: int
+    median_fen: int  # of its trailing days' volumes (days without purchases count 0), floored
+
+
+class UnusualVolumeOut(Out):
+    date: dt.date
+    multiple_bp: int  # flagged above this many 1/10,000 of the median
+    floor_fen: int  # and above this many fen
+    days: int  # trailing days the median is over
+    merchants: list[UnusualMerchant]
 
 
 class ImportReport(Out):

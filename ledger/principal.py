@@ -40,6 +40,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "members.balance": frozenset({"bot", "admin"}),
     "codes.issue": frozenset({"bot"}),
     "purchases.record": frozenset({"merchant", "bot"}),
+    # A merchant's own refunds (the bot for an owner it names), and the alliance's back office.
+    "purchases.refund": frozenset({"merchant", "bot", "admin"}),
     "redemptions.preview": frozenset({"merchant", "bot"}),
     "redemptions.redeem": frozenset({"merchant", "bot"}),
     "redemptions.today": frozenset({"merchant", "bot"}),
@@ -55,6 +57,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "staff.lookup": frozenset({"bot", "admin"}),
     "stats.read": frozenset({"bot", "admin"}),
     "keys.revoke": frozenset({"admin"}),
+    # Unusual purchase volume (issue 11): the back office, and the bot for its admins.
+    "alerts.unusual_volume": frozenset({"bot", "admin"}),
     "transparency.pool": frozenset({"public", "bot", "merchant", "admin"}),
     "transparency.publish": frozenset({"admin"}),
     # The bot asks on behalf of the admins it knows (GREENPOINTS_ADMIN_IDS), as for stats.

@@ -13,7 +13,16 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.sql.expression import Executable
 
-from ledger import events, idempotency, insider, journal, merchants, mint_lots
+from ledger import (
+    events,
+    idempotency,
+    insider,
+    journal,
+    member_code,
+    merchants,
+    mint_lots,
+    purchase_cap,
+)
 from ledger.context import Ctx
 from ledger.db import Bound, Conn, Statement, column_params, dialect_insert, dialect_name
 from ledger.errors import MemberNotFound
@@ -71,7 +80,10 @@ def _credit_merchant(dialect: str) -> Any:
 _CREDIT_MERCHANT = Statement(_credit_merchant)
 # A purchase's claim also reads the point price and the merchant's terms: one round trip.
 _CLAIM = idempotency.Claimer(
-    *journal.totals_subqueries(), *merchants.terms_subqueries(), insider.insider_subquery()
+    *journal.totals_subqueries(),
+    *merchants.terms_subqueries(),
+    insider.insider_subquery(),
+    *purchase_cap.subqueries(),
 )
 _RECORD = Statement(insert(_purchases).values(column_params(_purchases)).returning(_purchases.c.id))
 
@@ -176,6 +188,7 @@ async def _book_locked(
     ctx: Ctx,
     merchant: merchants.Terms,
     req: PurchaseRequest,
+    member_id: int,
     price: Price,
     shard: int,
     now: dt.datetime,
@@ -187,7 +200,7 @@ async def _book_locked(
             ctx,
             merchant_id=merchant.id,
             concession_bp=merchant.concession_bp,
-            member_id=req.member_id,
+            member_id=member_id,
             amount_fen=req.amount_fen,
             green_tags=sorted(req.green_tags),
             price=price,
@@ -199,26 +212,37 @@ async def _book_locked(
         req.amount_fen, merchant.concession_bp, bool(req.green_tags), price, ctx.rules
     )
     row = _purchase_row(
-        merchant.id, req.member_id, req.amount_fen, split, price, sorted(req.green_tags), now
+        merchant.id, member_id, req.amount_fen, split, price, sorted(req.green_tags), now
     )
     found = await _BOOK_AND_LOCK.first(
-        session, member_id=req.member_id, points=split.member_points, now=now, k=shard, **row
+        session, member_id=member_id, points=split.member_points, now=now, k=shard, **row
     )
     if found is None:
-        raise MemberNotFound("no such member", member_id=req.member_id)
+        raise MemberNotFound("no such member", member_id=member_id)
     purchase_id, head_seq, head_hash = found
-    booked = Booked(purchase_id, split, _postings(merchant.id, req.member_id, split))
+    booked = Booked(purchase_id, split, _postings(merchant.id, member_id, split))
     return booked, (int(head_seq), str(head_hash))
 
 
 async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
-    # Tags are a set: the same purchase sent with its tags in another order is a retry.
+    """Record a purchase (see the module docstring). With ``req.code`` the member is the code's
+    and the code is spent in the same transaction (``member_code``); raises CodeNotFound,
+    CodeUsed, CodeExpired, CodeRevoked, MemberNotFound, MerchantNotFound, InsiderRefused,
+    PurchaseCapReached and IdempotencyConflict."""
+    # Tags are a set: the same purchase sent with its tags in another order is a retry; a code
+    # typed as digits or scanned as a link is the same code.
     request = req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
     request["green_tags"] = sorted(set(request["green_tags"]))
+    if req.code is not None:
+        request["code"] = member_code.fingerprint(req.code)
     fingerprint = idempotency.request_hash(request)
 
     async def work(session: Conn) -> PurchaseOut:
         now = ctx.now()
+        day_start, day_end = ctx.day_bounds(ctx.today())
+        code = await member_code.find(session, req.code) if req.code is not None else None
+        member_id = code.member_id if code is not None else req.member_id
+        assert member_id is not None  # PurchaseRequest holds one of the two
         claimed = await _CLAIM.claim(
             session,
             scope,
@@ -226,21 +250,30 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             fingerprint,
             now,
             merchant_id=req.merchant_id,
-            member_id=req.member_id,
+            member_id=member_id,
+            day_start=day_start,
+            day_end=day_end,
         )
         if claimed.replay is not None:
             return PurchaseOut.model_validate(claimed.replay)
-        pool, points, *terms, insiders = claimed.also
+        if code is not None:
+            await member_code.spend(session, code, now)
+        pool, points, *terms, insiders, today_count, today_fen = claimed.also
         merchant = merchants.terms_from(req.merchant_id, terms)
         if ctx.rules.insider_limits:
             insider.refuse_if(int(insiders or 0), req.merchant_id)
+        purchase_cap.refuse_if(
+            ctx.rules, int(today_count or 0), int(today_fen or 0), req.amount_fen, merchant.id
+        )
         price = Price(int(pool), int(points))
         shard = journal.pick_shard(ctx.rules.shards)
-        booked, head = await _book_locked(session, ctx, merchant, req, price, shard, now)
+        booked, head = await _book_locked(
+            session, ctx, merchant, req, member_id, price, shard, now
+        )
         out = PurchaseOut(
             purchase_id=booked.purchase_id,
             merchant_id=merchant.id,
-            member_id=req.member_id,
+            member_id=member_id,
             amount_fen=req.amount_fen,
             concession_fen=booked.split.concession_fen,
             member_points=booked.split.member_points,
@@ -250,7 +283,7 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
         event = events.emission(
             events.POINTS_EARNED,
             now=now,
-            member_id=req.member_id,
+            member_id=member_id,
             merchant_id=merchant.id,
             payload={
                 "purchase_id": booked.purchase_id,
@@ -271,7 +304,7 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             also=(
                 merchant_credit(merchant.id, shard, booked.split.merchant_points, 0),
                 *mint_lots.minting(
-                    req.member_id, booked.purchase_id, booked.split.member_points, price
+                    member_id, booked.purchase_id, booked.split.member_points, price, now
                 ),
                 event,
                 idempotency.completion(claimed, out.model_dump(mode="json")),

@@ -20,16 +20,16 @@ from ledger import (
     idempotency,
     insider,
     journal,
+    member_code,
     merchants,
     mint_lots,
     previewed,
+    purchase_cap,
     throttle,
 )
 from ledger.context import Ctx
 from ledger.errors import (
-    CodeExpired,
     CodeNotFound,
-    CodeRevoked,
     CodeUsed,
     MemberNotFound,
     Throttled,
@@ -128,12 +128,7 @@ async def _load_code(
     code = await session.scalar(query)
     if code is None:
         raise CodeNotFound("no such redemption code")
-    if code.state == "used":
-        raise CodeUsed("this code was already redeemed")
-    if code.expires_at <= now:
-        raise CodeExpired("this code has expired")
-    if code.state == "revoked":
-        raise CodeRevoked("a newer code replaced this one")
+    member_code.check_live(code.state, code.expires_at, now)
     return code
 
 
@@ -178,11 +173,9 @@ def _spend_lots(lots: list[VoucherLot], amount: int) -> list[tuple[int, int]]:
 
 def _redeem_fingerprint(req: RedeemRequest) -> str:
     """The same code typed as 20 digits or scanned as a link is the same request."""
-    secret = codes.parse_redemption_code(req.code)
-    code = codes.redemption_hash(secret) if secret is not None else req.code
     return idempotency.request_hash(
         {
-            "code": code,
+            "code": member_code.fingerprint(req.code),
             "merchant_id": req.merchant_id,
             "bill_fen": req.bill_fen,
             "vouchers_applied_fen": req.vouchers_applied_fen,
@@ -227,6 +220,14 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
                 ctx.rules,
             )
             previewed.check_unchanged(req, applied, fresh.member_points)
+        await purchase_cap.check(
+            session,
+            ctx.rules,
+            ctx.day_bounds(ctx.today()),
+            member.id,
+            merchant.id,
+            req.bill_fen - applied,
+        )
         before = {lot.id: lot.remaining_fen for lot in lots}
         spent = _spend_lots(lots, applied)
         for lot_id, remaining in spent:
@@ -259,7 +260,9 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
             price=price,
             now=now,
         )
-        await mint_lots.record(session, member.id, booked.purchase_id, booked.split, price)
+        await mint_lots.record(
+            session, member.id, booked.purchase_id, booked.split, price, now
+        )
         redemption_id = await session.scalar(
             insert(Redemption)
             .values(

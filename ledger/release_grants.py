@@ -7,7 +7,9 @@ starts exactly after the last committed batch. The grant is computed by the data
     burned = floor(points × fraction_bp / 10,000)
     value  = floor(burned × pool_fen / points_in_circulation)   (the day's price, fixed at start)
 
-and a holder whose value would be 0 fen keeps all their points. Floor on both steps means a
+and a holder whose value would be 0 fen keeps all their points. ``points`` here leaves out the
+holder's pending points (minted after the release's cutoff, ``ledger.hold``): one grouped read
+of the batch's recent mint lots, joined to the batch. Floor on both steps means a
 grant is never worth more than the points it burns; the fractions of a fen stay in the pool
 (DESIGN.md "The ledger's rules", issue 12 "fair to every holder"). Until the price is defined a
 point is worth one fen (``Price``), written here as the ratio 1/1.
@@ -74,9 +76,17 @@ WITH held AS (
     WHERE id > :lo AND id <= :hi AND points > 0
     ORDER BY id
     FOR UPDATE
+), pend AS (
+    SELECT member_id, sum(points_left)::bigint AS p FROM mint_lots
+    WHERE member_id > :lo AND member_id <= :hi AND minted_at > :cutoff AND points_left > 0
+    GROUP BY member_id
 ), g AS (
     SELECT id, burned, div(burned::numeric * :pool, :pts)::bigint AS fen
-    FROM (SELECT id, points * :fraction / :bp AS burned FROM held) AS c
+    FROM (
+        SELECT held.id, (held.points - coalesce(pend.p, 0)) * :fraction / :bp AS burned
+        FROM held LEFT JOIN pend ON pend.member_id = held.id
+    ) AS c
+    WHERE burned > 0
 ), granted AS (
     UPDATE members AS m
     SET points = m.points - g.burned, vouchers_fen = m.vouchers_fen + g.fen
@@ -104,8 +114,14 @@ SELECT id, burned, fen FROM granted ORDER BY id
 # SQLite: the grant as a derived table over the batch, used by each statement alike.
 _SQLITE_GRANTS = (
     "SELECT id, burned, burned * :pool / :pts AS fen"
-    " FROM (SELECT id, points * :fraction / :bp AS burned FROM members"
-    "       WHERE id > :lo AND id <= :hi AND points > 0)"
+    " FROM (SELECT m.id, (m.points - coalesce(pend.p, 0)) * :fraction / :bp AS burned"
+    "       FROM members AS m LEFT JOIN ("
+    "           SELECT member_id, sum(points_left) AS p FROM mint_lots"
+    "           WHERE member_id > :lo AND member_id <= :hi AND minted_at > :cutoff"
+    "             AND points_left > 0 GROUP BY member_id"
+    "       ) AS pend ON pend.member_id = m.id"
+    "       WHERE m.id > :lo AND m.id <= :hi AND m.points > 0)"
+    " WHERE burned > 0"
 )
 _SQLITE_SELECT = text(f"SELECT id, burned, fen FROM ({_SQLITE_GRANTS}) WHERE fen > 0 ORDER BY id")
 _SQLITE_LOTS = text(
@@ -140,8 +156,12 @@ async def grant_batch(
     price: Price,
     now: dt.datetime,
     expires: dt.datetime,
+    cutoff: dt.datetime,
 ) -> Batch | None:
     """Grant the next ``size`` holders after member id ``lo``; None when no holder is left.
+
+    Points minted after ``cutoff`` (naive UTC) are pending (``ledger.hold``): the grant burns
+    the fraction of the points a holder has beyond them.
 
     Writes the members' balances, one voucher lot and one ``voucher.granted`` event per granted
     member; the caller posts the journal entry for the returned grants in the same transaction.
@@ -165,14 +185,22 @@ async def grant_batch(
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         rows = (
-            await session.execute(_PG_BATCH, {**params, "day": day, "now": now, "expires": expires})
+            await session.execute(
+                _PG_BATCH,
+                {**params, "day": day, "now": now, "expires": expires, "cutoff": cutoff},
+            )
         ).all()
     else:
         if int(top) * fraction_bp > INT64_MAX or (int(top) * fraction_bp // BP) * pool > INT64_MAX:
             raise GrantOverflow(
                 f"members {lo + 1}..{hi}: a grant could exceed 64-bit integers on SQLite"
             )
-        params |= {"day": day.isoformat(), "now": stamp(now), "expires": stamp(expires)}
+        params |= {
+            "day": day.isoformat(),
+            "now": stamp(now),
+            "expires": stamp(expires),
+            "cutoff": stamp(cutoff),
+        }
         rows = (await session.execute(_SQLITE_SELECT, params)).all()
         if rows:
             await session.execute(_SQLITE_LOTS, params)

@@ -18,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ledger import (
     exit_cap,
+    hold,
     journal,
     release_airdrop,
     release_dates,
     release_expiry,
     release_grants,
     statements,
+    unusual,
 )
 from ledger.context import Ctx
 from ledger.db import insert_on_conflict
@@ -91,6 +93,7 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
             price=Price(release.price_pool_fen, release.price_points),
             now=now,
             expires=expires,
+            cutoff=hold.release_cutoff(ctx.rules, release.started_at),
         )
         if batch is None:
             return False
@@ -124,6 +127,7 @@ async def _member_batch(ctx: Ctx, day: dt.date) -> bool:
             now=now,
             expires=expires,
             shard=journal.pick_shard(ctx.rules.shards),
+            cutoff=hold.release_cutoff(ctx.rules, release.started_at),
         )
         release.member_cursor = batch.hi
     return True
@@ -187,6 +191,10 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
         holdings: dict[int, int] = defaultdict(int)
         for merchant_id, _shard, points in rows:
             holdings[merchant_id] += points
+        # Pending merchant points (ledger.hold) stay out of the release until their hold ends.
+        pending = await hold.merchants_pending(
+            session, list(ids), hold.release_cutoff(ctx.rules, release.started_at)
+        )
         target = journal.pick_shard(ctx.rules.shards)
         now = ctx.now()
         postings: list[Posting] = []
@@ -194,7 +202,9 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
         kept: list[dict[str, int]] = []
         released: list[dict[str, Any]] = []
         for merchant_id, points in holdings.items():
-            grant = release_grant(points, release.fraction_bp, price)
+            grant = release_grant(
+                max(points - pending.get(merchant_id, 0), 0), release.fraction_bp, price
+            )
             if grant is None:
                 continue
             released.append(
@@ -307,6 +317,8 @@ async def run(ctx: Ctx, day: dt.date | None = None) -> ReleaseOut:
         if release.state != "done":
             release.state = "done"
             release.finished_at = ctx.now()
+            # The admins' daily alert (issue 11): the last whole local day's unusual volume.
+            await unusual.announce(session, ctx, day - dt.timedelta(days=1), ctx.now())
     return ReleaseOut(
         date=day,
         state=release.state,

@@ -60,6 +60,25 @@ class Rules(BaseSettings):
     exit_cap_multiple_bp: int = Field(20_000, ge=BP, le=1_000_000)
     exit_cap_share_bp: int = Field(8000, ge=1, le=BP)
 
+    # Money (issue 11; DESIGN.md "Merchants and their money"). Points a purchase mints are
+    # pending for this many days (members' and the merchant's) and join the daily release only
+    # after it, so a refund inside the hold reverses exactly; after it a refund is refused.
+    points_hold_days: int = Field(7, ge=0, le=365)
+    # Recording a purchase needs the member's live code, scanned or typed, which it spends; a
+    # bare member id only from the system (CLI, seeding, bench). Off only for tests written
+    # before the rule (tests/conftest.py).
+    purchase_needs_code: bool = True
+    # Purchases per member per merchant per local day (redemptions' paid parts included): at
+    # most this many (0: no limit) and at most this many fen in all (0: no limit).
+    purchase_cap_count: int = Field(20, ge=0, le=100_000)
+    purchase_cap_fen: int = Field(0, ge=0, le=10**13)
+    # Unusual volume (issue 11): a merchant's day is flagged when its purchase volume (fen) is
+    # above unusual_volume_multiple_bp / 10,000 times the median of its own trailing
+    # unusual_volume_days days (days without purchases count as 0) and above the floor.
+    unusual_volume_multiple_bp: int = Field(50_000, ge=BP, le=10_000_000)
+    unusual_volume_floor_fen: int = Field(500_000, ge=0, le=10**13)
+    unusual_volume_days: int = Field(28, ge=1, le=366)
+
     def check(self) -> None:
         """Refuse rules that would mint more than the concession pays for."""
         if self.member_share_bp + self.merchant_share_bp + self.green_bonus_bp > BP:

@@ -190,7 +190,7 @@ class Purchase(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
-    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"), index=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     concession_fen: Mapped[int] = mapped_column(BigInteger)
     member_points: Mapped[int] = mapped_column(BigInteger)
@@ -200,15 +200,42 @@ class Purchase(Base):
     green_tags: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
-    # Covering for a merchant's statement (ledger/statements.py): a month of its purchases is
-    # summed from this index alone; it replaces the plain merchant_id index (0008_payouts), so a
-    # purchase still writes one index for its merchant.
     __table_args__ = (
+        # The merchant's pending points and its days' volume (issue 11), by time; covering for
+        # a merchant's statement (ledger/statements.py): a month of its purchases is summed
+        # from this index alone (0008_payouts).
         Index(
             "ix_purchases_merchant_created", "merchant_id", "created_at", "concession_fen",
             "amount_fen",
         ),
+        # The per-day cap of a member at a merchant (issue 11); also every member_id lookup.
+        Index("ix_purchases_member_merchant", "member_id", "merchant_id", "created_at"),
+        # A day's purchases of every merchant (unusual volume, issue 11).
+        Index("ix_purchases_created_at", "created_at"),
     )
+
+
+class PurchaseRefund(Base):
+    """A purchase refunded in full or in part (issue 11): what was given back, booked by its own
+    journal entry (``kind`` "refund", ref ``refund:<id>``); the purchase row stays as booked.
+
+    The figures taken back are cumulative differences (``ledger.refunds``), so refunds in any
+    steps take back what one refund of their sum would.
+    """
+
+    __tablename__ = "purchase_refunds"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    purchase_id: Mapped[int] = mapped_column(ForeignKey("purchases.id"), index=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    concession_fen: Mapped[int] = mapped_column(BigInteger)
+    member_points: Mapped[int] = mapped_column(BigInteger)
+    merchant_points: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(200))
+    refunded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
 
 
 class VoucherLot(Base):
@@ -293,9 +320,12 @@ class MintLot(Base):
     capped_on: Mapped[dt.date | None] = mapped_column(Date)
     capped_points: Mapped[int] = mapped_column(BigInteger, server_default="0")
     capped_fen: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    # When the purchase minted it (issue 11): pending until ``Rules.points_hold_days`` after.
+    minted_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     __table_args__ = (
         Index("ix_mint_lots_member_id", "member_id", "id"),
+        Index("ix_mint_lots_member_minted", "member_id", "minted_at"),
         Index(
             "ix_mint_lots_capped",
             "member_id",

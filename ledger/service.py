@@ -22,13 +22,16 @@ from ledger import (
     previewed,
     purchases,
     redemptions,
+    refunds,
     releases,
     staff,
     staff_access,
     statements,
     stats,
+    throttle,
     transparency,
     undo,
+    unusual,
 )
 from ledger.context import Ctx
 from ledger.db import Database
@@ -59,6 +62,8 @@ from ledger.models import (
     RedeemInviteRequest,
     RedeemRequest,
     RedemptionOut,
+    RefundOut,
+    RefundRequest,
     ReleaseOut,
     ResolveMemberRequest,
     RevokeStaffRequest,
@@ -71,6 +76,7 @@ from ledger.models import (
     TodayOut,
     UndoOut,
     UndoRedemptionRequest,
+    UnusualVolumeOut,
     UpdateMemberRequest,
 )
 from ledger.principal import Principal, require, require_own_merchant
@@ -165,10 +171,36 @@ class LedgerService:
 
     # purchases and redemptions
     async def record_purchase(self, p: Principal, req: PurchaseRequest) -> PurchaseOut:
+        """Record a purchase (ledger/purchases.py). A till (merchant key, or the bot for a
+        staff member) names the member by their code, which is spent (ledger/member_code.py);
+        only the system names a bare member id (issue 11) — anyone else is refused 403
+        ``forbidden`` with ``details.reason`` ``member_code_required``."""
         require(p, "purchases.record")
         self._check_amount(req.amount_fen)
-        await self._acting_merchant(p, req.merchant_id, req.staff)
-        return await purchases.record(self.ctx, req, scope=f"purchase:m{req.merchant_id}")
+        actor = await self._acting_merchant(p, req.merchant_id, req.staff)
+        scope = f"purchase:m{req.merchant_id}"
+        if req.code is None:
+            if p.role != "system" and self.ctx.rules.purchase_needs_code:
+                raise Forbidden(
+                    "a purchase needs the member's code (scanned or typed), not a member id",
+                    operation="purchases.record",
+                    reason="member_code_required",
+                )
+            return await purchases.record(self.ctx, req, scope=scope)
+        await throttle.check(self.ctx, actor)
+        async with throttle.guess(self.ctx, actor, req.code):  # counted before the code
+            return await purchases.record(self.ctx, req, scope=scope)
+
+    async def refund_purchase(
+        self, p: Principal, purchase_id: int, req: RefundRequest
+    ) -> RefundOut:
+        """Refund part or all of a purchase inside its hold (ledger/refunds.py): the merchant's
+        own key, an admin, or the bot for an owner of the merchant it names. Raises NotFound,
+        RefundRefused (409, with the reason) and IdempotencyConflict."""
+        require(p, "purchases.refund")
+        self._check_amount(req.amount_fen)
+        by = await self._acting(p, req.merchant_id, req.staff, owner=True)
+        return await refunds.refund(self.ctx, purchase_id, req, by)
 
     async def issue_code(self, p: Principal, member_id: int) -> CodeOut:
         require(p, "codes.issue")
@@ -354,6 +386,12 @@ class LedgerService:
         """Revoke key ``key_id`` at once in every ledger process (issue 11). Raises NotFound."""
         require(p, "keys.revoke")
         return await apikeys.revoke(self.ctx, key_id)
+
+    async def unusual_volume(self, p: Principal, day: dt.date | None = None) -> UnusualVolumeOut:
+        """Merchants whose purchase volume on local ``day`` (default: yesterday) was far above
+        their own usual (ledger/unusual.py)."""
+        require(p, "alerts.unusual_volume")
+        return await unusual.unusual_volume(self.ctx, day)
 
     async def stats(self, p: Principal) -> StatsOut:
         require(p, "stats.read")

@@ -25,6 +25,7 @@ from ledger.purchases import credit_merchant
 from ledger.schema import (
     JournalEntry,
     Member,
+    PurchaseRefund,
     Redemption,
     RedemptionLot,
     RedemptionUndo,
@@ -104,6 +105,13 @@ async def undo(
         if done is not None:
             return UndoOut.model_validate(done.response)
         _check_allowed(ctx, redemption, actor, owner, now)
+        if redemption.purchase_id is not None and await session.scalar(
+            select(PurchaseRefund.id).where(PurchaseRefund.purchase_id == redemption.purchase_id)
+        ):
+            raise UndoRefused(
+                "part of this bill was refunded already; refund the rest instead",
+                reason="refunded",
+            )
         member = await session.get_one(Member, redemption.member_id, with_for_update=True)
         spent = list(
             (

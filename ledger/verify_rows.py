@@ -4,9 +4,11 @@ A purchase entry (``purchase:<id>``) implies a purchase row whose figures give e
 entry's postings, and a ``points.earned`` event; a redemption entry (``redemption:<id>``)
 implies a redemption row, the purchase row of its paid part, a code in state ``used`` and a
 ``voucher.redeemed`` event; every member a release entry grants vouchers implies a
-``voucher.granted`` event. And back: every purchase and redemption row is booked by exactly one
-entry, and the feed's positions have no holes. So a used code set back to live, a deleted
-event, or a purchase row edited after the fact is named, not only a bad balance.
+``voucher.granted`` event; a refund entry (``refund:<id>``, issue 11) implies a refund row
+whose figures give exactly its postings, and no purchase is refunded beyond its amount or its
+points. And back: every purchase, redemption and refund row is booked by exactly one entry,
+and the feed's positions have no holes. So a used code set back to live, a deleted event, or
+a purchase row edited after the fact is named, not only a bad balance.
 
 Memory stays small at scale: which purchases and redemptions were booked, and which have their
 event, are bitmaps over their (dense, autoincrement) ids — 100 million purchases take 12.5 MB.
@@ -23,9 +25,17 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from ledger import events, journal
+from ledger import events, journal, refunds
 from ledger.context import Ctx
-from ledger.schema import Event, FeedState, JournalEntry, Purchase, Redemption, RedemptionCode
+from ledger.schema import (
+    Event,
+    FeedState,
+    JournalEntry,
+    Purchase,
+    PurchaseRefund,
+    Redemption,
+    RedemptionCode,
+)
 
 PAGE = 5000
 
@@ -84,6 +94,38 @@ def _granted_members(e: JournalEntry) -> list[int]:
     ]
 
 
+async def _over_refunded(ctx: Ctx, problems: list[str]) -> bool:
+    """The first purchase its refunds took more of than it had (fen or points)."""
+    totals = (
+        select(
+            PurchaseRefund.purchase_id.label("pid"),
+            func.sum(PurchaseRefund.amount_fen).label("fen"),
+            func.sum(PurchaseRefund.concession_fen).label("concession"),
+            func.sum(PurchaseRefund.member_points).label("member_points"),
+            func.sum(PurchaseRefund.merchant_points).label("merchant_points"),
+        )
+        .group_by(PurchaseRefund.purchase_id)
+        .subquery()
+    )
+    async with ctx.db.read() as session:
+        over = await session.scalar(
+            select(Purchase.id)
+            .join(totals, totals.c.pid == Purchase.id)
+            .where(
+                (totals.c.fen > Purchase.amount_fen)
+                | (totals.c.concession > Purchase.concession_fen)
+                | (totals.c.member_points > Purchase.member_points)
+                | (totals.c.merchant_points > Purchase.merchant_points)
+            )
+            .order_by(Purchase.id)
+            .limit(1)
+        )
+    if over is None:
+        return False
+    problems.append(f"purchase {over}: its refunds take back more than it booked")
+    return True
+
+
 def _ref_id(ref: str, prefix: str) -> int | None:
     rest = ref.removeprefix(prefix)
     return int(rest) if rest != ref and rest.isdigit() else None
@@ -95,6 +137,7 @@ class RowChecker:
     def __init__(self) -> None:
         self.booked_purchases = Bits()
         self.booked_redemptions = Bits()
+        self.booked_refunds = Bits()
         self.earned = Bits()  # purchase ids that have their points.earned event
         self.redeemed = Bits()  # redemption ids that have their voucher.redeemed event
         # voucher.granted events per release date, and the grants release entries imply: counts
@@ -144,7 +187,20 @@ class RowChecker:
         """Check one page of entries against the rows they imply; first problem wins."""
         bought = {e.id: i for e in entries if (i := _ref_id(e.ref, "purchase:")) is not None}
         redeemed = {e.id: i for e in entries if (i := _ref_id(e.ref, "redemption:")) is not None}
+        refunded = {
+            e.id: i
+            for e in entries
+            if e.kind == refunds.KIND and (i := _ref_id(e.ref, "refund:")) is not None
+        }
         async with ctx.db.read() as session:
+            refund_rows = {
+                r.id: r
+                for r in (
+                    await session.scalars(
+                        select(PurchaseRefund).where(PurchaseRefund.id.in_(set(refunded.values())))
+                    )
+                ).all()
+            }
             redemptions = {
                 r.id: r
                 for r in (
@@ -179,6 +235,8 @@ class RowChecker:
                 r = redemptions.get(redeemed[e.id])
                 p = purchases.get(r.purchase_id) if r and r.purchase_id else None
                 problem = self._redemption(e, where, r, p, codes.get(r.code_id) if r else None)
+            elif e.id in refunded:
+                problem = self._refund(e, where, refunded[e.id], refund_rows.get(refunded[e.id]))
             elif e.kind == "release" and self._evented(e):
                 day = _member_release_day(e.ref)
                 if day is not None:
@@ -201,6 +259,20 @@ class RowChecker:
             )
         if self._evented(e) and p.id not in self.earned:
             return f"{where}: its {events.POINTS_EARNED} event is missing"
+        return None
+
+    def _refund(
+        self, e: JournalEntry, where: str, rid: int, r: PurchaseRefund | None
+    ) -> str | None:
+        if r is None:
+            return f"{where}: refund {rid} is missing"
+        if not self.booked_refunds.add(r.id):
+            return f"{where}: refund {r.id} is booked twice"
+        if not _same(refunds.postings(r), e.postings):
+            return (
+                f"refund {r.id}: its row (amount {r.amount_fen}, concession {r.concession_fen},"
+                f" points {r.member_points}+{r.merchant_points}) disagrees with {where}"
+            )
         return None
 
     def _redemption(
@@ -303,6 +375,7 @@ class RowChecker:
         for model, booked, name in (
             (Purchase, self.booked_purchases, "purchase"),
             (Redemption, self.booked_redemptions, "redemption"),
+            (PurchaseRefund, self.booked_refunds, "refund"),
         ):
             after = 0
             while True:
@@ -319,6 +392,8 @@ class RowChecker:
                         problems.append(f"{name} {row_id}: no journal entry books it")
                         return
                 after = ids[-1]
+        if await _over_refunded(ctx, problems):
+            return
         async with ctx.db.read() as session:
             used = await session.scalar(
                 select(func.count(RedemptionCode.id)).where(RedemptionCode.state == "used")

@@ -30,6 +30,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "redemptions.preview": ("POST", "/v1/redemptions/preview", True),
     "redemptions.redeem": ("POST", "/v1/redemptions", True),
     "redemptions.undo": ("POST", "/v1/redemptions/{redemption_id}/undo", True),
+    "purchases.refund": ("POST", "/v1/purchases/{purchase_id}/refunds", True),  # keyed
     "merchants.nearby": ("GET", "/v1/merchants/nearby", True),
     "merchants.get": ("GET", "/v1/merchants/{merchant_id}", True),
     "merchants.create": ("POST", "/v1/merchants", False),
@@ -45,6 +46,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "staff.list": ("GET", "/v1/merchants/{merchant_id}/staff", True),
     "staff.revoke": ("POST", "/v1/merchants/{merchant_id}/staff/revoke", True),
     "stats.read": ("GET", "/v1/stats", True),
+    "alerts.unusual_volume": ("GET", "/v1/alerts/unusual-volume", True),
     "keys.revoke": ("DELETE", "/v1/api-keys/{key_id}", True),  # revoking twice changes nothing
     "transparency.pool": ("GET", "/v1/public/pool", True),
     "circle.read": ("GET", "/v1/circle", True),
@@ -157,15 +159,20 @@ class LedgerClient(abc.ABC):
     async def record_purchase(
         self,
         merchant_id: int,
-        member_id: int,
+        member_id: int | None,
         amount_fen: int,
         idempotency_key: str,
         green_tags: list[str] | None = None,
         staff: Staff | None = None,
+        code: str | None = None,
     ) -> m.PurchaseResult:
+        """Record a purchase for the member whose ``code`` (scanned or typed) the till read;
+        the code is spent. A bare ``member_id`` is for the system only (issue 11); anyone else
+        is refused ``Forbidden`` (``details["reason"]`` ``member_code_required``)."""
+        member: dict[str, Any] = {"code": code} if code is not None else {"member_id": member_id}
         body = {
             "merchant_id": merchant_id,
-            "member_id": member_id,
+            **member,
             "amount_fen": amount_fen,
             "green_tags": green_tags or [],
             "idempotency_key": idempotency_key,
@@ -218,6 +225,26 @@ class LedgerClient(abc.ABC):
             {"redemption_id": redemption_id},
             body={"merchant_id": merchant_id, **_staff(staff)},
         )
+
+    async def refund_purchase(
+        self,
+        purchase_id: int,
+        merchant_id: int,
+        amount_fen: int,
+        idempotency_key: str,
+        reason: str = "",
+        staff: Staff | None = None,
+    ) -> m.Refund:
+        """Refund ``amount_fen`` of a purchase inside its hold; the same key answers the first
+        refund. Raises ``RefundRefused`` (``reason``: refund_after_hold, over_refund, …)."""
+        body = {
+            "merchant_id": merchant_id,
+            "amount_fen": amount_fen,
+            "reason": reason,
+            "idempotency_key": idempotency_key,
+            **_staff(staff),
+        }
+        return await self._do(m.Refund, "purchases.refund", {"purchase_id": purchase_id}, body=body)
 
     async def today(
         self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None
@@ -376,6 +403,11 @@ class LedgerClient(abc.ABC):
         return await self._do(
             m.ReleaseResult, "releases.run", body={"date": day.isoformat() if day else None}
         )
+
+    async def unusual_volume(self, day: dt.date | None = None) -> m.UnusualVolume:
+        """Merchants whose purchase volume on local ``day`` (default yesterday) was unusual."""
+        query = {"date": day.isoformat() if day else None}
+        return await self._do(m.UnusualVolume, "alerts.unusual_volume", query=query)
 
     async def stats(self) -> m.Stats:
         return await self._do(m.Stats, "stats.read")

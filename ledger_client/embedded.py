@@ -41,8 +41,17 @@ class DemoSetup:
         assert isinstance(self.ledger, InProcessLedgerClient)
         bot = self.ledger.as_role("bot")
         member = await bot.resolve_member(channel, str(address))
+        # As at a real till, the shop reads the customer's code (issue 11); here it is a fresh
+        # one, so a code shown with /qr before this stops working.
+        code = await bot.issue_code(member.id)
         shop = self.ledger.as_role("merchant", self.merchant_id)
-        await shop.record_purchase(self.merchant_id, member.id, fen, f"demo-{uuid.uuid4().hex}")
+        await shop.record_purchase(
+            self.merchant_id,
+            None,
+            fen,
+            f"demo-{uuid.uuid4().hex}",
+            code=code.numeric_code,
+        )
 
     async def staff_invite(self) -> str:
         """A one-time invite to the demo shop, as the alliance's admin would hand a cashier."""

@@ -126,10 +126,21 @@ class PayoutRefused(LedgerClientError):
     ``paid_through_later``."""
 
     code = "payout_refused"
+class RefundRefused(LedgerClientError):
+    """The purchase cannot be refunded; ``reason`` says why (refund_after_hold, over_refund,
+    redemption_undone, points_already_used)."""
+
+    code = "refund_refused"
 
     @property
     def reason(self) -> str:
         return str(self.details.get("reason", ""))
+
+
+class PurchaseCapReached(LedgerClientError):
+    """The member reached the day's purchases at this merchant."""
+
+    code = "purchase_cap_reached"
 
 
 class InsiderRefused(LedgerClientError):
@@ -187,6 +198,8 @@ _ALL: list[type[LedgerClientError]] = [
     NotOwner,
     StaffNotFound,
     UndoRefused,
+    RefundRefused,
+    PurchaseCapReached,
     InsiderRefused,
     IdempotencyConflict,
     Throttled,

@@ -72,6 +72,7 @@ class CappedExit(Model):
 class Balance(Model):
     member_id: int
     points: int
+    pending_points: int = 0  # of ``points``, still in their hold after a purchase
     points_value_fen: int
     price: Price
     vouchers_fen: int
@@ -121,6 +122,37 @@ class Receipt(Model):
     points_earned: int
     member_masked: str
     at: dt.datetime
+
+
+class UnusualMerchant(Model):
+    merchant_id: int
+    name: str
+    day_fen: int
+    day_count: int
+    median_fen: int
+
+
+class UnusualVolume(Model):
+    date: dt.date
+    multiple_bp: int
+    floor_fen: int
+    days: int
+    merchants: list[UnusualMerchant]
+
+
+class Refund(Model):
+    refund_id: int
+    purchase_id: int
+    merchant_id: int
+    member_id: int
+    amount_fen: int
+    concession_fen: int
+    member_points: int
+    merchant_points: int
+    refunded_fen: int
+    refundable_fen: int
+    at: dt.datetime
+    by: str
 
 
 class Undo(Model):

@@ -271,8 +271,9 @@ class Run:
     err: str
 
 
-async def cli(url: str, *args: str) -> Run:
-    env = {**os.environ, "GREENPOINTS_LEDGER_URL": url}
+async def cli(url: str, *args: str, env: dict[str, str] | None = None) -> Run:
+    """``greenpoints ledger ARGS`` on ``url``, with ``env`` added to the environment."""
+    env = {**os.environ, **(env or {}), "GREENPOINTS_LEDGER_URL": url}
     proc = await asyncio.create_subprocess_exec(
         str(GREENPOINTS),
         "ledger",

@@ -17,7 +17,7 @@ from ledger.models import RedeemInviteRequest
 from ledger.principal import SYSTEM
 from ledger.service import LedgerService
 from tests.conftest import Served, World
-from tests.ledger_support import diff, http, is_error, pay_with_code, snapshot
+from tests.ledger_support import buy, diff, http, is_error, pay_with_code, snapshot
 from tests.roles_matrix import ALLOWED
 
 ROLES = ("bot", "merchant", "admin", "anonymous", "forged")
@@ -43,6 +43,16 @@ async def request_for(
         hired = await service.create_staff_invite(SYSTEM, shop, "cashier")
         target = {"channel": "roles", "external_id": f"cashier-{n}"}
         await service.redeem_staff_invite(SYSTEM, RedeemInviteRequest(code=hired.code, **target))
+    if op == "purchases.refund":  # a purchase of the shop's, inside a hold, to refund
+        service.ctx.rules = service.ctx.rules.model_copy(update={"points_hold_days": 7})
+        bought = await buy(service, shop, member, 1000, f"roles-refund-{n:04d}")
+        path["purchase_id"] = str(bought.purchase_id)
+        if role == "bot":  # the bot refunds for an owner only
+            owner = await service.create_staff_invite(SYSTEM, shop, "owner")
+            await service.redeem_staff_invite(
+                SYSTEM, RedeemInviteRequest(code=owner.code, channel="roles", external_id="own")
+            )
+            staff = {"staff": {"channel": "roles", "external_id": "own"}}
     if op.startswith("redemptions."):
         code = (await service.issue_code(SYSTEM, member)).numeric_code
     bodies: dict[str, dict[str, Any]] = {
@@ -78,6 +88,12 @@ async def request_for(
         "releases.run": {"date": service.ctx.today().isoformat()},
         "staff.invite": {"merchant_id": shop, **staff},
         "redemptions.undo": {"merchant_id": shop, **staff},
+        "purchases.refund": {
+            "merchant_id": shop,
+            "amount_fen": 10,
+            "idempotency_key": f"roles-refund-{n:04d}",
+            **staff,
+        },
         "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
         "transparency.publish": {"date": service.ctx.today().isoformat()},
         # Yesterday has ended; paying it again (another key) answers with its payout.

@@ -43,7 +43,7 @@ async def setup(clients: Clients, world: World, clock: FixedClock) -> None:
     """Vouchers for member 0; an owner and two cashiers at the shop."""
     shop = world.merchant_id
     await clients.merchant.record_purchase(shop, world.member_ids[0], 10_000_000, "undo-buy-1")
-    await clients.admin.release(clock.now.date())
+    await clients.admin.release(world.service.ctx.today())
     for n, person in enumerate((OWNER, CASHIER, OTHER)):
         invite = await clients.merchant.create_staff_invite(
             shop, role="owner" if n == 0 else "cashier"

@@ -24,7 +24,7 @@ from bot.services import Services
 from bot.storage import cursors
 from bot.storage.outbox import Outgoing, enqueue
 from ledger_client.errors import Unavailable
-from ledger_client.models import EventsPage
+from ledger_client.models import Event, EventsPage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,18 @@ class ReaderTuning:
     page_size: int = 1000  # the ledger's largest page
     backoff_base: float = 1.0  # first wait after the ledger failed to answer, then doubling
     backoff_cap: float = 60.0
+
+
+def _text_notice(channel: str, address: str, text: str, dedupe_key: str) -> Outgoing:
+    """A notice sent as a plain text message, once per ``dedupe_key``."""
+    return Outgoing(
+        channel=channel,
+        address=address,
+        method="sendMessage",
+        payload={"text": text},
+        kind="notice",
+        dedupe_key=dedupe_key,
+    )
 
 
 class _CursorMoved(Exception):
@@ -109,6 +121,9 @@ class EventReader:
         profiles = await self.services.chats.by_member(members)
         out: list[Outgoing] = []
         for event in page.events:
+            if event.type == notices.UNUSUAL_VOLUME:
+                out += await self._admin_alerts(event)
+                continue
             profile = profiles.get(event.member_id) if event.member_id is not None else None
             if profile is None or not profile.notices or profile.blocked:
                 continue
@@ -129,16 +144,24 @@ class EventReader:
             text = notices.render(event, translator(profile.locale))
             if text is None:
                 continue
-            out.append(
-                Outgoing(
-                    channel=profile.channel,
-                    address=profile.address,
-                    method="sendMessage",
-                    payload={"text": text},
-                    kind="notice",
-                    dedupe_key=f"event:{event.id}",
-                )
-            )
+            out.append(_text_notice(profile.channel, profile.address, text, f"event:{event.id}"))
+        return out
+
+    async def _admin_alerts(self, event: Event) -> list[Outgoing]:
+        """An admins' alert (issue 11: unusual volume) to every admin of this bot who has a chat
+        with it (GREENPOINTS_ADMIN_IDS; a bot cannot open a chat), in their language. Channels
+        with neutral notices (WeChat) have no admins (``Services.is_admin``)."""
+        channel = self.services.channel
+        if channel in NEUTRAL_NOTICES:
+            return []
+        out: list[Outgoing] = []
+        for admin in sorted(self.services.settings.admin_ids):
+            profile = await self.services.chats.get((channel, str(admin)))
+            if profile is None or profile.blocked:
+                continue
+            text = notices.unusual_volume(translator(profile.locale), event.payload)
+            key = f"event:{event.id}:admin:{admin}"
+            out.append(_text_notice(channel, profile.address, text, key))
         return out
 
     # --- where to start ---------------------------------------------------------------------

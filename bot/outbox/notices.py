@@ -159,6 +159,51 @@ def staff_revoked(t: Translator, payload: Mapping[str, Any]) -> str | None:
     ).format(merchant=_merchant(t, payload))
 
 
+UNUSUAL_VOLUME = "merchant.unusual_volume"
+PURCHASE_REFUNDED = "purchase.refunded"
+
+
+def purchase_refunded(t: Translator, payload: Mapping[str, Any]) -> str | None:
+    """A refund of the member's purchase (issue 11): the money back, the points taken back."""
+    amount = _int(payload, "amount_fen")
+    if amount <= 0:
+        return None
+    lines = [
+        t._("{merchant} refunded {amount} of your purchase.").format(
+            merchant=_merchant(t, payload), amount=formatting.money(t, amount)
+        )
+    ]
+    points = -_int(payload, "points")
+    if points > 0:
+        lines.append(
+            t.ngettext(
+                "The {points} point it earned you was taken back.",
+                "The {points} points it earned you were taken back.",
+                points,
+            ).format(points=formatting.number(t, points))
+        )
+    return "\n".join(lines)
+
+
+def unusual_volume(t: Translator, payload: Mapping[str, Any]) -> str:
+    """The admins' daily alert (issue 11): a merchant's day far above its own usual."""
+    raw = payload.get("date")
+    try:
+        day = dt.date.fromisoformat(raw) if isinstance(raw, str) else None
+    except ValueError:
+        day = None
+    return t._(
+        "⚠️ Unusual volume on {date}: {merchant} booked {amount} in {count} purchases; its "
+        "usual day is {median}. Please check this merchant's purchases."
+    ).format(
+        date=formatting.day(t, day) if day else "?",
+        merchant=_merchant(t, payload),
+        amount=formatting.money(t, _int(payload, "day_fen")),
+        count=formatting.number(t, _int(payload, "day_count")),
+        median=formatting.money(t, _int(payload, "median_fen")),
+    )
+
+
 Renderer = Callable[[Translator, Mapping[str, Any]], "str | None"]
 
 RENDERERS: dict[str, Renderer] = {
@@ -168,6 +213,7 @@ RENDERERS: dict[str, Renderer] = {
     VOUCHER_EXPIRING: voucher_expiring,
     REDEMPTION_UNDONE: redemption_undone,
     STAFF_REVOKED: staff_revoked,
+    PURCHASE_REFUNDED: purchase_refunded,
 }
 
 

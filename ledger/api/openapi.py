@@ -14,9 +14,10 @@ REF = "#/components/schemas/{model}"
 _ERRORS = {
     "400": "Malformed or out-of-range input",
     "401": "Missing or unknown API key",
-    "403": "The key's role may not do this",
+    "403": "The key's role may not do this (or a till named a member without their code)",
     "404": "Unknown id or code",
-    "409": "Conflict: code used or revoked, idempotency key reused, identity in use",
+    "409": "Conflict: code used or revoked, idempotency key reused, identity in use, refund "
+    "refused (with the reason), the member's purchases of the day at this merchant capped",
     "410": "Expired code or invite",
     "415": "A body not sent as application/json in UTF-8",
     "429": "Throttled: too many unknown codes from a till, or unknown API keys from an address",

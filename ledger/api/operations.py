@@ -100,6 +100,8 @@ class StatementQuery(Query):
     format: Literal["json", "csv"] = "json"
     staff_channel: m.Channel | None = None
     staff_external_id: m.ExternalId | None = None
+class UnusualQuery(Query):
+    date: QueryDate | None = None
 
 
 class StaffLookupOut(m.Out):
@@ -279,6 +281,19 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation(
+        "purchases.refund",
+        "POST",
+        "/v1/purchases/{purchase_id}/refunds",
+        "Refund part or all of a purchase inside its points' hold: the concession back out of "
+        "the pool, the points minted on the refunded part taken back (floor rule, "
+        "ledger/refunds.py). 409 refund_refused with details.reason refund_after_hold, "
+        "over_refund, redemption_undone or points_already_used.",
+        m.RefundOut,
+        lambda s, p, a: s.refund_purchase(p, a.path["purchase_id"], a.body),
+        body=m.RefundRequest,
+        status=201,
+    ),
+    Operation(
         "redemptions.preview",
         "POST",
         "/v1/redemptions/preview",
@@ -440,6 +455,16 @@ OPERATIONS: tuple[Operation, ...] = (
         "Alliance-wide figures.",
         m.StatsOut,
         lambda s, p, a: s.stats(p),
+    ),
+    Operation(
+        "alerts.unusual_volume",
+        "GET",
+        "/v1/alerts/unusual-volume",
+        "Merchants whose purchase volume on a local day (default yesterday) was above a floor "
+        "and far above the median of their own trailing days (issue 11).",
+        m.UnusualVolumeOut,
+        lambda s, p, a: s.unusual_volume(p, a.query.date),
+        query=UnusualQuery,
     ),
     Operation(
         "keys.revoke",

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_payouts"
-down_revision = "0006_exit_cap"
+down_revision = "0007_refunds"
 branch_labels = None
 depends_on = None
 
@@ -104,7 +104,9 @@ def upgrade() -> None:
         ["merchant_id", "created_at"],
     )
     with op.batch_alter_table("purchases") as batch:
-        batch.drop_index("ix_purchases_merchant_id")
+        # 0007_refunds indexed purchases by (merchant_id, created_at); the statement's covering
+        # index of the same name extends it, so a purchase still writes one index per merchant.
+        batch.drop_index("ix_purchases_merchant_created")
         batch.create_index(
             "ix_purchases_merchant_created",
             ["merchant_id", "created_at", "concession_fen", "amount_fen"],
@@ -128,7 +130,7 @@ def downgrade() -> None:
     op.drop_index("ix_redemption_undos_undone_at", table_name="redemption_undos")
     with op.batch_alter_table("purchases") as batch:
         batch.drop_index("ix_purchases_merchant_created")
-        batch.create_index("ix_purchases_merchant_id", ["merchant_id"])
+        batch.create_index("ix_purchases_merchant_created", ["merchant_id", "created_at"])
     op.drop_index("ix_merchant_releases_merchant_created", table_name="merchant_releases")
     op.drop_table("merchant_releases")
     op.drop_table("payouts")
