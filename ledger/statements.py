@@ -16,6 +16,7 @@ one more source, and statements, CSV, totals and the carried balance take it up 
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import csv
 import datetime as dt
@@ -105,20 +106,25 @@ def check_span(first: dt.date, last: dt.date) -> None:
 
 # --- sources: one per kind of line ------------------------------------------------------------
 
-# (span index, count, amount_fen, points, credit_fen, debit_fen)
+# (span index, count, amount_fen, points, credit_fen, debit_fen): one span's sum
 Summed = Select[int, int, int, int, int, int]
+# (moment, count, amount_fen, points, credit_fen, debit_fen): one row, for kinds with few rows
+Dated = Select[dt.datetime, int, int, int, int, int]
 
 
 @dataclass(frozen=True)
 class Source:
-    """A kind of statement line and the query that sums it over one span of time.
+    """A kind of statement line and how to read it for the merchant's rows dated in [lo, hi).
 
-    ``query(merchant_id, lo, hi, index)`` selects one row (index, count, amount_fen, points,
-    credit_fen, debit_fen) summing the merchant's rows dated in [lo, hi).
+    Kinds with many rows (purchases, redemptions) ``sum`` one span in SQL: (index, count,
+    amount_fen, points, credit_fen, debit_fen). Kinds with few (a release a day, the odd undo)
+    list their ``rows`` (moment, 1, amounts…) once for the whole period, bucketed here: a query
+    per day would cost more than the rows.
     """
 
     kind: str
-    query: Callable[[int, dt.datetime, dt.datetime, int], Summed]
+    sum: Callable[[int, dt.datetime, dt.datetime, int], Summed] | None = None
+    rows: Callable[[int, dt.datetime, dt.datetime], Dated] | None = None
 
 
 def _purchases(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
@@ -153,13 +159,13 @@ def _vouchers(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) ->
     )
 
 
-def _released(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
+def _released(merchant_id: int, lo: dt.datetime, hi: dt.datetime) -> Dated:
     return select(
-        literal(index),
-        func.count(),
+        MerchantRelease.created_at,
+        literal(1),
         literal(0),
-        func.sum(MerchantRelease.points),
-        func.sum(MerchantRelease.fen),
+        MerchantRelease.points,
+        MerchantRelease.fen,
         literal(0),
     ).where(
         MerchantRelease.merchant_id == merchant_id,
@@ -168,25 +174,25 @@ def _released(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) ->
     )
 
 
-def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> Summed:
+def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime) -> Dated:
     # The undo posts the negation of the redemption's entry: its vouchers leave the merchant's
     # settlement and the concession on its paid part goes back (ledger/undo.py).
     return (
         select(
-            literal(index),
-            func.count(),
-            -func.sum(Redemption.bill_fen),
+            RedemptionUndo.undone_at,
+            literal(1),
+            -Redemption.bill_fen,
             literal(0),
-            -func.sum(Redemption.vouchers_applied_fen),
-            -func.coalesce(func.sum(Purchase.concession_fen), 0),
+            -Redemption.vouchers_applied_fen,
+            -func.coalesce(Purchase.concession_fen, 0),
         )
         .select_from(RedemptionUndo)
         .join(Redemption, Redemption.id == RedemptionUndo.redemption_id)
         .outerjoin(Purchase, Purchase.id == Redemption.purchase_id)
         .where(
             # Undos are few: walk them by time (ix_redemption_undos_undone_at) and check each
-            # one's merchant, rather than every redemption of the merchant for each day (``+ 0``
-            # keeps SQLite's planner off the merchant index: 140 ms of a 100,000-purchase month).
+            # one's merchant, rather than every redemption of the merchant (``+ 0`` keeps
+            # SQLite's planner off the merchant index: 140 ms of a 100,000-purchase month).
             Redemption.merchant_id + 0 == merchant_id,
             RedemptionUndo.undone_at >= lo,
             RedemptionUndo.undone_at < hi,
@@ -195,10 +201,10 @@ def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime, index: int) -> S
 
 
 SOURCES: tuple[Source, ...] = (
-    Source(PURCHASES, _purchases),
-    Source(VOUCHERS_ACCEPTED, _vouchers),
-    Source(POINTS_RELEASED, _released),
-    Source(REDEMPTION_UNDONE, _undone),
+    Source(PURCHASES, sum=_purchases),
+    Source(VOUCHERS_ACCEPTED, sum=_vouchers),
+    Source(POINTS_RELEASED, rows=_released),
+    Source(REDEMPTION_UNDONE, rows=_undone),
 )
 
 
@@ -207,18 +213,25 @@ async def sum_lines(
 ) -> dict[tuple[int, str], StatementLine]:
     """Every source's lines per span [bounds[i], bounds[i+1]); keys (span index, kind).
 
-    One statement per source: a UNION ALL of one aggregate per local day, each an index range
-    read on its own (a CASE over the days grouped in one scan cost SQLite 50× a bare SUM).
+    One statement per source: for many rows a UNION ALL of one aggregate per local day, each an
+    index range read on its own (a CASE over the days grouped in one scan cost SQLite 50× a bare
+    SUM); for few rows the rows themselves, bucketed by day here.
     """
     found: dict[tuple[int, str], StatementLine] = {}
     spans = list(itertools.pairwise(bounds))
     for source in SOURCES:
-        parts = [source.query(merchant_id, lo, hi, n) for n, (lo, hi) in enumerate(spans)]
-        query = parts[0] if len(parts) == 1 else union_all(*parts)
-        for index, count, amount, points, credit, debit in await session.execute(query):
+        sums: list[Any] = []
+        if source.sum is not None:
+            parts = [source.sum(merchant_id, lo, hi, n) for n, (lo, hi) in enumerate(spans)]
+            sums = list(await session.execute(parts[0] if len(parts) == 1 else union_all(*parts)))
+        elif source.rows is not None:
+            dated = await session.execute(source.rows(merchant_id, bounds[0], bounds[-1]))
+            sums = [(bisect.bisect_right(bounds, at) - 1, *rest) for at, *rest in dated]
+        for index, count, amount, points, credit, debit in sums:
             if not count:
                 continue
-            found[(int(index), source.kind)] = StatementLine(
+            was = found.get((int(index), source.kind))
+            line = StatementLine(
                 kind=source.kind,
                 count=int(count),
                 amount_fen=int(amount or 0),
@@ -226,7 +239,20 @@ async def sum_lines(
                 credit_fen=int(credit or 0),
                 debit_fen=int(debit or 0),
             )
+            found[(int(index), source.kind)] = line if was is None else _add(was, line)
     return found
+
+
+def _add(a: StatementLine, b: StatementLine) -> StatementLine:
+    return a.model_copy(
+        update={
+            "count": a.count + b.count,
+            "amount_fen": a.amount_fen + b.amount_fen,
+            "points": a.points + b.points,
+            "credit_fen": a.credit_fen + b.credit_fen,
+            "debit_fen": a.debit_fen + b.debit_fen,
+        }
+    )
 
 
 def net(lines: Sequence[StatementLine]) -> int:
@@ -273,19 +299,8 @@ def _totals(lines: Sequence[StatementLine]) -> list[StatementLine]:
     summed: dict[str, StatementLine] = {}
     for line in lines:
         was = summed.get(line.kind)
-        summed[line.kind] = (
-            line.model_copy(update={"date": None})
-            if was is None
-            else was.model_copy(
-                update={
-                    "count": was.count + line.count,
-                    "amount_fen": was.amount_fen + line.amount_fen,
-                    "points": was.points + line.points,
-                    "credit_fen": was.credit_fen + line.credit_fen,
-                    "debit_fen": was.debit_fen + line.debit_fen,
-                }
-            )
-        )
+        summed[line.kind] = _add(was, line) if was is not None else line
+    summed = {kind: line.model_copy(update={"date": None}) for kind, line in summed.items()}
     return sorted(summed.values(), key=lambda x: order.get(x.kind, len(order)))
 
 
