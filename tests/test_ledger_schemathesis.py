@@ -143,6 +143,7 @@ class World:
     new_key_id: Callable[[], int]  # a key made to be revoked
     vouchers: dict[str, int]  # code -> its member's vouchers (fen) when it was issued
     redemptions: list[int]  # redemptions at the shop, to undo (a second undo answers the first)
+    purchases: list[int]  # purchases at the shop inside their hold, to refund (issue 11)
 
 
 @dataclass
@@ -246,6 +247,17 @@ class LiveLedger:
             for n, member in enumerate(members[:3])
         ]
 
+        # Purchases to refund: inside a hold (tests run without one unless they ask), bought
+        # after the release so every point to take back is there.
+        s.ctx.rules = s.ctx.rules.model_copy(update={"points_hold_days": 7})
+        purchases = [
+            (await s.record_purchase(SYSTEM, PurchaseRequest(
+                merchant_id=shop.id, member_id=member, amount_fen=10_000_000,
+                idempotency_key=f"seed-refundable-{n}",
+            ))).purchase_id
+            for n, member in enumerate(members[:3])
+        ]
+
         async def throwaway() -> int:
             return await apikeys.key_id(s.ctx, await apikeys.create(s.ctx, "bot", None, "doomed"))
 
@@ -265,6 +277,7 @@ class LiveLedger:
             new_key_id=lambda: self.run(throwaway()),
             vouchers=vouchers,
             redemptions=redemptions,
+            purchases=purchases,
         )
 
 
@@ -355,6 +368,9 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
     if "redemption_id" in case.path_parameters:
         redemption = rng.choice(world.redemptions)
         case.path_parameters = {**case.path_parameters, "redemption_id": redemption}
+    if "purchase_id" in case.path_parameters:
+        purchase = rng.choice(world.purchases)
+        case.path_parameters = {**case.path_parameters, "purchase_id": purchase}
     query = dict(case.query or {})
     if "lat" in query:
         query.update(lat=30.2341, lon=119.7239)
@@ -388,6 +404,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
             body["period"] = (dt.date.today() - dt.timedelta(days=rng.randint(1, 3))).isoformat()
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
                               or case.path.endswith("/undo")
+                              or case.path.endswith("/refunds")
                               or case.path == "/v1/staff-invites"):
             body["staff"] = STAFF
         case.body = body
