@@ -15,11 +15,12 @@ from bot.chat.router import Router
 from bot.chat.splitting import shorten
 from bot.chat.turn import Turn
 from bot.i18n import Translator
-from ledger_client.models import Activity, Balance, Price
+from ledger_client.models import Activity, Balance, CappedExit, Price
 
 HISTORY = "bal"
 SHOP_SHOWN = 40  # characters of a merchant's name in a history line
 PAGE = 5
+CAPPED_SHOWN = 3  # the most recent exit-cap conversions shown
 
 
 def price_text(t: Translator, price: Price) -> str:
@@ -54,6 +55,19 @@ def activity_line(t: Translator, item: Activity) -> str:
     )
 
 
+def capped_line(t: Translator, capped: CappedExit) -> str:
+    """Points that reached their exit cap (issue 13; DESIGN.md "The seeds' other rules")."""
+    return t.ngettext(
+        "On {day}, {points} point reached its cap and became {vouchers} of vouchers.",
+        "On {day}, {points} points reached their cap and became {vouchers} of vouchers.",
+        capped.points,
+    ).format(
+        day=formatting.day(t, capped.date),
+        points=formatting.number(t, capped.points),
+        vouchers=formatting.money(t, capped.vouchers_fen),
+    )
+
+
 def history_choices(t: Translator, before: int | None) -> list[list[ChoiceButton]]:
     if before is None:
         return []
@@ -83,6 +97,8 @@ def balance_text(t: Translator, balance: Balance) -> str:
         lines.append(
             t._("Vouchers: none yet. Each day a small part of your points turns into vouchers.")
         )
+    if balance.capped_exits:
+        lines += ["", *(capped_line(t, c) for c in balance.capped_exits[:CAPPED_SHOWN])]
     if balance.activity:
         lines += ["", t._("Recent:")] + [f"• {activity_line(t, a)}" for a in balance.activity]
     return "\n".join(lines)
