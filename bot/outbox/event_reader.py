@@ -122,7 +122,7 @@ class EventReader:
                 async with self.services.db.session() as session:
                     if not await cursors.advance(session, CURSOR, after, page.next_after):
                         raise _CursorMoved
-                    new = await enqueue(session, messages)
+                    new = await enqueue(session, messages, self.clock())
             except _CursorMoved:
                 log.info("event feed: another reader moved the cursor past %d", after)
                 return 0
@@ -227,7 +227,9 @@ class EventReader:
                     else:
                         await outbox.settle_held(session, ids, state, now, "digest off")
                 made += await enqueue(
-                    session, [m for m, _ids, state in messages if state == outbox.GATHERED]
+                    session,
+                    [m for m, _ids, state in messages if state == outbox.GATHERED],
+                    now,
                 )
         self.gathered += made
         if made and self.on_enqueued is not None:

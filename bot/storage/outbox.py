@@ -60,14 +60,19 @@ class Outgoing:
     not_before: dt.datetime | None = None  # None: now
 
 
-async def enqueue(session: AsyncSession, messages: list[Outgoing]) -> int:
-    """Add messages in the caller's transaction; returns how many were new (not duplicates)."""
+async def enqueue(
+    session: AsyncSession, messages: list[Outgoing], created_at: dt.datetime | None = None
+) -> int:
+    """Add messages in the caller's transaction; returns how many were new (not duplicates).
+    ``created_at`` (naive UTC; pruning reads it) defaults to now; a message is due at its own
+    ``not_before``, else now (the sender's clock)."""
     if not messages:
         return 0
     bind = session.bind
     postgres = bind is not None and bind.dialect.name == "postgresql"
     builder = postgresql.insert if postgres else sqlite.insert
     now = utcnow()
+    created_at = created_at or now
     stmt = builder(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
     result = await session.execute(
         stmt.returning(OutboxMessage.id),
@@ -84,7 +89,7 @@ async def enqueue(session: AsyncSession, messages: list[Outgoing]) -> int:
                 "state": m.state,
                 "attempts": 0,
                 "not_before": m.not_before or now,
-                "created_at": now,
+                "created_at": created_at,
             }
             for m in messages
         ],
