@@ -485,7 +485,8 @@ async def test_settings_toggle_notices(harness: Harness) -> None:
     pia = harness.person(1060, "Pia", "en")
     shown = await harness.ask(pia, "/settings")
     assert shown.text.startswith("Notices are on.")
-    assert shown.buttons == [("Turn notices off", "ntc|0")]
+    assert shown.buttons == [("Turn notices off", "ntc|0"), ("Daily", "dgs|daily"),
+                             ("✓ Weekly", "dgs|weekly"), ("No digest", "dgs|off")]
     off = await harness.tap(pia, "ntc|0", shown)
     assert off.text.startswith("Notices are off.")
     assert off.buttons == [("Turn notices on", "ntc|1")]
