@@ -9,6 +9,7 @@ the fake Bot API.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -355,3 +356,27 @@ async def test_balance_and_digest_say_when_points_reached_their_cap(
     fields = [n.fields for g in grants if (n := notices.as_notice(g)) is not None]
     assert len(fields) == 2  # the day's 1 %, and the capped lot
     assert digest.text == notices.notice_text(notices.gather("voucher.granted", fields), t)
+
+
+async def test_the_demo_shows_a_releases_digest_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``printf ':release\\n' | greenpoints demo``: the demo cannot wait for Monday, so its
+    :release gathers the person's held grants into their digest at once."""
+    import io
+
+    from bot import console
+
+    monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
+    out = io.StringIO()
+    assert await console.run(tmp_path, io.StringIO(":buy 200\n:release\n"), out) == 0
+    after = out.getvalue().split("> :release", 1)[1]
+    t = translator("zh_Hans")  # the demo person's language
+    assert t._("Show /qr at the till to use them.") in after
+    digest = t.ngettext(
+        "Since {date} your points became {amount} of vouchers in {count} release.",
+        "Since {date} your points became {amount} of vouchers in {count} releases.", 1,
+    )
+    for words in re.split(r"\{\w+\}", digest):
+        assert words in after

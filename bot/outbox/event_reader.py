@@ -200,7 +200,7 @@ class EventReader:
 
     # --- gathering and pruning ----------------------------------------------------------------
 
-    async def gather_due(self) -> int:
+    async def gather_due(self, *, everything: bool = False) -> int:
         """Gather every person's due held rows into one message each (a digest of grants, one
         expiry warning), in batches of ``gather_chats`` people; returns the messages enqueued.
 
@@ -208,17 +208,21 @@ class EventReader:
         ``gathered`` together, so every held row ends in exactly one message. A person now in
         their quiet hours (a gathering that ran late) has their rows postponed to the end of
         them; a person whose digest is off now has their held grants skipped.
+
+        ``everything``: gather every held row now, due or not, quiet hours or not (the demo's
+        ``:release``, so a digest can be seen without waiting a week).
         """
         made = 0
         while True:
             now = self.clock()
+            due_by = dt.datetime.max if everything else now
             async with self.services.db.session() as session:
-                keys = await outbox.due_chats(session, now, self.tuning.gather_chats)
+                keys = await outbox.due_chats(session, due_by, self.tuning.gather_chats)
                 if not keys:
                     break
-                held = await outbox.held_of(session, keys, now)
+                held = await outbox.held_of(session, keys, due_by)
                 profiles = await self.services.chats.by_keys(keys, session)
-                messages = self._gathered(held, profiles, now)
+                messages = self._gathered(held, profiles, now, quiet=not everything)
                 for message, ids, state in messages:
                     if state == "postpone" and message.not_before is not None:
                         await outbox.postpone_held(session, ids, message.not_before)
@@ -238,7 +242,7 @@ class EventReader:
 
     def _gathered(
         self, held: list[outbox.Held], profiles: dict[tuple[str, str], Profile],
-        now: dt.datetime,
+        now: dt.datetime, *, quiet: bool = True,
     ) -> list[tuple[Outgoing, list[int], str]]:
         settings = self.services.settings
         groups: dict[tuple[str, str, int], list[outbox.Held]] = {}
@@ -263,7 +267,7 @@ class EventReader:
             period = policy.period_of(
                 profile.digest if profile else None, settings.notice_digest_default
             )
-            later = policy.after_quiet(now, tz, self.quiet)
+            later = policy.after_quiet(now, tz, self.quiet) if quiet else now
             if kind == notices.VOUCHER_GRANTED and period == "off":
                 out.append((message, ids, outbox.SKIPPED))
             elif later > now:
