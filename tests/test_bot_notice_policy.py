@@ -39,6 +39,13 @@ QUIET = policy.QuietHours.parse("21:00-08:00")
 MONDAY_10H = dt.datetime(2026, 11, 23, 2, 0)  # 10:00 in Shanghai, a Monday
 
 
+def on_mondays(start: int) -> int:
+    """A Telegram user id from ``start`` on whose weekly digest period ends on Mondays (each
+    person's week ends on a weekday of their own, so the alliance's digests spread out)."""
+    return next(u for u in range(start, start + 100)
+                if policy.digest_weekday("telegram", str(u)) == 0)
+
+
 def utc(local: str, tz: ZoneInfo = SHANGHAI) -> dt.datetime:
     """A local wall-clock time as naive UTC, as the bot's tables hold moments."""
     aware = dt.datetime.fromisoformat(local).replace(tzinfo=tz)
@@ -76,6 +83,13 @@ def test_digest_periods_end_at_local_midnight_or_monday() -> None:
     assert policy.period_end(sunday_late, "weekly", LONDON) == utc("2026-11-30 00:00", LONDON)
     with pytest.raises(ValueError):
         policy.period_end(sunday_late, "off", SHANGHAI)
+    # A week that ends on Thursdays: from Thursday 00:00 to the next Thursday 00:00.
+    assert policy.period_end(utc("2026-11-26 00:00"), "weekly", SHANGHAI, 3) == utc(
+        "2026-12-03 00:00"
+    )
+    assert policy.period_end(sunday_late, "weekly", SHANGHAI, 3) == utc("2026-12-03 00:00")
+    days = [policy.digest_weekday("telegram", str(n)) for n in range(7000)]
+    assert all(900 <= days.count(d) <= 1100 for d in range(7))  # spread over the week
 
 
 def test_when_each_kind_is_due() -> None:
@@ -178,7 +192,7 @@ async def test_grants_come_in_one_digest_per_period_each_grant_in_exactly_one(
 ) -> None:
     h = harness
     clock = clocked(h, MONDAY_10H)
-    person = h.person(3101, "Ada", "en")
+    person = h.person(on_mondays(3101), "Ada", "en")
     member_id = await started(h, person)
     t = translator("en")
     menu = await h.ask(person, "/settings")
@@ -336,7 +350,7 @@ async def test_balance_and_digest_say_when_points_reached_their_cap(
     clock = clocked(h, MONDAY_10H)
     # One holder, no merchant points: the first purchase doubles the price at once (issue 13).
     h.ledger.ctx.rules = Rules(member_share_bp=5000, merchant_share_bp=0, exit_cap=True)
-    person = h.person(3501, "Fu", language_code)
+    person = h.person(on_mondays(3501), "Fu", language_code)
     member_id = await started(h, person)
     shop = h.ledger_as("merchant", h.shop_id)
     await shop.record_purchase(h.shop_id, member_id, 100_000, "capped-00001")

@@ -182,6 +182,7 @@ class EventReader:
             period=policy.period_of(profile.digest, settings.notice_digest_default),
             tz=policy.zone(profile.timezone, settings.timezone),
             quiet=self.quiet,
+            weekday=policy.digest_weekday(profile.channel, profile.address),
         )
         if due is None:
             return None

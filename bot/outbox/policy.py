@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zlib
 from dataclasses import dataclass
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -95,14 +96,24 @@ def after_quiet(moment: dt.datetime, tz: ZoneInfo, quiet: QuietHours) -> dt.date
     return _utc(end.replace(tzinfo=None).replace(tzinfo=tz))
 
 
-def period_end(moment: dt.datetime, period: Period, tz: ZoneInfo) -> dt.datetime:
+def digest_weekday(channel: str, address: str) -> int:
+    """The local weekday (0 Monday … 6 Sunday) a person's weekly digest period ends on: spread
+    evenly over the week by a stable hash of their chat, so one zone's millions of weekly
+    digests are not all due the same morning (Telegram carries about 2.6 M a day)."""
+    return zlib.crc32(f"{channel}:{address}".encode()) % 7
+
+
+def period_end(
+    moment: dt.datetime, period: Period, tz: ZoneInfo, weekday: int = 0
+) -> dt.datetime:
     """The end (naive UTC) of the digest period that holds ``moment``: the next local midnight
-    (daily), or the next local Monday 00:00 (weekly). Raises ValueError for ``off``."""
+    (daily), or the next local midnight that starts ``weekday`` (weekly; 0 is Monday). Raises
+    ValueError for ``off``."""
     local = _local(moment, tz)
     if period == "daily":
         days = 1
     elif period == "weekly":
-        days = 7 - local.weekday()
+        days = (weekday - local.weekday() - 1) % 7 + 1
     else:
         raise ValueError("a digest that is off has no period")
     day = (local + dt.timedelta(days=days)).date()
@@ -126,18 +137,19 @@ def due(
     period: Period,
     tz: ZoneInfo,
     quiet: QuietHours,
+    weekday: int = 0,
 ) -> dt.datetime | None:
     """When a notice of event ``kind`` that happened at ``happened`` may go out (naive UTC),
     read at ``now``; None when it is not sent at all (a grant while the person's digest is off).
 
     Receipts: now. Expiry warnings: now, or the end of the person's quiet hours. Grants: the
-    end of the digest period that holds ``happened`` (a grant read late is not held past its
-    period), then out of quiet hours.
+    end of the digest period that holds ``happened`` (a weekly one ends on ``weekday``; a grant
+    read late is not held past its period), then out of quiet hours.
     """
     if kind in URGENT:
         return now
     if kind == notices.VOUCHER_GRANTED:
         if period == "off":
             return None
-        return after_quiet(max(period_end(happened, period, tz), now), tz, quiet)
+        return after_quiet(max(period_end(happened, period, tz, weekday), now), tz, quiet)
     return after_quiet(now, tz, quiet)
