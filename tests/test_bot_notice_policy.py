@@ -101,7 +101,13 @@ def test_when_each_kind_is_due() -> None:
 
     assert due("points.earned") == read  # a receipt goes at once, quiet hours or not
     assert due("voucher.redeemed") == read
-    assert due("voucher.expiring") == utc("2026-11-25 08:00")
+    assert due("voucher.expiring") == utc("2026-11-25 08:00")  # unknown expiry: now, not quiet
+    soon = utc("2026-11-26 07:30")  # warned 24 h ahead, out of the quiet hours: 08:00 after
+    assert policy.due("voucher.expiring", happened, read, period="weekly", tz=SHANGHAI,
+                      quiet=QUIET, expires=soon) == utc("2026-11-25 08:00")
+    later = utc("2026-11-27 12:00")
+    assert policy.due("voucher.expiring", happened, read, period="weekly", tz=SHANGHAI,
+                      quiet=QUIET, expires=later) == utc("2026-11-26 12:00")
     assert due("voucher.granted") == utc("2026-11-30 08:00")  # Monday morning
     assert due("voucher.granted", "daily") == utc("2026-11-25 08:00")
     assert due("voucher.granted", "off") is None
@@ -269,21 +275,26 @@ async def test_expiry_warnings_wait_out_local_quiet_hours_in_each_persons_zone(
     await admin.release()
     await told(h, here)
 
-    # 88 days on, at 22:30 in Shanghai (14:30 in London): the vouchers expire within 3 days.
+    # 88 days on (22:30 in Shanghai, 14:30 in London) the vouchers come within the ledger's
+    # warning horizon; they expire at 10:00 in Shanghai, 02:00 in London, three days later.
     clock.now = utc("2027-02-18 22:30")
     await admin.release()
-    t = translator("en")
-    [warned] = await told(h, away)  # not quiet in London: at once
-    [expiring] = await events_of(h, members[away.id], "voucher.expiring")
-    assert warned.text == notices.render(expiring, t)
-    assert await told(h, here) == []  # quiet in Shanghai: deferred past midnight
-    clock.now = utc("2027-02-19 00:30")
-    assert await told(h, here) == []
-    clock.now = utc("2027-02-19 07:59")
-    assert await told(h, here) == []
-    clock.now = utc("2027-02-19 08:00")
-    [late] = await told(h, here)  # deferred, not dropped
+    assert await told(h, here) == [] and await told(h, away) == []
     [expiring] = await events_of(h, members[here.id], "voucher.expiring")
+    expires = notices.expiry_of(expiring.payload)
+    assert expires == utc("2027-02-21 10:00")
+    t = translator("en")
+    clock.now = expires - dt.timedelta(hours=24, minutes=1)
+    assert await told(h, here) == [] and await told(h, away) == []
+    clock.now = expires - dt.timedelta(hours=24)  # 10:00 in Shanghai: warned
+    [warned] = await told(h, here)
+    assert warned.text == notices.render(expiring, t)
+    assert await told(h, away) == []  # 02:00 in London: quiet, deferred to 08:00 there
+    clock.now = utc("2027-02-20 07:59", LONDON)
+    assert await told(h, away) == []
+    clock.now = utc("2027-02-20 08:00", LONDON)
+    [late] = await told(h, away)  # deferred, not dropped
+    [expiring] = await events_of(h, members[away.id], "voucher.expiring")
     assert late.text == notices.render(expiring, t)
 
 

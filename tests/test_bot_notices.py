@@ -118,11 +118,14 @@ async def test_every_event_is_told_in_the_members_language(
 
     clock.advance(days=81)  # the vouchers now expire within the 3-day notice window
     await h.ledger_as("admin").release()
+    assert await notices_after(h, person.id) == []  # warned a day before they expire
+    clock.advance(days=1)
     notices = await notices_after(h, person.id)
     expiring = [e for e in await member_events(h, member_id) if e.type == "voucher.expiring"]
     assert len(expiring) == 1
     expected = render(expiring[0], t)
-    assert expected is not None and [n.text for n in notices] == [expected]  # grants wait
+    texts = [n.text for n in notices]  # (and the week's digest, if this person's week ended)
+    assert expected is not None and texts.count(expected) == 1 and len(texts) <= 2
     assert formatting.day(t, expires) in expected
 
 

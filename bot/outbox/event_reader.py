@@ -183,6 +183,7 @@ class EventReader:
             tz=policy.zone(profile.timezone, settings.timezone),
             quiet=self.quiet,
             weekday=policy.digest_weekday(profile.channel, profile.address),
+            expires=notices.expiry_of(event.payload),
         )
         if due is None:
             return None
@@ -221,7 +222,7 @@ class EventReader:
                 keys = await outbox.due_chats(session, due_by, self.tuning.gather_chats)
                 if not keys:
                     break
-                held = await outbox.held_of(session, keys, due_by)
+                held = _due_or_gathered_with(await outbox.held_of(session, keys), due_by)
                 profiles = await self.services.chats.by_keys(keys, session)
                 messages = self._gathered(held, profiles, now, quiet=not everything)
                 for message, ids, state in messages:
@@ -377,3 +378,13 @@ class EventReader:
         """Wait until ``predicate(self)`` holds after some poll (tests, operators)."""
         async with self._changed:
             await self._changed.wait_for(lambda: predicate(self))
+
+
+def _due_or_gathered_with(held: list[outbox.Held], due_by: dt.datetime) -> list[outbox.Held]:
+    """The held rows to gather now: those due, and every expiry warning of a person one of
+    whose warnings is due (grants not due yet belong to a later digest)."""
+    warned = {h.key for h in held if h.priority == outbox.EXPIRING and h.not_before <= due_by}
+    return [
+        h for h in held
+        if h.not_before <= due_by or (h.priority == outbox.EXPIRING and h.key in warned)
+    ]

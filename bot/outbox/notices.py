@@ -221,6 +221,14 @@ def notice_text(notice: Notice, t: Translator) -> str | None:
     return renderer(t, notice.fields) if renderer is not None else None
 
 
+def expiry_of(payload: Mapping[str, Any]) -> dt.datetime | None:
+    """The ``expires_at`` of an event's payload as naive UTC, or None."""
+    moment = _moment(payload, "expires_at")
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
+
+
 def as_payload(notice: Notice) -> dict[str, Any]:
     """A notice as an outbox row's payload (``method`` ``notice``)."""
     return {"kind": notice.kind, "fields": dict(notice.fields)}

@@ -33,6 +33,11 @@ URGENT = frozenset({notices.POINTS_EARNED, notices.VOUCHER_REDEEMED})
 GATHERED = {notices.VOUCHER_GRANTED: outbox.DIGEST, notices.VOUCHER_EXPIRING: outbox.EXPIRING}
 """Event kinds held and gathered into one message per person, with the priority it gets."""
 
+EXPIRY_LEAD = dt.timedelta(hours=24)
+"""How long before the first of them expires a person is warned: late enough that the warnings
+the ledger emits each day (one per member whose next lot came within its horizon) are gathered
+into one message every few days, early enough to reach a till first."""
+
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
 
@@ -138,11 +143,13 @@ def due(
     tz: ZoneInfo,
     quiet: QuietHours,
     weekday: int = 0,
+    expires: dt.datetime | None = None,
 ) -> dt.datetime | None:
     """When a notice of event ``kind`` that happened at ``happened`` may go out (naive UTC),
     read at ``now``; None when it is not sent at all (a grant while the person's digest is off).
 
-    Receipts: now. Expiry warnings: now, or the end of the person's quiet hours. Grants: the
+    Receipts: now. Expiry warnings: ``EXPIRY_LEAD`` before ``expires`` (the first expiry they
+    warn of; now if that has passed or is unknown), out of the person's quiet hours. Grants: the
     end of the digest period that holds ``happened`` (a weekly one ends on ``weekday``; a grant
     read late is not held past its period), then out of quiet hours.
     """
@@ -152,4 +159,5 @@ def due(
         if period == "off":
             return None
         return after_quiet(max(period_end(happened, period, tz, weekday), now), tz, quiet)
-    return after_quiet(now, tz, quiet)
+    warn_at = expires - EXPIRY_LEAD if expires is not None else now
+    return after_quiet(max(warn_at, now), tz, quiet)
