@@ -101,13 +101,21 @@ def test_when_each_kind_is_due() -> None:
 
     assert due("points.earned") == read  # a receipt goes at once, quiet hours or not
     assert due("voucher.redeemed") == read
-    assert due("voucher.expiring") == utc("2026-11-25 08:00")  # unknown expiry: now, not quiet
-    soon = utc("2026-11-26 07:30")  # warned 24 h ahead, out of the quiet hours: 08:00 after
-    assert policy.due("voucher.expiring", happened, read, period="weekly", tz=SHANGHAI,
-                      quiet=QUIET, expires=soon) == utc("2026-11-25 08:00")
-    later = utc("2026-11-27 12:00")
-    assert policy.due("voucher.expiring", happened, read, period="weekly", tz=SHANGHAI,
-                      quiet=QUIET, expires=later) == utc("2026-11-26 12:00")
+    # Warnings: on the person's next warning day (every third, a phase of their own), at the
+    # end of their quiet hours, unless that is less than 12 h before the first expiry.
+    expires = utc("2026-11-28 12:00")
+    days = {
+        phase: policy.warning_due(read, expires, SHANGHAI, QUIET, phase) for phase in range(3)
+    }
+    assert sorted(days.values()) == [utc("2026-11-25 08:00"), utc("2026-11-26 08:00"),
+                                     utc("2026-11-27 08:00")]
+    soon = utc("2026-11-25 12:00")  # no warning day early enough: when the quiet ends
+    assert {policy.warning_due(read, soon, SHANGHAI, QUIET, p) for p in range(3)} == {
+        utc("2026-11-25 08:00")
+    }
+    midday = utc("2026-11-25 13:00")
+    late = policy.warning_due(midday, utc("2026-11-25 20:00"), SHANGHAI, QUIET, 0)
+    assert late == midday  # no warning day left before it expires: now
     assert due("voucher.granted") == utc("2026-11-30 08:00")  # Monday morning
     assert due("voucher.granted", "daily") == utc("2026-11-25 08:00")
     assert due("voucher.granted", "off") is None
@@ -276,26 +284,28 @@ async def test_expiry_warnings_wait_out_local_quiet_hours_in_each_persons_zone(
     await told(h, here)
 
     # 88 days on (22:30 in Shanghai, 14:30 in London) the vouchers come within the ledger's
-    # warning horizon; they expire at 10:00 in Shanghai, 02:00 in London, three days later.
-    clock.now = utc("2027-02-18 22:30")
+    # 3-day warning horizon; each person is warned on a morning of their own warning days.
+    read_at = clock.now = utc("2027-02-18 22:30")
     await admin.release()
-    assert await told(h, here) == [] and await told(h, away) == []
-    [expiring] = await events_of(h, members[here.id], "voucher.expiring")
-    expires = notices.expiry_of(expiring.payload)
-    assert expires == utc("2027-02-21 10:00")
     t = translator("en")
-    clock.now = expires - dt.timedelta(hours=24, minutes=1)
-    assert await told(h, here) == [] and await told(h, away) == []
-    clock.now = expires - dt.timedelta(hours=24)  # 10:00 in Shanghai: warned
-    [warned] = await told(h, here)
-    assert warned.text == notices.render(expiring, t)
-    assert await told(h, away) == []  # 02:00 in London: quiet, deferred to 08:00 there
-    clock.now = utc("2027-02-20 07:59", LONDON)
-    assert await told(h, away) == []
-    clock.now = utc("2027-02-20 08:00", LONDON)
-    [late] = await told(h, away)  # deferred, not dropped
-    [expiring] = await events_of(h, members[away.id], "voucher.expiring")
-    assert late.text == notices.render(expiring, t)
+    plan = []
+    for person, tz in ((here, SHANGHAI), (away, LONDON)):
+        [expiring] = await events_of(h, members[person.id], "voucher.expiring")
+        expires = notices.expiry_of(expiring.payload)
+        assert expires == utc("2027-02-21 10:00")
+        phase = policy.phase("telegram", str(person.id), policy.WARNING_EVERY)
+        due = policy.warning_due(read_at, expires, tz, QUIET, phase)
+        local_due = due.replace(tzinfo=dt.UTC).astimezone(tz)
+        assert not QUIET.contains(local_due.time()) and due <= expires - dt.timedelta(hours=12)
+        plan.append((due, person, notices.render(expiring, t)))
+    assert plan[0][0] > read_at  # 22:30 is quiet in Shanghai: deferred past midnight
+    for due, person, expected in sorted(plan, key=lambda p: p[0]):
+        clock.now = max(read_at, due - dt.timedelta(minutes=1))
+        if due > read_at:
+            assert await told(h, person) == []
+        clock.now = due
+        [warned] = await told(h, person)  # deferred, not dropped
+        assert warned.text == expected
 
 
 async def test_an_event_replayed_after_its_row_was_pruned_is_not_told_again(

@@ -42,6 +42,7 @@ from ledger_client.models import Event, EventsPage
 log = logging.getLogger(__name__)
 
 CURSOR = "ledger_events"
+GATHERED_KEPT = dt.timedelta(days=1)  # how long a row told in a gathered message is kept
 __all__ = ["CURSOR", "NOTICE_METHOD", "EventReader", "ReaderTuning"]
 
 
@@ -184,6 +185,7 @@ class EventReader:
             quiet=self.quiet,
             weekday=policy.digest_weekday(profile.channel, profile.address),
             expires=notices.expiry_of(event.payload),
+            warning_phase=policy.phase(profile.channel, profile.address, policy.WARNING_EVERY),
         )
         if due is None:
             return None
@@ -280,16 +282,24 @@ class EventReader:
         return out
 
     async def prune(self) -> int:
-        """Delete rows that ended more than ``GREENPOINTS_OUTBOX_RETENTION_DAYS`` ago, in
-        batches; returns how many (``outbox.prune`` keeps replays told once)."""
-        before = self.clock() - dt.timedelta(days=self.services.settings.outbox_retention_days)
+        """Delete rows that ended more than ``GREENPOINTS_OUTBOX_RETENTION_DAYS`` ago, and rows
+        gathered into a message more than ``GATHERED_KEPT`` ago (the message says what they
+        said), in batches; returns how many (``outbox.prune`` keeps replays told once)."""
+        now = self.clock()
+        retention = dt.timedelta(days=self.services.settings.outbox_retention_days)
         total = 0
-        while True:
-            async with self.services.db.session() as session:
-                n = await outbox.prune(session, before, CURSOR, self.tuning.prune_batch)
-            total += n
-            if n < self.tuning.prune_batch:
-                break
+        for before, states in (
+            (now - retention, outbox.FINAL_STATES),
+            (now - min(retention, GATHERED_KEPT), (outbox.GATHERED,)),
+        ):
+            while True:
+                async with self.services.db.session() as session:
+                    n = await outbox.prune(
+                        session, before, CURSOR, self.tuning.prune_batch, states
+                    )
+                total += n
+                if n < self.tuning.prune_batch:
+                    break
         self.pruned += total
         return total
 

@@ -33,10 +33,13 @@ URGENT = frozenset({notices.POINTS_EARNED, notices.VOUCHER_REDEEMED})
 GATHERED = {notices.VOUCHER_GRANTED: outbox.DIGEST, notices.VOUCHER_EXPIRING: outbox.EXPIRING}
 """Event kinds held and gathered into one message per person, with the priority it gets."""
 
-EXPIRY_LEAD = dt.timedelta(hours=24)
-"""How long before the first of them expires a person is warned: late enough that the warnings
-the ledger emits each day (one per member whose next lot came within its horizon) are gathered
-into one message every few days, early enough to reach a till first."""
+WARNING_EVERY = 3  # days: a person's expiry warnings come on every third local day at most
+EXPIRY_MARGIN = dt.timedelta(hours=12)
+"""A warning goes on the person's next warning day (every ``WARNING_EVERY`` days, on a phase of
+their own, when their quiet hours end), unless that is less than this before the first expiry it
+names; then at once (out of quiet hours). The ledger emits a warning each day a member's next
+lot enters its 3-day horizon; gathered this way a person gets one every few days, and the
+alliance's warnings spread over the days instead of all falling on one."""
 
 _HOURS = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 
@@ -105,7 +108,35 @@ def digest_weekday(channel: str, address: str) -> int:
     """The local weekday (0 Monday … 6 Sunday) a person's weekly digest period ends on: spread
     evenly over the week by a stable hash of their chat, so one zone's millions of weekly
     digests are not all due the same morning (Telegram carries about 2.6 M a day)."""
-    return zlib.crc32(f"{channel}:{address}".encode()) % 7
+    return phase(channel, address, 7)
+
+
+def phase(channel: str, address: str, cycle: int) -> int:
+    """A stable 0…cycle-1 per person (a hash of their chat): which day of a cycle is theirs."""
+    return zlib.crc32(f"{channel}:{address}".encode()) % cycle
+
+
+def warning_due(
+    now: dt.datetime,
+    expires: dt.datetime | None,
+    tz: ZoneInfo,
+    quiet: QuietHours,
+    person_phase: int,
+) -> dt.datetime:
+    """When an expiry warning read at ``now`` is due (naive UTC; see ``WARNING_EVERY``)."""
+    local_now = _local(now, tz)
+    wake = quiet.end if quiet.start != quiet.end else dt.time(9, 0)
+    for k in range(WARNING_EVERY + 1):
+        day = local_now.date() + dt.timedelta(days=k)
+        if (day.toordinal() + person_phase) % WARNING_EVERY:
+            continue
+        moment = _utc(dt.datetime.combine(day, wake, tzinfo=tz))
+        if moment < now:
+            continue
+        if expires is None or moment <= expires - EXPIRY_MARGIN:
+            return moment
+        break
+    return after_quiet(now, tz, quiet)
 
 
 def period_end(
@@ -144,12 +175,13 @@ def due(
     quiet: QuietHours,
     weekday: int = 0,
     expires: dt.datetime | None = None,
+    warning_phase: int = 0,
 ) -> dt.datetime | None:
     """When a notice of event ``kind`` that happened at ``happened`` may go out (naive UTC),
     read at ``now``; None when it is not sent at all (a grant while the person's digest is off).
 
-    Receipts: now. Expiry warnings: ``EXPIRY_LEAD`` before ``expires`` (the first expiry they
-    warn of; now if that has passed or is unknown), out of the person's quiet hours. Grants: the
+    Receipts: now. Expiry warnings: ``warning_due`` (``expires``: the first expiry they warn
+    of; ``warning_phase``: which of the days is the person's). Grants: the
     end of the digest period that holds ``happened`` (a weekly one ends on ``weekday``; a grant
     read late is not held past its period), then out of quiet hours.
     """
@@ -159,5 +191,4 @@ def due(
         if period == "off":
             return None
         return after_quiet(max(period_end(happened, period, tz, weekday), now), tz, quiet)
-    warn_at = expires - EXPIRY_LEAD if expires is not None else now
-    return after_quiet(max(warn_at, now), tz, quiet)
+    return warning_due(now, expires, tz, quiet, warning_phase)

@@ -341,9 +341,14 @@ events up to it, so an event replayed after its row was pruned is still told onl
 
 
 async def prune(
-    session: AsyncSession, before: dt.datetime, feed_cursor: str, limit: int = 5000
+    session: AsyncSession,
+    before: dt.datetime,
+    feed_cursor: str,
+    limit: int = 5000,
+    states: Sequence[str] = FINAL_STATES,
 ) -> int:
-    """Delete up to ``limit`` rows in a final state created before ``before``; returns how many.
+    """Delete up to ``limit`` rows in ``states`` (final ones) created before ``before``; returns
+    how many.
 
     A broadcast's progress is counted on its broadcasts row, never from these. In the same
     transaction the feed position the reader has reached is recorded as ``PRUNED_THROUGH``: every
@@ -353,7 +358,7 @@ async def prune(
     ids = (
         await session.scalars(
             select(OutboxMessage.id)
-            .where(OutboxMessage.created_at < before, OutboxMessage.state.in_(FINAL_STATES))
+            .where(OutboxMessage.created_at < before, OutboxMessage.state.in_(states))
             .order_by(OutboxMessage.created_at)
             .limit(limit)
         )
