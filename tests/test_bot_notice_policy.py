@@ -415,3 +415,16 @@ async def test_the_demo_shows_a_releases_digest_at_once(
     )
     for words in re.split(r"\{\w+\}", digest):
         assert words in after
+
+
+def test_a_digest_fills_the_grants_wechat_template() -> None:
+    """WeChat sends a digest with the voucher.granted template (its sum and first expiry)."""
+    from bot.channels.wechat.channel import TEMPLATE_OF
+    from bot.channels.wechat.notices import template_data
+
+    digest = notices.gather("voucher.granted", [
+        {"vouchers_fen": 196, "expires_at": "2027-02-21T02:00:00", "release_date": "2026-11-23"},
+        {"vouchers_fen": 4, "expires_at": "2027-02-22T02:00:00", "release_date": "2026-11-24"},
+    ])
+    assert TEMPLATE_OF[digest.kind] == "voucher.granted"
+    assert template_data(digest) == {"amount1": "¥2.00", "time2": "2027-02-21 10:00"}
