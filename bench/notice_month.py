@@ -14,9 +14,9 @@ bench/outbox.py). Members are scaled down (``--members``) and the figures extrap
 to 1,000,000: every per-member quantity here is independent of the others.
 
 The baseline, in the same script, is one day's Telegram capacity at 30 messages/s (2,592,000);
-the aim is at most 40 % of it per day. The bot database's size is printed per day (live pages on
-SQLite, ``pg_database_size`` on PostgreSQL), after the daily pruning of rows that ended more
-than the retention window ago. The ledger's own database is not simulated here.
+the aim is at most 40 % of it per day. The bot database's size is printed per day (live pages
+on SQLite, the bot tables' ``pg_total_relation_size`` on PostgreSQL), after the daily pruning of
+rows that ended more than the retention window ago. The ledger's own database is not simulated here.
 """
 
 from __future__ import annotations
@@ -106,8 +106,12 @@ async def db_size(db: BotDatabase) -> int:
             free = int(await session.scalar(text("PRAGMA freelist_count")) or 0)
             size = int(await session.scalar(text("PRAGMA page_size")) or 0)
             return (pages - free) * size
-        return int(await session.scalar(text("SELECT pg_database_size(current_database())"))
-                   or 0)
+        # The bot's tables with their indexes and TOAST, not the empty database's catalogs
+        # (which would be multiplied by the scale like everything else).
+        return int(await session.scalar(text(
+            "SELECT sum(pg_total_relation_size(c)) FROM"
+            " unnest(ARRAY['outbox', 'chats', 'cursors']::regclass[]) AS c"
+        )) or 0)
 
 
 async def send_due(db: BotDatabase, at: dt.datetime) -> Counter[int]:
