@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     event_poll_seconds: float = Field(2.0, gt=0, le=3600)
     bot_username: str | None = None  # learnt from getMe when not set
     timezone: str = "Asia/Shanghai"
+    # Notice policy (issue 12): the voucher digest's period where a member chose none, the
+    # local quiet hours nothing non-urgent is sent in, and how long ended outbox rows are kept.
+    notice_digest_default: Literal["daily", "weekly", "off"] = "weekly"
+    quiet_hours: str = "21:00-08:00"
+    outbox_retention_days: int = Field(14, ge=1, le=3650)
     log_format: Literal["text", "json"] = "text"
     log_json: bool = False  # the older switch, shared with the ledger: same as log_format=json
     log_level: str = "INFO"
@@ -55,6 +60,19 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError("must be Telegram user ids separated by commas") from None
         return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet(cls, value: str) -> str:
+        from bot.outbox.policy import QuietHours
+
+        QuietHours.parse(value)  # raises ValueError with the rule
+        return value.strip()
+
+    @field_validator("notice_digest_default", mode="before")
+    @classmethod
+    def _period(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
 
     @field_validator("log_format", mode="before")
     @classmethod

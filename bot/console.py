@@ -41,7 +41,8 @@ HELP = """console actions:
   :staff                become a cashier of the demo shop (opens a staff invite link)
   :scan                 scan the last QR code shown, as a cashier's phone camera would
   :buy YUAN             the demo shop records a purchase of yours (points notice follows)
-  :release              run today's voucher release (voucher notices follow)
+  :release              run today's voucher release (its digest follows at once here;
+                        the bot sends it at the end of the member's digest period)
   :help                 this list
   :quit                 leave (end of input does the same)"""
 
@@ -107,6 +108,9 @@ class Console:
         elif action == "release":
             await self.setup.release()
             await self.settle()
+            if self.background is not None:  # the week's digest now, not next Monday
+                await self.background.reader.gather_due(everything=True)
+                await self.settle()
         else:
             self.screen.say("   (unknown action; :help lists them)")
         return True

@@ -15,11 +15,12 @@ from bot.chat.router import Router
 from bot.chat.splitting import shorten
 from bot.chat.turn import Turn
 from bot.i18n import Translator
-from ledger_client.models import Activity, Balance, Price
+from ledger_client.models import Activity, Balance, CappedExit, Price
 
 HISTORY = "bal"
 SHOP_SHOWN = 40  # characters of a merchant's name in a history line
 PAGE = 5
+CAPPED_SHOWN = 3  # the most recent exit-cap conversions shown
 
 
 def price_text(t: Translator, price: Price) -> str:
@@ -51,6 +52,19 @@ def activity_line(t: Translator, item: Activity) -> str:
         vouchers=formatting.money(t, -item.vouchers_fen),
         shop=shop,
         points=formatting.number(t, item.points),
+    )
+
+
+def capped_line(t: Translator, capped: CappedExit) -> str:
+    """Points that reached their exit cap (issue 13; DESIGN.md "The seeds' other rules")."""
+    return t.ngettext(
+        "On {day}, {points} point reached its cap and became {vouchers} of vouchers.",
+        "On {day}, {points} points reached their cap and became {vouchers} of vouchers.",
+        capped.points,
+    ).format(
+        day=formatting.day(t, capped.date),
+        points=formatting.number(t, capped.points),
+        vouchers=formatting.money(t, capped.vouchers_fen),
     )
 
 
@@ -96,6 +110,8 @@ def balance_text(t: Translator, balance: Balance) -> str:
         lines.append(
             t._("Vouchers: none yet. Each day a small part of your points turns into vouchers.")
         )
+    if balance.capped_exits:
+        lines += ["", *(capped_line(t, c) for c in balance.capped_exits[:CAPPED_SHOWN])]
     if balance.activity:
         lines += ["", t._("Recent:")] + [f"• {activity_line(t, a)}" for a in balance.activity]
     return "\n".join(lines)

@@ -20,13 +20,13 @@ from bot import formatting
 from bot.chat import choice_data
 from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command
-from bot.chat.replies import ChoiceButton, Document, Picture, Toast
+from bot.chat.replies import ChoiceButton, Document, Notice, Picture, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator, translator
+from bot.i18n import Translator
 from bot.media import qr
 from bot.outbox import notices
-from bot.outbox.event_reader import NEUTRAL_NOTICES, NOTICE_METHOD
+from bot.outbox.notices import NOTICE_METHOD
 from bot.storage.outbox import Outgoing, enqueue
 from ledger_client import errors as ledger_errors
 from ledger_client.models import StaffLink, Statement, StatementLine, Undo
@@ -302,12 +302,10 @@ async def _tell_revoked(
     profile = await turn.services.chats.get((channel, external_id))
     if profile is None or profile.blocked:
         return
-    text = revoked_text(translator(profile.locale), merchant)
-    if channel in NEUTRAL_NOTICES:  # a template notice where the platform needs one
-        method, payload = NOTICE_METHOD, {"kind": notices.STAFF_REVOKED, "fields": {
-            "merchant_name": merchant}}
-    else:
-        method, payload = "sendMessage", {"text": text}
+    # Stored neutral like every notice (issue 9): each channel renders it when it is sent.
+    method, payload = NOTICE_METHOD, notices.as_payload(
+        Notice(notices.STAFF_REVOKED, {"merchant_name": merchant})
+    )
     message = Outgoing(channel, external_id, method, payload, kind="notice",
                        dedupe_key=f"revoked:{channel}:{external_id}:{when}"[:100])
     async with turn.services.db.session() as session:

@@ -486,7 +486,8 @@ async def test_settings_toggle_notices(harness: Harness) -> None:
     shown = await harness.ask(pia, "/settings")
     assert shown.text.startswith("Notices are on.")
     link = [("Link my other app", "lnk"), ("I have a link code", "lne")]
-    assert shown.buttons == [("Turn notices off", "ntc|0"), *link]
+    assert shown.buttons == [("Turn notices off", "ntc|0"), ("Daily", "dgs|daily"),
+                             ("✓ Weekly", "dgs|weekly"), ("No digest", "dgs|off"), *link]
     off = await harness.tap(pia, "ntc|0", shown)
     assert off.text.startswith("Notices are off.")
     assert off.buttons == [("Turn notices on", "ntc|1"), *link]

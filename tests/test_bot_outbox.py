@@ -22,6 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
+from bot.chat.replies import Notice
+from bot.i18n import translator
+from bot.outbox import notices
 from bot.outbox.pacing import ChatLanes, SendWindow
 from bot.outbox.sender import Content, OutboxSender, SenderTuning
 from bot.storage import outbox
@@ -121,6 +124,41 @@ async def test_sends_everything_due_most_urgent_first_and_records_it(rig: Rig) -
     rows = await rig.rows()
     assert [r.state for r in rows] == ["sent"] * 6
     assert all(r.sent_at is not None and r.attempts == 0 for r in rows)
+
+
+async def test_when_not_all_can_go_receipts_go_first_then_expiring_then_digests(
+    rig: Rig,
+) -> None:
+    """Issue 12's order, for Telegram's rate and WeChat's daily quota alike (both claim by
+    priority): rows enqueued least urgent first come out receipts, expiry warnings, digests,
+    announcements; Telegram's are neutral notices rendered in the chat's language when sent."""
+    await rig.chats.seen(tg(600), "en", None)
+    kinds = [
+        (BULK, None),
+        (outbox.DIGEST, Notice("voucher.digest", {"grants": 2, "vouchers_fen": 300,
+                                                  "since": "2026-11-23"})),
+        (outbox.EXPIRING, Notice("voucher.expiring", {"vouchers_fen": 12,
+                                                      "expires_at": "2027-02-20T02:00:00"})),
+        (outbox.NOTICE, Notice("points.earned", {"points": 5, "amount_fen": 100,
+                                                 "merchant_name": "Tea"})),
+    ]
+    for channel, address in (tg(600), ("wechat", "o_600")):
+        await rig.put(*[
+            Outgoing(channel, address, "sendMessage", {"text": "announcement"}, "broadcast",
+                     priority=priority) if notice is None else
+            Outgoing(channel, address, "notice", notices.as_payload(notice), "notice",
+                     priority=priority)
+            for priority, notice in kinds
+        ])
+    async with rig.db.session() as session:  # a quota with room for two today
+        first = await outbox.claim(session, 2, channel="wechat")
+    assert [r.priority for r in first] == [outbox.NOTICE, outbox.EXPIRING]
+    async with running(rig.sender(tuning=tuned(max_in_flight=1, batch=1))) as sender:
+        await sender.settled()
+    t = translator("en")
+    assert [s.text for s in rig.fake.sent] == [
+        notices.notice_text(n, t) for _p, n in reversed(kinds) if n is not None
+    ] + ["announcement"]
 
 
 async def test_retry_after_pauses_all_sending_and_loses_nothing(rig: Rig) -> None:

@@ -124,9 +124,13 @@ NOTICE_KINDS = frozenset(
         "announcement",
         "voucher.redemption_undone",
         "staff.revoked",
+        "voucher.digest",
+        "written",
     }
 )
-"""The kinds a channel must be able to render; the first four are the ledger's event kinds."""
+"""The kinds a channel must be able to render; the first four are the ledger's event kinds.
+``voucher.digest`` gathers a period's grants (issue 12); ``written`` is a text written before
+notices were stored neutral (bot migration 0004), sent as it is."""
 NoticeValue = str | int | None
 
 

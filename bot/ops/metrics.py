@@ -280,7 +280,7 @@ async def outbox_depth(db: BotDatabase, cap: int = NOTICE_COUNT_CAP) -> Depth:
     waiting = OutboxMessage.state.in_((outbox.PENDING, outbox.SENDING))
     capped = (
         select(literal(1))
-        .where(waiting, OutboxMessage.priority == outbox.NOTICE)
+        .where(waiting, OutboxMessage.priority < outbox.BULK)
         .limit(cap)
         .subquery()
     )
@@ -299,10 +299,15 @@ async def outbox_depth(db: BotDatabase, cap: int = NOTICE_COUNT_CAP) -> Depth:
             )
             or 0
         )
-        for name, priority in (("notice", outbox.NOTICE), ("bulk", outbox.BULK)):
+        for name, bulk_rows in (("notice", False), ("bulk", True)):
+            priority = (
+                OutboxMessage.priority == outbox.BULK
+                if bulk_rows
+                else OutboxMessage.priority < outbox.BULK
+            )
             created = await session.scalar(
                 select(OutboxMessage.created_at)
-                .where(OutboxMessage.state == outbox.PENDING, OutboxMessage.priority == priority)
+                .where(OutboxMessage.state == outbox.PENDING, priority)
                 .order_by(OutboxMessage.id)
                 .limit(1)
             )

@@ -1,8 +1,10 @@
 """What the bot says, unasked, about a ledger event: one short message in the member's language.
 
-Texts are rendered when the event is read (in the language the person has then) and stored in
-the outbox, so a resend after a crash says exactly what the first attempt said. Points are shown
-as counts only: their value moves with the pool, so no notice ever puts a price on them.
+The outbox stores a notice neutral (kind + plain fields, issue 9) and the person's channel
+renders it when it is sent: text in the person's language on Telegram and the console, a
+template message on WeChat. Points are shown as counts only: their value moves with the pool, so
+no notice ever puts a price on them. Grants are told in a digest and expiry warnings gathered
+into one (``gather``; the policy is ``bot.outbox.policy``, issue 12).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ VOUCHER_REDEEMED = "voucher.redeemed"
 VOUCHER_EXPIRING = "voucher.expiring"
 REDEMPTION_UNDONE = "voucher.redemption_undone"
 STAFF_REVOKED = "staff.revoked"  # said by the bot itself when an owner revokes a cashier
+VOUCHER_DIGEST = "voucher.digest"
+WRITTEN = "written"
+NOTICE_METHOD = "notice"  # an outbox row's method when it holds a neutral notice
 
 
 def _int(payload: Mapping[str, Any], key: str) -> int:
@@ -202,6 +207,53 @@ def unusual_volume(t: Translator, payload: Mapping[str, Any]) -> str:
         count=formatting.number(t, _int(payload, "day_count")),
         median=formatting.money(t, _int(payload, "median_fen")),
     )
+def voucher_digest(t: Translator, payload: Mapping[str, Any]) -> str | None:
+    """A period's grants in one message (issue 12), with the part that came from points
+    reaching their exit cap (issue 13)."""
+    fen = _int(payload, "vouchers_fen")
+    grants = _int(payload, "grants")
+    if fen <= 0 or grants <= 0:
+        return None
+    since = _moment(payload, "since")
+    lines = [
+        t.ngettext(
+            "Since {date} your points became {amount} of vouchers in {count} release.",
+            "Since {date} your points became {amount} of vouchers in {count} releases.",
+            grants,
+        ).format(
+            date=formatting.day(t, since) if since is not None else "—",
+            amount=formatting.money(t, fen),
+            count=formatting.number(t, grants),
+        )
+    ]
+    capped_fen = _int(payload, "capped_fen")
+    if capped_fen > 0:
+        capped_points = _int(payload, "capped_points")
+        lines.append(
+            t.ngettext(
+                "Of these, {amount} came from {points} point that reached its cap and became "
+                "vouchers.",
+                "Of these, {amount} came from {points} points that reached their cap and became "
+                "vouchers.",
+                capped_points,
+            ).format(
+                amount=formatting.money(t, capped_fen),
+                points=formatting.number(t, capped_points),
+            )
+        )
+    expires = _moment(payload, "expires_at")
+    if expires is not None:
+        lines.append(
+            t._("The first of them expire on {date}.").format(date=formatting.day(t, expires))
+        )
+    lines.append(t._("Show /qr at the till to use them."))
+    return "\n".join(lines)
+
+
+def written(t: Translator, payload: Mapping[str, Any]) -> str | None:
+    """A text written before notices were stored neutral (migration 0004), as it was."""
+    text = payload.get("text")
+    return text if isinstance(text, str) and text else None
 
 
 Renderer = Callable[[Translator, Mapping[str, Any]], "str | None"]
@@ -214,12 +266,21 @@ RENDERERS: dict[str, Renderer] = {
     REDEMPTION_UNDONE: redemption_undone,
     STAFF_REVOKED: staff_revoked,
     PURCHASE_REFUNDED: purchase_refunded,
+    VOUCHER_DIGEST: voucher_digest,
+    WRITTEN: written,
 }
+EVENT_KINDS = frozenset(
+    {
+        POINTS_EARNED, VOUCHER_GRANTED, VOUCHER_REDEEMED, VOUCHER_EXPIRING, REDEMPTION_UNDONE,
+        PURCHASE_REFUNDED,
+    }
+)
+"""The member events a person is told of (the admins' unusual-volume alert is read apart)."""
 
 
 def render(event: Event, t: Translator) -> str | None:
     """The notice for a member event, or None for events nobody is told about."""
-    renderer = RENDERERS.get(event.type)
+    renderer = RENDERERS.get(event.type) if event.type in EVENT_KINDS else None
     if renderer is None or event.member_id is None:
         return None
     return renderer(t, event.payload)
@@ -229,15 +290,16 @@ def as_notice(event: Event) -> Notice | None:
     """A member event as the neutral notice a channel renders (kind + the event's plain fields:
     ``points``, ``amount_fen``, ``merchant_name``, moments as ISO strings), or None for events
     nobody is told about."""
-    if event.type not in RENDERERS or event.member_id is None:
+    if event.type not in EVENT_KINDS or event.member_id is None:
         return None
     fields = {
         key: value
         for key, value in event.payload.items()
         if isinstance(value, str | int | type(None)) and not isinstance(value, bool)
     }
-    if isinstance(event.payload.get("green"), bool):
-        fields["green"] = int(event.payload["green"])
+    for flag in ("green", "capped"):  # booleans as 0/1: fields are str, int or None
+        if isinstance(event.payload.get(flag), bool):
+            fields[flag] = int(event.payload[flag])
     return Notice(event.type, fields)
 
 
@@ -246,3 +308,70 @@ def notice_text(notice: Notice, t: Translator) -> str | None:
     same words as ``render``); None when it says nothing (no points earned)."""
     renderer = RENDERERS.get(notice.kind)
     return renderer(t, notice.fields) if renderer is not None else None
+
+
+def expiry_of(payload: Mapping[str, Any]) -> dt.datetime | None:
+    """The ``expires_at`` of an event's payload as naive UTC, or None."""
+    moment = _moment(payload, "expires_at")
+    if moment is not None and moment.tzinfo is not None:
+        moment = moment.astimezone(dt.UTC).replace(tzinfo=None)
+    return moment
+
+
+def as_payload(notice: Notice) -> dict[str, Any]:
+    """A notice as an outbox row's payload (``method`` ``notice``)."""
+    return {"kind": notice.kind, "fields": dict(notice.fields)}
+
+
+def from_payload(payload: Mapping[str, Any]) -> Notice:
+    """An outbox row's payload as the notice it holds; raises KeyError or ValueError for a
+    payload that is not one (no kind, an unknown kind)."""
+    fields = payload.get("fields") or {}
+    if not isinstance(fields, Mapping):
+        raise ValueError("a notice's fields are a mapping")
+    return Notice(str(payload["kind"]), dict(fields))
+
+
+def _earliest(values: list[Any]) -> str | None:
+    moments = sorted(v for v in values if isinstance(v, str) and _valid(v))
+    return moments[0] if moments else None
+
+
+def _valid(iso: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(iso)
+    except ValueError:
+        return False
+    return True
+
+
+def gather(kind: str, held: list[Mapping[str, Any]]) -> Notice:
+    """One notice for a person's held notices of ``kind`` (their fields), in the order held.
+
+    ``voucher.granted`` → ``voucher.digest``: ``grants`` (how many), ``vouchers_fen`` (their
+    sum), ``capped_fen`` and ``capped_points`` (the grants the exit cap made, issue 13), ``since``
+    (the first release date) and ``expires_at`` (the earliest expiry). ``voucher.expiring`` →
+    one ``voucher.expiring``: the fen summed, the earliest expiry. Amounts are integer fen.
+    """
+    if kind == VOUCHER_GRANTED:
+        capped = [f for f in held if _int(f, "capped")]
+        return Notice(
+            VOUCHER_DIGEST,
+            {
+                "grants": len(held),
+                "vouchers_fen": sum(_int(f, "vouchers_fen") for f in held),
+                "capped_fen": sum(_int(f, "vouchers_fen") for f in capped),
+                "capped_points": sum(_int(f, "points_burned") for f in capped),
+                "since": _earliest([f.get("release_date") for f in held]),
+                "expires_at": _earliest([f.get("expires_at") for f in held]),
+            },
+        )
+    if kind == VOUCHER_EXPIRING:
+        return Notice(
+            VOUCHER_EXPIRING,
+            {
+                "vouchers_fen": sum(_int(f, "vouchers_fen") for f in held),
+                "expires_at": _earliest([f.get("expires_at") for f in held]),
+            },
+        )
+    raise ValueError(f"{kind} notices are not gathered")

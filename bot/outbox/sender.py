@@ -41,13 +41,16 @@ import random
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
+from bot.i18n import translator
+from bot.outbox import notices
+from bot.outbox.notices import NOTICE_METHOD
 from bot.outbox.pacing import ChatLanes, SendWindow
 from bot.storage import outbox
 from bot.storage.chats import ChatStore, utcnow
@@ -391,6 +394,7 @@ class OutboxSender:
             for row in rows:
                 self._done(self._retry(row, "content could not be resolved"))
             return
+        rows = self._render(rows, states)
         now = time.monotonic()
         for row in rows:
             state = states.get(row.key)
@@ -403,6 +407,29 @@ class OutboxSender:
             else:
                 self.stats.chat_waits += 1
                 self._parked_at[row.id] = now
+
+    def _render(
+        self, rows: list[Claimed], states: Mapping[tuple[str, str], outbox.ChatState]
+    ) -> list[Claimed]:
+        """Neutral notices (issue 9) as the Bot API call that says them, in the language the
+        chat has now; a notice that says nothing (or is not one) ends ``skipped``/``failed``."""
+        out: list[Claimed] = []
+        for row in rows:
+            if row.method != NOTICE_METHOD:
+                out.append(row)
+                continue
+            state = states.get(row.key)
+            try:
+                notice = notices.from_payload(row.payload)
+            except (KeyError, ValueError) as exc:
+                self._done(Outcome(row, outbox.FAILED, f"not a notice: {exc}", attempts=1))
+                continue
+            text = notices.notice_text(notice, translator(state.locale if state else "zh_Hans"))
+            if text is None:
+                self._done(Outcome(row, outbox.SKIPPED, "the notice says nothing"))
+                continue
+            out.append(replace(row, method="sendMessage", payload={"text": text}))
+        return out
 
     async def _resolve(self, rows: list[Claimed]) -> list[Claimed]:
         """Rows whose content lives elsewhere (broadcasts) get it from their kind's resolver."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from sqlalchemy import ColumnElement, and_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.chat import cleaning
 from bot.storage.db import BotDatabase
@@ -55,6 +56,8 @@ class Profile:
     blocked: bool
     last_location: tuple[float, float] | None
     last_seen_at: dt.datetime
+    digest: str | None = None  # daily|weekly|off; None: the deployment's default (issue 12)
+    timezone: str | None = None  # IANA name where known; None: the alliance's zone
 
     @property
     def key(self) -> ChatKey:
@@ -84,6 +87,8 @@ def _profile(row: Chat) -> Profile:
         blocked=row.blocked_at is not None,
         last_location=location,
         last_seen_at=row.last_seen_at,
+        digest=row.digest,
+        timezone=row.timezone,
     )
 
 
@@ -169,6 +174,14 @@ class ChatStore:
     async def set_notices(self, key: ChatKey, on: bool) -> Profile | None:
         return await self._set(key, notices=on)
 
+    async def set_digest(self, key: ChatKey, period: str) -> Profile | None:
+        """The person's voucher digest period (daily, weekly or off; issue 12)."""
+        return await self._set(key, digest=period)
+
+    async def set_timezone(self, key: ChatKey, zone: str | None) -> Profile | None:
+        """The person's IANA zone, for quiet hours and digest days (None: the alliance's)."""
+        return await self._set(key, timezone=zone)
+
     async def set_location(self, key: ChatKey, lat: float, lon: float) -> Profile | None:
         return await self._set(key, last_lat_e6=round(lat * 1e6), last_lon_e6=round(lon * 1e6))
 
@@ -220,6 +233,24 @@ class ChatStore:
                 )
             ).all()
         return [_profile(row) for row in rows]
+
+    async def by_keys(
+        self, keys: list[ChatKey], session: AsyncSession | None = None
+    ) -> dict[ChatKey, Profile]:
+        """Profiles of these chats, as the database has them now (no cache); in ``session``
+        when given (SQLite has one connection: a second session would wait for it forever)."""
+        if session is None:
+            async with self.db.session() as own:
+                return await self.by_keys(keys, own)
+        found: dict[ChatKey, Profile] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            rows = await session.scalars(
+                select(Chat).where(tuple_(Chat.channel, Chat.address).in_(part))
+            )
+            for row in rows.all():
+                found[row.channel, row.address] = _profile(row)
+        return found
 
 
 def with_member(profile: Profile, member_id: int) -> Profile:

@@ -126,3 +126,16 @@ def sender_lock(db: BotDatabase, channel: str = "telegram") -> SenderLock:
     if db.is_sqlite:
         return FileLock(path)
     return AdvisoryLock(db, key)
+
+
+FEED_LOCK_KEY = SENDER_LOCK_KEY - 1  # "bot" "ous": the event feed's one reader
+
+
+def feed_lock(db: BotDatabase) -> SenderLock:
+    """The lock of the deployment's one event-feed reader (issue 12): however many bot
+    processes (Telegram, WeChat, standbys) share a database, only the holder reads the ledger's
+    feed, gathers digests and prunes; the others try again each poll and take over when the
+    holder dies (PostgreSQL ends its session, the kernel drops its flock)."""
+    if db.is_sqlite:
+        return FileLock(f"{db.url.database}.feed-lock")
+    return AdvisoryLock(db, FEED_LOCK_KEY)

@@ -17,15 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import delete, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.storage import cursors
 from bot.storage.chats import utcnow
-from bot.storage.schema import Chat, OutboxMessage
+from bot.storage.schema import Chat, Cursor, OutboxMessage
 
-NOTICE = 0  # priority: what concerns one person's own money goes first
-BULK = 1  # broadcasts
+# Priorities, most urgent first (issue 12: receipts, then expiring vouchers, then digests).
+NOTICE = 0  # receipts: what the person just did
+EXPIRING = 1  # expiry warnings, gathered per person
+DIGEST = 2  # voucher digests, one per person per period
+BULK = 3  # broadcasts
 
 PENDING = "pending"
 SENDING = "sending"
@@ -33,7 +37,9 @@ SENT = "sent"
 BLOCKED = "blocked"
 FAILED = "failed"
 SKIPPED = "skipped"
-FINAL_STATES = (SENT, BLOCKED, FAILED, SKIPPED)
+HELD = "held"  # waits (until ``not_before``) to be gathered with its person's others
+GATHERED = "gathered"  # told in a gathered message (whose dedupe key is in ``last_error``)
+FINAL_STATES = (SENT, BLOCKED, FAILED, SKIPPED, GATHERED)
 
 T = TypeVar("T")
 
@@ -44,22 +50,29 @@ _CHUNK = 500  # ids per IN (...) list
 class Outgoing:
     channel: str
     address: str
-    method: str  # Bot API method: sendMessage, sendPhoto
-    payload: dict[str, Any]  # its parameters, except the recipient
-    kind: str  # notice | receipt | broadcast
+    method: str  # "notice" (neutral: payload {"kind", "fields"}), or a Bot API method
+    payload: dict[str, Any]  # the notice, or the method's parameters except the recipient
+    kind: str  # notice | broadcast
     dedupe_key: str | None = None
     priority: int = NOTICE
     broadcast_id: int | None = None
+    state: str = PENDING  # or HELD, to be gathered into one message at ``not_before``
+    not_before: dt.datetime | None = None  # None: now
 
 
-async def enqueue(session: AsyncSession, messages: list[Outgoing]) -> int:
-    """Add messages in the caller's transaction; returns how many were new (not duplicates)."""
+async def enqueue(
+    session: AsyncSession, messages: list[Outgoing], created_at: dt.datetime | None = None
+) -> int:
+    """Add messages in the caller's transaction; returns how many were new (not duplicates).
+    ``created_at`` (naive UTC; pruning reads it) defaults to now; a message is due at its own
+    ``not_before``, else now (the sender's clock)."""
     if not messages:
         return 0
     bind = session.bind
     postgres = bind is not None and bind.dialect.name == "postgresql"
     builder = postgresql.insert if postgres else sqlite.insert
     now = utcnow()
+    created_at = created_at or now
     stmt = builder(OutboxMessage).on_conflict_do_nothing(index_elements=["dedupe_key"])
     result = await session.execute(
         stmt.returning(OutboxMessage.id),
@@ -73,10 +86,10 @@ async def enqueue(session: AsyncSession, messages: list[Outgoing]) -> int:
                 "broadcast_id": m.broadcast_id,
                 "method": m.method,
                 "payload": m.payload,
-                "state": PENDING,
+                "state": m.state,
                 "attempts": 0,
-                "not_before": now,
-                "created_at": now,
+                "not_before": m.not_before or now,
+                "created_at": created_at,
             }
             for m in messages
         ],
@@ -121,6 +134,7 @@ class Outcome:
 class ChatState:
     blocked: bool
     notices: bool
+    locale: str = "zh_Hans"  # what a neutral notice is rendered in
 
 
 def _chunks(ids: Sequence[T]) -> list[Sequence[T]]:
@@ -198,12 +212,12 @@ async def chat_states(
     found: dict[tuple[str, str], ChatState] = {}
     for part in _chunks(sorted(set(keys))):
         rows = await session.execute(
-            select(Chat.channel, Chat.address, Chat.blocked_at, Chat.notices).where(
+            select(Chat.channel, Chat.address, Chat.blocked_at, Chat.notices, Chat.locale).where(
                 tuple_(Chat.channel, Chat.address).in_(part)
             )
         )
-        for channel, address, blocked_at, notices in rows.all():
-            found[channel, address] = ChatState(blocked_at is not None, bool(notices))
+        for channel, address, blocked_at, notices, locale in rows.all():
+            found[channel, address] = ChatState(blocked_at is not None, bool(notices), locale)
     return found
 
 
@@ -239,3 +253,132 @@ async def counts(session: AsyncSession, broadcast_id: int | None = None) -> dict
     if broadcast_id is not None:
         stmt = stmt.where(OutboxMessage.broadcast_id == broadcast_id)
     return {state: int(n) for state, n in (await session.execute(stmt)).all()}
+
+
+# --- held rows: gathered into one message per person (issue 12) ---------------------------------
+
+
+@dataclass(frozen=True)
+class Held:
+    id: int
+    channel: str
+    address: str
+    priority: int
+    payload: dict[str, Any]
+    not_before: dt.datetime
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.channel, self.address
+
+
+async def due_chats(session: AsyncSession, now: dt.datetime, limit: int) -> list[tuple[str, str]]:
+    """Up to ``limit`` chats with held rows due by ``now`` (the partial index on held rows'
+    ``not_before``: an idle check costs one index probe)."""
+    rows = await session.execute(
+        select(OutboxMessage.channel, OutboxMessage.address)
+        .where(OutboxMessage.state == HELD, OutboxMessage.not_before <= now)
+        .order_by(OutboxMessage.not_before, OutboxMessage.id)
+        .limit(limit)
+    )
+    return list(dict.fromkeys((str(c), str(a)) for c, a in rows.all()))
+
+
+async def held_of(
+    session: AsyncSession, keys: Sequence[tuple[str, str]], now: dt.datetime | None = None
+) -> list[Held]:
+    """These chats' held rows (due by ``now`` when given), in id order."""
+    out: list[Held] = []
+    for part in _chunks(sorted(set(keys))):
+        stmt = select(
+            OutboxMessage.id,
+            OutboxMessage.channel,
+            OutboxMessage.address,
+            OutboxMessage.priority,
+            OutboxMessage.payload,
+            OutboxMessage.not_before,
+        ).where(OutboxMessage.state == HELD, tuple_(OutboxMessage.channel,
+                                                    OutboxMessage.address).in_(part))
+        if now is not None:
+            stmt = stmt.where(OutboxMessage.not_before <= now)
+        out += [Held(*row) for row in (await session.execute(stmt)).all()]
+    out.sort(key=lambda h: h.id)
+    return out
+
+
+async def settle_held(
+    session: AsyncSession, ids: Sequence[int], state: str, now: dt.datetime, note: str | None
+) -> int:
+    """Move held rows to ``state`` (gathered or skipped); rows no longer held are left alone.
+    Returns how many moved."""
+    moved = 0
+    for part in _chunks(sorted(ids)):
+        result = await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(part), OutboxMessage.state == HELD)
+            .values(state=state, sent_at=now, last_error=note)
+            .execution_options(synchronize_session=False)
+        )
+        moved += int(getattr(result, "rowcount", 0) or 0)
+    return moved
+
+
+async def postpone_held(session: AsyncSession, ids: Sequence[int], until: dt.datetime) -> None:
+    for part in _chunks(sorted(ids)):
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(part), OutboxMessage.state == HELD)
+            .values(not_before=until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# --- pruning (issue 12: bounded databases) ------------------------------------------------------
+
+PRUNED_THROUGH = "outbox_pruned_through"
+"""The feed position every pruned notice row's event was at or before: the event reader skips
+events up to it, so an event replayed after its row was pruned is still told only once."""
+
+
+async def prune(
+    session: AsyncSession,
+    before: dt.datetime,
+    feed_cursor: str,
+    limit: int = 5000,
+    states: Sequence[str] = FINAL_STATES,
+) -> int:
+    """Delete up to ``limit`` rows in ``states`` (final ones) created before ``before``; returns
+    how many.
+
+    A broadcast's progress is counted on its broadcasts row, never from these. In the same
+    transaction the feed position the reader has reached is recorded as ``PRUNED_THROUGH``: every
+    row that exists now came from an event at or before it (the reader enqueues a page's rows and
+    moves its cursor in one transaction), so no event whose row is gone can be told again.
+    """
+    ids = (
+        await session.scalars(
+            select(OutboxMessage.id)
+            .where(OutboxMessage.created_at < before, OutboxMessage.state.in_(states))
+            .order_by(OutboxMessage.created_at)
+            .limit(limit)
+        )
+    ).all()
+    if not ids:
+        return 0
+    position = await cursors.get(session, feed_cursor)
+    if position is not None:
+        await cursors.start(session, PRUNED_THROUGH, position)
+        await session.execute(
+            update(Cursor)
+            .where(Cursor.name == PRUNED_THROUGH, Cursor.value < position)
+            .values(value=position)
+        )
+    deleted = 0
+    for part in _chunks(list(ids)):
+        result = await session.execute(
+            delete(OutboxMessage)
+            .where(OutboxMessage.id.in_(part))
+            .execution_options(synchronize_session=False)
+        )
+        deleted += int(getattr(result, "rowcount", 0) or 0)
+    return deleted

@@ -15,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -48,6 +49,11 @@ class Chat(Base):
     locale_chosen: Mapped[bool] = mapped_column(Boolean, default=False)
     display_name: Mapped[str | None] = mapped_column(String(64))
     notices: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The voucher digest's period: daily|weekly|off; None follows GREENPOINTS_NOTICE_DIGEST_DEFAULT.
+    digest: Mapped[str | None] = mapped_column(String(8))
+    # The person's IANA zone where the bot knows it (quiet hours, digest days); None: the
+    # alliance's GREENPOINTS_TIMEZONE.
+    timezone: Mapped[str | None] = mapped_column(String(64))
     blocked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     last_lat_e6: Mapped[int | None] = mapped_column(Integer)
     last_lon_e6: Mapped[int | None] = mapped_column(Integer)
@@ -60,8 +66,13 @@ class Chat(Base):
 class OutboxMessage(Base):
     """Something the bot says on its own; sent by the one sender, at the platform's pace.
 
-    ``priority`` 0 (notices, receipts) goes before 1 (broadcasts), so a 12-million-recipient
-    announcement never delays someone's voucher notice.
+    ``priority`` 0 (receipts) goes before 1 (expiry warnings), 2 (voucher digests) and 3
+    (broadcasts), so a 12-million-recipient announcement never delays someone's receipt, and
+    when not everything can go today the receipts go first (issue 12).
+
+    Notices are stored neutral (``method`` ``notice``, ``payload`` ``{"kind", "fields"}``) and
+    rendered by the person's channel when sent (issue 9). A row ``held`` waits to be gathered
+    with others of its person into one message (a digest); it then ends ``gathered``.
     """
 
     __tablename__ = "outbox"
@@ -86,6 +97,21 @@ class OutboxMessage(Base):
     __table_args__ = (
         Index("ix_outbox_due", "channel", "state", "priority", "id"),
         Index("ix_outbox_broadcast_state", "broadcast_id", "state"),
+        # Held rows only (partial): which are due, and each person's (issue 12's digests).
+        Index(
+            "ix_outbox_held_due",
+            "not_before",
+            sqlite_where=text("state = 'held'"),
+            postgresql_where=text("state = 'held'"),
+        ),
+        Index(
+            "ix_outbox_held_chat",
+            "channel",
+            "address",
+            sqlite_where=text("state = 'held'"),
+            postgresql_where=text("state = 'held'"),
+        ),
+        Index("ix_outbox_created_at", "created_at"),  # pruning by age
     )
 
 

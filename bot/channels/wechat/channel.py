@@ -24,6 +24,9 @@ from bot.chat.replies import Notice, Reply
 from bot.storage.db import BotDatabase
 
 URGENT = frozenset({"redemption.receipt", "voucher.redeemed"})  # what a person waits for
+TEMPLATE_OF = {"voucher.digest": "voucher.granted"}
+"""Kinds sent with another kind's template: a digest of grants says what a grant does (the sum
+and the earliest expiry), so the operator configures one template for both (issue 12)."""
 
 
 class NoticeDeferred(ChannelError):
@@ -72,7 +75,9 @@ class WeChatChannel:
     async def notify(self, person: Person, notice: Notice, locale: str) -> None:
         """Raises PersonGone (unfollowed), NoticeDeferred (quota), ChannelError (no template
         configured for the kind: an operator's choice, reported rather than guessed at)."""
-        template_id = self.templates.get(notice.kind)
+        template_id = self.templates.get(notice.kind) or self.templates.get(
+            TEMPLATE_OF.get(notice.kind, notice.kind)
+        )
         if template_id is None:
             raise ChannelError(f"no WeChat template configured for {notice.kind}")
         fallback = page_text(self.notice_text(notice, locale))

@@ -21,6 +21,7 @@ from bot.outbox.mass_sends import BEIJING
 DEFAULT_KEYS: dict[str, dict[str, str]] = {
     "points.earned": {"merchant": "thing1", "points": "number2", "amount": "amount3"},
     "voucher.granted": {"amount": "amount1", "expires_at": "time2"},
+    "voucher.digest": {"amount": "amount1", "expires_at": "time2"},  # the grants' template
     "voucher.expiring": {"amount": "amount1", "expires_at": "time2"},
     "voucher.redeemed": {"merchant": "thing1", "amount": "amount2"},
     "redemption.receipt": {"merchant": "thing1", "amount": "amount2", "voucher": "amount3"},

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_identity_links"
-down_revision = "0003_wechat"
+down_revision = "0004_neutral_outbox"
 branch_labels = None
 depends_on = None
 
