@@ -12,7 +12,7 @@ from typing import Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.chat.events import Event
-from bot.i18n import Translator, translator
+from bot.chat.i18n import Translator, translator
 from bot.services import Services
 from bot.storage.chats import Profile
 

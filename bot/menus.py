@@ -12,7 +12,7 @@ import logging
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
-from bot.i18n import LOCALES, N_, Translator, translator
+from bot.chat.i18n import LOCALES, N_, Translator, translator
 
 log = logging.getLogger(__name__)
 

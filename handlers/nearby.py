@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import math
 
-from bot import formatting
-from bot.chat import choice_data
+from bot.chat import choice_data, formatting
 from bot.chat.channel import Capabilities
 from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command, Location
+from bot.chat.i18n import N_, Translator
 from bot.chat.paging import paginate
 from bot.chat.replies import AskLocation, ChoiceButton, Place, Toast
 from bot.chat.router import Router
 from bot.chat.splitting import shorten
 from bot.chat.turn import Turn
-from bot.i18n import N_, Translator
 from ledger_client.errors import NotFound
 from ledger_client.models import Nearby, NearbyMerchant
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from bot.chat.events import Command, Follow, Scan
+from bot.chat.i18n import Translator
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator
 from handlers.merchant import open_deep_link
 
 

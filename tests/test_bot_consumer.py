@@ -21,8 +21,8 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import func, select
 
-from bot import formatting
-from bot.i18n import translator
+from bot.chat import formatting
+from bot.chat.i18n import translator
 from handlers.start import help_text
 from ledger.principal import SYSTEM
 from ledger.schema import RedemptionCode as CodeRow

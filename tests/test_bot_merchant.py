@@ -22,8 +22,8 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw
 
-from bot.amounts import AmountError, AmountProblem, parse_bill
-from bot.i18n import translator
+from bot.chat.amounts import AmountError, AmountProblem, parse_bill
+from bot.chat.i18n import translator
 from bot.media import qr, scan
 from ledger.context import utcnow
 from ledger_client.errors import Unavailable

@@ -22,9 +22,9 @@ from bot.channels.wechat.endpoint import Handler
 from bot.channels.wechat.features import features_runner
 from bot.channels.wechat.geo import wgs84_to_gcj02
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
+from bot.chat.i18n import translator
 from bot.config import Settings
 from bot.features import neutral_router
-from bot.i18n import translator
 from bot.outbox.event_reader import EventReader
 from bot.outbox.notices import notice_text
 from bot.services import Services

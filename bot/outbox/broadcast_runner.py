@@ -9,52 +9,16 @@ import logging
 
 from telegram.error import BadRequest, TelegramError
 
-from bot import formatting
+from bot.chat.announcements import Progress, progress_text
+from bot.chat.i18n import translator
 from bot.context import SERVICES_KEY, App
-from bot.i18n import Translator, translator
-from bot.outbox.broadcasts import Broadcasts, Progress
+from bot.outbox.broadcasts import Broadcasts
 from bot.services import Services
-from bot.storage.chats import utcnow
 
 log = logging.getLogger(__name__)
 
 RUNNER_KEY = "broadcast_runner"
 REPORT_EVERY = 3.0  # seconds between progress edits (Telegram allows ~1 edit/s per chat)
-
-
-def progress_text(t: Translator, p: Progress) -> str:
-    now = utcnow()
-    counts = t._("Sent {sent} / {total} · blocked {blocked} · failed {failed}").format(
-        sent=formatting.number(t, p.sent),
-        total=formatting.number(t, p.total),
-        blocked=formatting.number(t, p.blocked),
-        failed=formatting.number(t, p.failed),
-    )
-    if p.state == "done":
-        lines = [t._("✅ Announcement #{id} finished.").format(id=p.id), counts]
-        if p.skipped:
-            lines.append(t._("Not sent: {count}").format(count=formatting.number(t, p.skipped)))
-        return "\n".join(lines)
-    if p.state == "cancelled":
-        return "\n".join(
-            [
-                t._("⛔ Announcement #{id} cancelled.").format(id=p.id),
-                counts,
-                t._("Not sent: {count}").format(count=formatting.number(t, p.skipped)),
-            ]
-        )
-    rate = p.rate(now)
-    left = p.seconds_left(now)
-    lines = [
-        t._("📣 Announcement #{id} is being sent.").format(id=p.id),
-        counts,
-        t._("{rate} messages/s").format(rate=formatting.number(t, f"{rate:.1f}")),
-    ]
-    if not p.enqueued_all:
-        lines.append(t._("Still adding recipients…"))
-    elif left is not None:
-        lines.append(t._("About {minutes} min left").format(minutes=max(1, round(left / 60))))
-    return "\n".join(lines)
 
 
 class BroadcastRunner:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from bot.i18n import translator
+from bot.chat.i18n import translator
 from bot.outbox import notices
 from bot.services import Services
 from bot.storage import cursors

@@ -26,10 +26,10 @@ from bot.chat.events import (
     Text,
 )
 from bot.chat.failures import broken_text, busy_text
+from bot.chat.i18n import negotiate, translator
 from bot.chat.replies import Notice, Reply
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import negotiate, translator
 from bot.media import scan
 from bot.outbox.notices import notice_text
 from bot.services import Services

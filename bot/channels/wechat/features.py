@@ -17,10 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from bot.chat.channel import WECHAT
 from bot.chat.events import Event, Unfollow
 from bot.chat.failures import broken_text, busy_text
+from bot.chat.i18n import negotiate, translator
 from bot.chat.replies import Reply, TextReply
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import negotiate, translator
 from bot.services import Services
 from ledger_client import errors as ledger_errors
 
