@@ -38,7 +38,7 @@ try:  # the console channel exists from issue 9 on; the same script measures the
     CONSOLE_AVAILABLE = True
 except ImportError:  # pragma: no cover - only on code from before issue 9
     CONSOLE_AVAILABLE = False
-from bot.context import App
+from bot.channels.telegram.context import App
 from tests.bot_harness import Harness, running_bot
 from tests.fake_telegram import Person
 

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from telegram import Bot
 from telegram.request import BaseRequest, HTTPXRequest
 
-from bot.context import App, Hook
+from bot.channels.telegram.context import App, Hook
+from bot.channels.telegram.http import AiohttpRequest
 from bot.outbox.broadcast_runner import runner, start_runner, stop_runner
 from bot.outbox.broadcasts import Broadcasts, record_outcomes
 from bot.outbox.event_reader import EventReader, ReaderTuning
 from bot.outbox.sender import ApiCaller, OutboxSender, SenderTuning
 from bot.services import Services
-from bot.telegram_http import AiohttpRequest
 from ledger_client.errors import LedgerClientError
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ class Background:
 def sender_bot(app: App) -> tuple[Bot, BaseRequest | None]:
     """A plain PTB ``Bot`` for the sender, talking to the same Bot API as the application.
 
-    Over the network it gets a connection pool of its own (aiohttp, see ``bot.telegram_http``),
+    Over the network it gets a connection pool of its own (aiohttp, see
+    ``bot.channels.telegram.http``),
     so a long drain never makes people's replies wait for a connection, and the application's
     ``AIORateLimiter`` is not in its way (see ``bot.outbox.sender``); an in-process Bot API (the
     console) is shared as is. Returns the request the caller must initialize and shut down, if

@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_wechat(rest)
     if command == "demo":
-        from bot.console import main as run_demo
+        from bot.channels.console.demo import main as run_demo
 
         return run_demo(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

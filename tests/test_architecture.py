@@ -23,9 +23,6 @@ PLATFORMS = ("telegram", "wechatpy")
 # operations code that counts Telegram updates and wraps its rate limiter.
 TELEGRAM_PENDING = frozenset({
     "bot.outbox.sender", "bot.outbox.broadcast_runner", "bot.ops.metrics", "bot.background",
-    # the Telegram application's own modules, still at bot/ top level
-    "bot.app", "bot.context", "bot.errors", "bot.menus", "bot.middleware", "bot.telegram_http",
-    "bot.webhook",
 })
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
+from bot.channels.telegram.http import AiohttpRequest
 from bot.outbox.pacing import ChatLanes, SendWindow
 from bot.outbox.sender import Content, OutboxSender, SenderTuning
 from bot.storage import outbox
@@ -30,7 +31,6 @@ from bot.storage.db import BotDatabase
 from bot.storage.locks import sender_lock
 from bot.storage.outbox import BULK, Claimed, Outcome, Outgoing
 from bot.storage.schema import OutboxMessage
-from bot.telegram_http import AiohttpRequest
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram

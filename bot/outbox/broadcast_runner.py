@@ -9,9 +9,9 @@ import logging
 
 from telegram.error import BadRequest, TelegramError
 
+from bot.channels.telegram.context import SERVICES_KEY, App
 from bot.chat.announcements import Progress, progress_text
 from bot.chat.i18n import translator
-from bot.context import SERVICES_KEY, App
 from bot.outbox.broadcasts import Broadcasts
 from bot.services import Services
 

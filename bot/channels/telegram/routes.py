@@ -14,13 +14,13 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, BaseHandler
 
+from bot.channels.telegram.context import App, GPContext
 from bot.channels.telegram.events import event_of
+from bot.channels.telegram.menus import refresh_chat_menu
 from bot.channels.telegram.render import CAPS, render
 from bot.chat.events import Event
 from bot.chat.router import Route, Router
 from bot.chat.turn import Turn
-from bot.context import App, GPContext
-from bot.menus import refresh_chat_menu
 
 
 class RouteHandler(BaseHandler[Update, GPContext, None]):

@@ -16,9 +16,9 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop
 
+from bot.channels.telegram.context import GPContext
+from bot.channels.telegram.errors import on_error
 from bot.chat.i18n import negotiate, translator
-from bot.context import GPContext
-from bot.errors import on_error
 from bot.ops.logs import begin_update
 from bot.ops.metrics import IGNORED, MIDDLEWARE, metrics_of
 

@@ -30,7 +30,7 @@ from sqlalchemy import text
 from telegram import Update
 
 from bot.background import running
-from bot.context import SERVICES_KEY, App
+from bot.channels.telegram.context import SERVICES_KEY, App
 from bot.ops.metrics import metrics_of
 from bot.services import Services
 from ledger_client.errors import LedgerClientError, Unavailable
