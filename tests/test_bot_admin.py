@@ -216,3 +216,17 @@ async def test_an_announcement_is_cleaned_of_control_and_bidi_characters(
     assert audience.text.startswith("Who should get it?")
     pending = await harness.services.flows.get(tg(ADMIN))
     assert pending is not None and pending.data["text"] == "evil tea tomorrow"
+
+
+async def test_help_lists_the_admin_commands_to_admins_only(harness: Harness) -> None:
+    h = harness
+    (someone,) = await people(h, (5601, "en"))
+    assert "/broadcast" not in (await h.ask(someone, "/help")).text
+    admin = h.person(ADMIN, "Admin", "en")
+    lines = (await h.ask(admin, "/help")).text.splitlines()
+    listed = lines[lines.index("For alliance administrators:") + 1 :]
+    assert [line.split(" — ")[0] for line in listed[:4]] == [
+        "/broadcast", "/broadcasts", "/stats", "/circle"
+    ]
+    assert "For the shop's staff:" not in lines
+

@@ -703,3 +703,15 @@ async def test_console_demo_survives_refused_actions_and_odd_bytes(
     t = translator("zh_Hans")
     assert t._("💚 Your green consumption points") in shown.split("> /balance", 1)[1]
 
+
+async def test_help_lists_the_staff_commands_to_staff_only(harness: Harness) -> None:
+    """/help tells a cashier their /today, as their menu does, and a consumer nothing of it."""
+    h = harness
+    zoe, _member_id = await customer(h, vouchers=False)
+    assert "/today" not in (await h.ask(zoe, "/help")).text
+    cashier = await staff_member(h)
+    lines = (await h.ask(cashier, "/help")).text.splitlines()
+    staff_at = lines.index("For the shop's staff:")
+    assert lines[staff_at + 1] == "/today — Today's redemptions at my shop"
+    assert "/balance — your points, their value and your vouchers" in lines[:staff_at]
+    assert "For alliance administrators:" not in lines

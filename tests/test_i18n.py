@@ -298,3 +298,31 @@ def test_the_announcement_count_agrees_with_its_number() -> None:
     for locale in ("zh_Hans", "zh_Hant"):  # one form in Chinese, translated
         zh = translator(locale)
         assert zh.ngettext(singular, plural, 1) == zh.ngettext(singular, plural, 5) != plural
+
+
+@pytest.mark.parametrize(
+    ("locale", "staff_heading", "today", "admin_heading", "stats"),
+    [
+        ("zh_Hans", "店员可用：", "/today — 本店今日核销", "联盟管理员可用：", "/stats — "),
+        ("zh_Hant", "店員可用：", "/today — 本店今日核銷", "聯盟管理員可用：", "/stats — "),
+        ("en", "For the shop's staff:", "/today — Today's redemptions at my shop",
+         "For alliance administrators:", "/stats — Alliance figures"),
+    ],
+)
+def test_help_for_staff_and_admins_in_every_language(
+    locale: str, staff_heading: str, today: str, admin_heading: str, stats: str
+) -> None:
+    """The role sections of /help are translated like the rest (headings and the menu's own
+    descriptions), and only shown to those roles."""
+    from handlers.start import help_text
+
+    t = translator(locale)
+    consumer = help_text(t).splitlines()
+    both = help_text(t, staff=True, admin=True).splitlines()
+    assert staff_heading not in consumer and admin_heading not in consumer
+    assert both[both.index(staff_heading) + 1] == today
+    admin_lines = both[both.index(admin_heading) + 1 :]
+    assert any(line.startswith(stats) for line in admin_lines)
+    if locale != "en":
+        assert not any(c.isascii() and c.isalpha() for line in admin_lines[:4]
+                       for c in line.partition(" — ")[2])
