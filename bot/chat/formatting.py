@@ -89,8 +89,13 @@ def distance(t: Translator, metres: int) -> str:
     return format_unit(km, "length-kilometer", "short", format="#,##0.#", locale=t.babel)
 
 
-def walking_minutes(metres: int, speed_m_per_min: int = 80) -> int:
-    """About 4.8 km/h, the pace a 15-minute convenience circle is drawn with."""
+WALK_M_PER_MIN = 80
+"""About 4.8 km/h, the pace a 15-minute convenience circle is drawn with (the ledger's circle
+rules use the same 80 m a minute, ``ledger/circle.py``)."""
+
+
+def walking_minutes(metres: int, speed_m_per_min: int = WALK_M_PER_MIN) -> int:
+    """Minutes to walk ``metres`` at ``speed_m_per_min``, rounded up, at least one."""
     return max(1, -(-metres // speed_m_per_min))
 
 
