@@ -193,3 +193,16 @@ def test_the_console_is_a_channel() -> None:
     console = ConsoleChannel(None, Router(), None, Person("console", "1"))  # type: ignore[arg-type]
     assert isinstance(console, Channel)
     assert console.capabilities is CONSOLE
+
+
+def test_telegram_is_a_channel() -> None:
+    """Telegram answers through a ``Channel`` object like the console and WeChat, rather than
+    rendering inside its python-telegram-bot handler."""
+    from telegram import Bot
+
+    from bot.channels.telegram.channel import TelegramChannel
+    from bot.chat.channel import TELEGRAM, Channel
+
+    telegram = TelegramChannel(Bot("1:offline"))
+    assert isinstance(telegram, Channel)
+    assert telegram.capabilities is TELEGRAM

@@ -69,12 +69,15 @@ class Choice:
     the platform numbers messages and can edit them later (Telegram); None where it cannot (WeChat,
     the console). A feature keeps it to have that message redrawn later (an announcement's
     progress, ``Broadcasts.set_progress_message``); it never needs to know the platform's form.
+    ``tap_id`` is the platform's handle on the tap itself, for the channel to answer it
+    (Telegram's callback query id: the toast, the spinner); features never read it.
     """
 
     person: Person
     data: str
     label: str | None = None
     message_id: int | None = None
+    tap_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -69,7 +69,7 @@ def event_of(update: Update, bot: Bot) -> Event | None:
     query = update.callback_query
     if query is not None:
         message_id = query.message.message_id if query.message is not None else None
-        return Choice(person, query.data or "", None, message_id)
+        return Choice(person, query.data or "", None, message_id, query.id)
     message = update.message
     if message is None:
         return None
