@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 def background_hooks(services: Services) -> tuple[list[Hook], list[Hook]]:
     """The event reader and the outbox sender, started with the application."""
-    from bot import background
+    from bot.channels.telegram import background
 
     return background.hooks(services)
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from telegram import Update
 
-from bot import background
+from bot.channels.telegram import background
 from bot.channels.telegram.app import build_application, halt, launch
 from bot.channels.telegram.context import App
 from bot.config import Settings

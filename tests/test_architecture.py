@@ -22,7 +22,7 @@ PLATFORMS = ("telegram", "wechatpy")
 # and announcement runner (made channel-neutral by the outbox's own work; issue 9), and the
 # operations code that counts Telegram updates and wraps its rate limiter.
 TELEGRAM_PENDING = frozenset({
-    "bot.outbox.sender", "bot.outbox.broadcast_runner", "bot.ops.metrics", "bot.background",
+    "bot.outbox.sender", "bot.outbox.broadcast_runner", "bot.ops.metrics",
 })
 
 
