@@ -206,3 +206,25 @@ def test_telegram_is_a_channel() -> None:
     telegram = TelegramChannel(Bot("1:offline"))
     assert isinstance(telegram, Channel)
     assert telegram.capabilities is TELEGRAM
+
+
+def test_the_core_and_the_features_load_no_platform_at_all() -> None:
+    """Not only their own imports: nothing the core and every feature load, all the way down
+    (services, storage, outbox rows, media), brings in a chat platform's library or a channel.
+    A fresh interpreter, since this one has python-telegram-bot loaded already."""
+    import subprocess
+
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "import bot.chat, handlers\n"
+        "for package in (bot.chat, handlers):\n"
+        "    for m in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(package.__name__ + '.' + m.name)\n"
+        "import bot.features\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in "
+        f"{PLATFORMS!r} or k.startswith('bot.channels')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"
