@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import os
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ try:  # the console channel exists from issue 9 on; the same script measures the
     CONSOLE_AVAILABLE = True
 except ImportError:  # pragma: no cover - only on code from before issue 9
     CONSOLE_AVAILABLE = False
-from bot.context import App
+from bot.channels.telegram.context import App
 from tests.bot_harness import Harness, running_bot
 from tests.fake_telegram import Person
 
@@ -278,8 +279,9 @@ async def main(args: argparse.Namespace) -> None:
                 if CONSOLE_AVAILABLE:
                     rows += await console_run(h, people, command, args.updates, Path(tmp))
     rows += qr_rows(args.qr_repeat)
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     title = (f"bot throughput — drive={args.drive}, ledger in-process on SQLite, "
-             f"{args.people} people, {args.updates} updates per command")
+             f"{args.people} people, {args.updates} updates per command, load average {load}")
     print(table(rows, title))
     print("aims: /balance ≥ 300 updates/s; QR ≤ 3 ms/image")
 

@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.channels.wechat.demo import main as run_wechat_demo
 
             return run_wechat_demo(rest[2:])
-        from bot.console import main as run_demo
+        from bot.channels.console.demo import main as run_demo
 
         return run_demo(rest[2:] if rest[:2] == ["--channel", "console"] else rest)
     print(f"unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

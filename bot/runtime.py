@@ -17,19 +17,19 @@ from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
-from bot.app import build_application, halt, launch
+from bot.channels.telegram.app import build_application, halt, launch
+from bot.channels.telegram.context import App, Hook
+from bot.channels.telegram.webhook import build_web_app
 from bot.config import Settings, SettingsError, load_settings, require_token
-from bot.context import App, Hook
 from bot.ops.logs import configure_logging
 from bot.services import Services, close_services, open_services
-from bot.webhook import build_web_app
 
 log = logging.getLogger(__name__)
 
 
 def background_hooks(services: Services) -> tuple[list[Hook], list[Hook]]:
     """The event reader and the outbox sender, started with the application."""
-    from bot import background
+    from bot.channels.telegram import background
 
     return background.hooks(services)
 

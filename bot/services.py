@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from bot.chat.announcements import Announcer
+from bot.chat.pictures import Pictures
 from bot.config import Settings
-from bot.outbox.broadcasts import Progress
+from bot.media.pictures import MediaPictures
+from bot.outbox.broadcasts import Broadcasts
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
 from bot.storage.links import LinkStore
 from ledger_client import LedgerClient, connect
-
-
-class Announcer(Protocol):
-    """Moves announcements along: ``launch`` enqueues one's audience in the background;
-    ``show`` redraws its progress message now."""
-
-    def launch(self, broadcast_id: int) -> None: ...
-
-    async def show(self, progress: Progress) -> None: ...
 
 
 @dataclass
@@ -31,15 +24,19 @@ class Services:
     chats: ChatStore = field(init=False)
     flows: FlowStore = field(init=False)
     links: LinkStore = field(init=False)
+    broadcasts: Broadcasts = field(init=False)
     bot_username: str = "GreenPointsBot"
     channel: str = "telegram"  # the ledger identity channel for people reached through this bot
     # Set once announcements can run (``bot.outbox.broadcast_runner``); None where they cannot.
     announcer: Announcer | None = None
+    # QR codes, charts and maps drawn, codes read from photos (``bot.chat.pictures``).
+    pictures: Pictures = field(default_factory=MediaPictures)
 
     def __post_init__(self) -> None:
         self.chats = ChatStore(self.db)
         self.flows = FlowStore(self.db)
         self.links = LinkStore(self.db)
+        self.broadcasts = Broadcasts(self.db)
 
     def is_admin(self, chat: tuple[str, str]) -> bool:
         """Whether the (channel, address) chat is an admin's: GREENPOINTS_ADMIN_IDS names

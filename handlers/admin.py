@@ -9,18 +9,21 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from bot import formatting
-from bot.chat import choice_data
+from bot.chat import choice_data, formatting
+from bot.chat.announcements import (
+    EVERYONE,
+    MASS_SENDS_PER_MONTH,
+    Progress,
+    progress_text,
+    wechat_line,
+)
 from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command, Event, Photo, Text
+from bot.chat.flows import Pending
+from bot.chat.i18n import N_, Translator
 from bot.chat.replies import ChoiceButton, Picture, TextReply, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import N_, Translator
-from bot.outbox.broadcast_runner import progress_text, wechat_line
-from bot.outbox.broadcasts import EVERYONE, Broadcasts, Progress
-from bot.outbox.mass_sends import MASS_SENDS_PER_MONTH, mass_sends_left
-from bot.storage.flows import Pending
 from handlers.balance import price_text
 
 COMPOSE = "broadcast"
@@ -99,7 +102,7 @@ async def _on_content(event: Text | Photo, turn: Turn, pending: Pending) -> None
     await turn.services.flows.start(
         chat, COMPOSE, {"step": "audience", "text": text, "photo": photo, "nonce": nonce}, TTL
     )
-    counts = await Broadcasts(turn.services.db).audience_sizes()
+    counts = await turn.services.broadcasts.audience_sizes()
     turn.text(
         t._("Who should get it?"),
         [
@@ -147,8 +150,7 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
     if tapped is None:
         return
     audience, pending = tapped
-    broadcasts = Broadcasts(turn.services.db)
-    size = await broadcasts.audience_size(audience)
+    size = await turn.services.broadcasts.audience_size(audience)
     data = {**pending.data, "step": "confirm", "audience": audience}
     await turn.services.flows.start(chat, COMPOSE, data, TTL)
     turn.text(t._("Here is exactly what they will see:"), replaces=True)
@@ -164,7 +166,7 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
         ).format(
             count=formatting.number(t, size), audience=t._(AUDIENCES[audience])
         )
-        + await _wechat_preview(t, broadcasts, audience),
+        + await _wechat_preview(turn, audience),
         [
             [
                 ChoiceButton(t._("Send"), choice_data.pack(SEND, "ok", data["nonce"])),
@@ -174,9 +176,10 @@ async def choose_audience(event: Choice, turn: Turn) -> None:
     )
 
 
-async def _wechat_preview(t: Translator, broadcasts: Broadcasts, audience: str) -> str:
+async def _wechat_preview(turn: Turn, audience: str) -> str:
     """What WeChat followers will get, said before Send (WECHAT.md rule 5: a mass send, at
     most 4 a month): empty when the bot knows no WeChat follower."""
+    t, broadcasts = turn.t, turn.services.broadcasts
     followers = await broadcasts.wechat_followers(EVERYONE)
     if not followers:
         return ""
@@ -184,7 +187,7 @@ async def _wechat_preview(t: Translator, broadcasts: Broadcasts, audience: str) 
         return "\n" + t._(
             "WeChat followers get announcements to everyone only (one mass send reaches them all)."
         )
-    left = await mass_sends_left(broadcasts.db)
+    left = await broadcasts.mass_sends_left()
     if not left:
         return "\n" + t._(
             "WeChat: this month's {limit} mass sends are used, so WeChat followers will not "
@@ -197,12 +200,6 @@ async def _wechat_preview(t: Translator, broadcasts: Broadcasts, audience: str) 
     ).format(
         count=formatting.number(t, followers), left=left, limit=MASS_SENDS_PER_MONTH
     )
-
-
-def _message_id(ref: str | None) -> int | None:
-    """The tapped message's id within its chat, from the channel's ``chat:message`` handle."""
-    tail = (ref or "").rpartition(":")[2]
-    return int(tail) if tail.isdigit() else None
 
 
 async def confirm(event: Choice, turn: Turn) -> None:
@@ -223,7 +220,7 @@ async def confirm(event: Choice, turn: Turn) -> None:
         turn.text(t._("Cancelled; nothing was sent."), replaces=True)
         return
     data = pending.data
-    broadcasts = Broadcasts(turn.services.db)
+    broadcasts = turn.services.broadcasts
     broadcast_id = await broadcasts.create(chat, data["text"], data["photo"], data["audience"])
     # Enqueueing starts before the admin sees the progress message: whoever sees it (a test's
     # settle, too) can count on the audience being on its way into the outbox.
@@ -233,9 +230,8 @@ async def confirm(event: Choice, turn: Turn) -> None:
     assert progress is not None
     turn.text(progress_text(t, progress), replaces=True)
     # The tapped message becomes the progress message the runner keeps up to date.
-    message_id = _message_id(event.message_ref)
-    if message_id is not None:
-        await broadcasts.set_progress_message(broadcast_id, message_id)
+    if event.message_id is not None:
+        await broadcasts.set_progress_message(broadcast_id, event.message_id)
 
 
 async def cancel_compose(event: Command, turn: Turn) -> None:
@@ -269,7 +265,7 @@ async def list_broadcasts(event: Command, turn: Turn) -> None:
         _refuse(event, turn)
         return
     t = turn.t
-    recent = await Broadcasts(turn.services.db).recent()
+    recent = await turn.services.broadcasts.recent()
     if not recent:
         turn.text(t._("No announcements yet. /broadcast starts one."))
         return
@@ -293,7 +289,7 @@ async def stop_broadcast(event: Choice, turn: Turn) -> None:
     if broadcast_id is None:
         turn.say(Toast(t._("This button has expired.")))
         return
-    broadcasts = Broadcasts(turn.services.db)
+    broadcasts = turn.services.broadcasts
     if not await broadcasts.cancel(broadcast_id):
         turn.say(Toast(t._("That announcement is not running."), alert=True))
         return

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from babel.numbers import format_currency
-
-from bot import formatting
-from bot.chat import choice_data
+from bot.chat import choice_data, formatting
 from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command
+from bot.chat.i18n import Translator
 from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
 from bot.chat.splitting import shorten
 from bot.chat.turn import Turn
-from bot.i18n import Translator
 from ledger_client.models import Activity, Balance, CappedExit, Price
 
 HISTORY = "bal"
@@ -25,10 +20,7 @@ CAPPED_SHOWN = 3  # the most recent exit-cap conversions shown
 
 def price_text(t: Translator, price: Price) -> str:
     """The point price in yuan per point: a reported ratio, never a promised return."""
-    per_point = Decimal(price.fen_per_point).scaleb(-2)
-    return format_currency(
-        per_point, "CNY", format="¤#,##0.0000", currency_digits=False, locale=t.babel
-    )
+    return formatting.price_per_point(t, price.fen_per_point)
 
 
 def activity_line(t: Translator, item: Activity) -> str:

@@ -8,18 +8,16 @@ next location the admin shares is the place (a named state, like the till's).
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import math
 
 from bot.chat.events import Command, Location
+from bot.chat.flows import Pending
+from bot.chat.i18n import N_, Translator, translator
+from bot.chat.pictures import MapLabels, MapMerchant
 from bot.chat.replies import AskLocation, Picture
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import N_, Translator, translator
-from bot.media import fonts
-from bot.media.circle_map import MapLabels, MapMerchant, draw_circle_map
-from bot.storage.flows import Pending
 from handlers.admin import refused
 from handlers.nearby import category_name, shown, valid_coordinates
 from ledger_client.models import Circle
@@ -85,16 +83,15 @@ def circle_text(t: Translator, circle: Circle) -> str:
 async def report(turn: Turn, lat: float, lon: float) -> None:
     t = turn.t
     circle = await turn.services.ledger.circle(lat, lon)
-    drawn = t if fonts.has_cjk() else translator("en")  # no CJK font: English labels
+    pictures = turn.services.pictures
+    drawn = t if pictures.has_cjk() else translator("en")  # no CJK font: English labels
     labels = MapLabels(
         title=drawn._("15-minute convenience circle"),
         categories={m.category: category_name(drawn, m.category) for m in circle.merchants},
         scale=drawn._("{metres} m"),
     )
     merchants = [MapMerchant(m.lat, m.lon, m.category) for m in circle.merchants]
-    png = await asyncio.to_thread(
-        draw_circle_map, circle.lat, circle.lon, circle.radius_m, merchants, labels
-    )
+    png = await pictures.circle_map(circle.lat, circle.lon, circle.radius_m, merchants, labels)
     turn.say(Picture(png, alt_text=t._("15-minute convenience circle")))
     turn.text(circle_text(t, circle))
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from bot.chat import choice_data
 from bot.chat.events import Choice, Command, Photo, Text
+from bot.chat.flows import Pending
+from bot.chat.formatting import clock
+from bot.chat.i18n import N_, Translator
+from bot.chat.links import CODE_TTL, Claim, digits
 from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
-from bot.chat.turn import Turn
-from bot.formatting import clock
-from bot.i18n import N_, Translator
-from bot.storage.chats import Profile
-from bot.storage.flows import Pending
-from bot.storage.links import CODE_TTL, Claim, digits
+from bot.chat.turn import Profile, Turn
 from ledger_client import errors as ledger_errors
 
 ASK = "lnk"  # choice: give me a code

@@ -20,19 +20,18 @@ import math
 import secrets
 from typing import Any
 
-from bot import formatting
-from bot.amounts import AmountError, AmountProblem, parse_bill
-from bot.chat import choice_data
+from bot.chat import choice_data, formatting
+from bot.chat.amounts import AmountError, AmountProblem, parse_bill
 from bot.chat.channel import ChannelError
 from bot.chat.cleaning import clean_text
+from bot.chat.clock import utcnow
+from bot.chat.codes import is_invite, redemption_code
 from bot.chat.events import Choice, Command, Photo, Text
+from bot.chat.flows import Pending
+from bot.chat.i18n import Translator
 from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator
-from bot.media import scan
-from bot.storage.chats import utcnow
-from bot.storage.flows import Pending
 from handlers import owner
 from ledger_client import errors as ledger_errors
 from ledger_client.models import Preview, Receipt, StaffLink, Today
@@ -331,8 +330,8 @@ async def take_photo(turn: Turn, photo: Photo) -> None:
     if image is None:
         turn.text(t._("I could not download that photo. Please send it again."))
         return
-    texts = await scan.read_qr(image)
-    codes = [code for code in map(scan.redemption_code, texts) if code is not None]
+    texts = await turn.services.pictures.read_qr(image)
+    codes = [code for code in map(redemption_code, texts) if code is not None]
     if codes:
         await take_code(turn, codes[0])
     elif texts:
@@ -403,7 +402,7 @@ async def on_flow_message(event: Text | Photo, turn: Turn, pending: Pending) -> 
         await take_photo(turn, event)
         return
     text = event.text
-    code = scan.redemption_code(text)
+    code = redemption_code(text)
     if code is not None:
         await take_code(turn, code)
         return
@@ -527,7 +526,7 @@ async def catch_code(event: Text | Photo, turn: Turn) -> bool:
             return False
         await take_photo(turn, event)
         return True
-    code = scan.redemption_code(event.text)
+    code = redemption_code(event.text)
     if code is None:
         return False
     await take_code(turn, code)
@@ -540,10 +539,10 @@ async def catch_code(event: Text | Photo, turn: Turn) -> bool:
 async def open_deep_link(turn: Turn, payload: str) -> bool:
     """Handle a scanned payload (``/start <payload>``, a QR scene) that is a redemption code or
     a staff invite; False if it is neither."""
-    if scan.is_invite(payload):
+    if is_invite(payload):
         await join_as_staff(turn, payload.strip())
         return True
-    code = scan.redemption_code(payload)
+    code = redemption_code(payload)
     if code is None:
         return False
     await take_code(turn, code)

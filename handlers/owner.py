@@ -16,14 +16,13 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from bot import formatting
-from bot.chat import choice_data
+from bot.chat import choice_data, formatting
 from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command
+from bot.chat.i18n import Translator
 from bot.chat.replies import ChoiceButton, Document, Notice, Picture, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator
 from bot.media import qr
 from bot.outbox import notices
 from bot.outbox.notices import NOTICE_METHOD

@@ -7,19 +7,13 @@ journal chains. Anyone may ask, member or not. The price is reported, never prom
 
 from __future__ import annotations
 
-import asyncio
-from decimal import Decimal
-
-from babel.numbers import format_currency
-
-from bot import formatting
+from bot.chat import formatting
 from bot.chat.events import Command
+from bot.chat.i18n import Translator, translator
+from bot.chat.pictures import ChartLabels, DayFigures
 from bot.chat.replies import Picture
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator, translator
-from bot.media import fonts
-from bot.media.pool_chart import ChartLabels, DayFigures, draw_pool_chart
 from ledger_client.models import PublicPool
 
 DAYS = 90  # days of history in the chart
@@ -28,10 +22,7 @@ HEAD_SHOWN = 12  # hex digits of the newest record's hash shown (enough to compa
 
 def _price(t: Translator, fen_per_point: str) -> str:
     """Yuan per point from the ledger's decimal string of fen per point (no float)."""
-    return format_currency(
-        Decimal(fen_per_point).scaleb(-2), "CNY", format="¤#,##0.0000",
-        currency_digits=False, locale=t.babel,
-    )
+    return formatting.price_per_point(t, fen_per_point)
 
 
 def pool_text(t: Translator, pool: PublicPool) -> str:
@@ -69,8 +60,9 @@ async def show_pool(event: Command, turn: Turn) -> None:
     pool = await turn.services.ledger.public_pool(DAYS)
     days = [DayFigures(d.date, d.pool_fen, d.points) for d in pool.days]
     # Drawing takes tens of milliseconds of CPU: off the event loop.
-    drawn = t if fonts.has_cjk() else translator("en")  # no CJK font: English labels
-    png = await asyncio.to_thread(draw_pool_chart, days, chart_labels(drawn))
+    pictures = turn.services.pictures
+    drawn = t if pictures.has_cjk() else translator("en")  # no CJK font: English labels
+    png = await pictures.pool_chart(days, chart_labels(drawn))
     text = pool_text(t, pool)
     turn.say(Picture(png, caption=text, alt_text=text))
 

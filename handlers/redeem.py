@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from bot import formatting
-from bot.chat import choice_data
+from bot.chat import choice_data, formatting
 from bot.chat.events import Choice, Command
+from bot.chat.i18n import Translator
 from bot.chat.replies import ChoiceButton, Picture, Toast, rows
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import Translator
-from bot.media import qr
 from ledger_client.models import RedemptionCode
 
 FRESH = "qr"
@@ -53,7 +51,7 @@ def fresh_choice(t: Translator) -> ChoiceButton:
 
 async def _fresh(turn: Turn, *, replaces: bool) -> Picture:
     code = await turn.services.ledger.issue_code(await turn.member_id())
-    image = qr.png(turn.services.deep_link(code.link_code))
+    image = turn.services.pictures.qr(turn.services.deep_link(code.link_code))
     text = caption(turn.t, code)
     return Picture(image, text, text, rows([fresh_choice(turn.t)]), replaces=replaces)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from bot.chat import choice_data
 from bot.chat.events import Choice, Command
+from bot.chat.i18n import LOCALES, Translator
 from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.i18n import LOCALES, Translator
 from handlers import link
 
 LANGUAGE = "lang"

@@ -18,10 +18,10 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from telegram import Update
 
-from bot import background
-from bot.app import build_application, halt, launch
+from bot.channels.telegram import background
+from bot.channels.telegram.app import build_application, halt, launch
+from bot.channels.telegram.context import App
 from bot.config import Settings
-from bot.context import App
 from bot.outbox.event_reader import ReaderTuning
 from bot.outbox.sender import SenderTuning
 from bot.services import Services

@@ -6,8 +6,8 @@ something that can be killed for real (SIGKILL) and restarted on the same databa
 It sends broadcasts as the bot does (content from the broadcasts table, outcomes counted).
 It drains everything due, then prints its counters as one JSON line and exits (with
 ``--forever`` it keeps running until killed). With ``--ptb-limiter`` the overall rate is left
-to python-telegram-bot's ``AIORateLimiter``, configured as ``bot.app`` configures it, instead of
-the sender's own window — the comparison bench/outbox.py prints.
+to python-telegram-bot's ``AIORateLimiter``, configured as ``bot.channels.telegram.app``
+configures it, instead of the sender's own window — the comparison bench/outbox.py prints.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from pathlib import Path
 from telegram import Bot
 from telegram.ext import AIORateLimiter, ExtBot
 
+from bot.channels.telegram.http import AiohttpRequest
 from bot.outbox.broadcasts import Broadcasts, record_outcomes
 from bot.outbox.sender import OutboxSender, SenderTuning
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
-from bot.telegram_http import AiohttpRequest
 
 TOKEN = "123456:SENDER-PROCESS"
 ROOT = Path(__file__).resolve().parent.parent

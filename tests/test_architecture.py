@@ -9,6 +9,7 @@ modules of ``bot`` and ``handlers`` form no import cycle.
 from __future__ import annotations
 
 import ast
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 OURS = ("ledger", "ledger_client", "handlers", "bot")
 PLATFORMS = ("telegram", "wechatpy")
+# Modules still written against python-telegram-bot outside its channel: the outbox's sender
+# and announcement runner (made channel-neutral by the outbox's own work; issue 9), and the
+# operations code that counts Telegram updates and wraps its rate limiter.
+TELEGRAM_PENDING = frozenset({
+    "bot.outbox.sender", "bot.outbox.broadcast_runner", "bot.ops.metrics",
+})
 
 
 def module_name(path: Path) -> str:
@@ -56,7 +63,7 @@ def imports_of(path: Path, name: str, *, top_level_only: bool = False) -> Iterat
             else:
                 module = node.module or ""
             yield module
-            for alias in node.names:  # ``from bot import formatting`` imports bot.formatting
+            for alias in node.names:  # ``from bot.chat import formatting``: bot.chat.formatting
                 yield f"{module}.{alias.name}"
 
 
@@ -97,6 +104,40 @@ def test_ledger_client_reaches_the_ledger_only_in_process() -> None:
         if name.startswith("ledger_client") and "ledger" in external(name)
     )
     assert set(users) <= {"ledger_client.inprocess", "ledger_client.embedded"}
+
+
+def test_handlers_import_only_the_core_and_the_ledger_client() -> None:
+    """DESIGN.md's row for ``handlers/``: ``ledger_client`` and ``bot.chat`` (and each other, and
+    the standard library), nothing else: no other part of ``bot`` (storage, outbox, media), no
+    third-party library (Babel, Pillow: the core's formatting and pictures speak for them)."""
+    allowed = ("ledger_client", "bot.chat", "handlers")
+    stdlib = sys.stdlib_module_names | {"__future__"}
+    offenders = {}
+    for name, path in modules().items():
+        if name != "handlers" and not name.startswith("handlers."):
+            continue
+        bad = sorted(
+            t
+            for t in set(imports_of(path, name))
+            if t.split(".")[0] not in stdlib
+            and not any(t == a or t.startswith(a + ".") for a in allowed)
+        )
+        if bad:
+            offenders[name] = bad
+    assert offenders == {}
+
+
+def test_only_the_telegram_channel_imports_telegram() -> None:
+    """python-telegram-bot lives in ``bot.channels.telegram`` alone (issue 9: channels are
+    adapters), so a second channel, the console and the outbox never drag it in."""
+    offenders = sorted(
+        name
+        for name in modules()
+        if "telegram" in external(name)
+        and not name.startswith("bot.channels.telegram")
+        and name not in TELEGRAM_PENDING
+    )
+    assert offenders == []
 
 
 @pytest.mark.parametrize("area", ["handlers", "bot.chat"])
@@ -152,3 +193,38 @@ def test_the_console_is_a_channel() -> None:
     console = ConsoleChannel(None, Router(), None, Person("console", "1"))  # type: ignore[arg-type]
     assert isinstance(console, Channel)
     assert console.capabilities is CONSOLE
+
+
+def test_telegram_is_a_channel() -> None:
+    """Telegram answers through a ``Channel`` object like the console and WeChat, rather than
+    rendering inside its python-telegram-bot handler."""
+    from telegram import Bot
+
+    from bot.channels.telegram.channel import TelegramChannel
+    from bot.chat.channel import TELEGRAM, Channel
+
+    telegram = TelegramChannel(Bot("1:offline"))
+    assert isinstance(telegram, Channel)
+    assert telegram.capabilities is TELEGRAM
+
+
+def test_the_core_and_the_features_load_no_platform_at_all() -> None:
+    """Not only their own imports: nothing the core and every feature load, all the way down
+    (services, storage, outbox rows, media), brings in a chat platform's library or a channel.
+    A fresh interpreter, since this one has python-telegram-bot loaded already."""
+    import subprocess
+
+    script = (
+        "import importlib, pkgutil, sys\n"
+        "import bot.chat, handlers\n"
+        "for package in (bot.chat, handlers):\n"
+        "    for m in pkgutil.iter_modules(package.__path__):\n"
+        "        importlib.import_module(package.__name__ + '.' + m.name)\n"
+        "import bot.features\n"
+        "print(sorted(k for k in sys.modules if k.split('.')[0] in "
+        f"{PLATFORMS!r} or k.startswith('bot.channels')))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert loaded.stdout.strip() == "[]"

@@ -216,3 +216,40 @@ async def test_an_announcement_is_cleaned_of_control_and_bidi_characters(
     assert audience.text.startswith("Who should get it?")
     pending = await harness.services.flows.get(tg(ADMIN))
     assert pending is not None and pending.data["text"] == "evil tea tomorrow"
+
+
+async def test_help_lists_the_admin_commands_to_admins_only(harness: Harness) -> None:
+    h = harness
+    (someone,) = await people(h, (5601, "en"))
+    assert "/broadcast" not in (await h.ask(someone, "/help")).text
+    admin = h.person(ADMIN, "Admin", "en")
+    lines = (await h.ask(admin, "/help")).text.splitlines()
+    listed = lines[lines.index("For alliance administrators:") + 1 :]
+    assert [line.split(" — ")[0] for line in listed[:4]] == [
+        "/broadcast", "/broadcasts", "/stats", "/circle"
+    ]
+    assert "For the shop's staff:" not in lines
+
+
+async def test_console_demo_delivers_an_announcement(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo ran no announcement runner: /broadcast was confirmed and nobody got it. Now the
+    console enqueues the audience, the outbox prints it, and the admin hears it finished."""
+    import io
+
+    from bot.channels.console import demo
+    from bot.chat.i18n import translator
+
+    monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
+    monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
+    monkeypatch.setenv("GREENPOINTS_ADMIN_IDS", "10001")  # the demo person
+    out = io.StringIO()
+    script = io.StringIO("/broadcast\nHello, Lin'an\n:tap 1\n:tap 1\n/broadcasts\n")
+    assert await demo.run(tmp_path, script, out) == 0
+    t = translator("zh_Hans")  # the demo person's language
+    sent = out.getvalue().split("> :tap 1", 2)[2].split("> /broadcasts", 1)[0]
+    assert "🤖 Hello, Lin'an" in sent
+    assert t._("✅ Announcement #{id} finished.").format(id=1) in sent
+    listed = out.getvalue().split("> /broadcasts", 1)[1]
+    assert t._("finished") in listed

@@ -21,8 +21,8 @@ import zxingcpp
 from PIL import Image
 from sqlalchemy import func, select
 
-from bot import formatting
-from bot.i18n import translator
+from bot.chat import formatting
+from bot.chat.i18n import translator
 from handlers.start import help_text
 from ledger.principal import SYSTEM
 from ledger.schema import RedemptionCode as CodeRow
@@ -240,7 +240,7 @@ async def test_location_lists_nearest_first(harness: Harness) -> None:
     carol.shares_location(SHOP["lat"], SHOP["lon"])
     listing = await harness.fake.next_to(1003, before)
     lines = listing.text.splitlines()
-    assert lines[0] == "Alliance merchants within 1.5 km, nearest first:"
+    assert lines[0] == "Alliance merchants within 1.2 km, nearest first:"
     assert lines[1].startswith("1. 锦城绿色生活超市 · Grocery · 0 m")
     assert lines[3] == "2. 测试cafe0 · Café · 222 m · 3 min walk"
     assert "测试tea" not in listing.text  # 3.3 km away
@@ -252,14 +252,14 @@ async def test_nearby_category_filter_and_map(harness: Harness) -> None:
     before = len(harness.fake.sent)
     jo.shares_location(SHOP["lat"], SHOP["lon"])
     listing = await harness.fake.next_to(1031, before)
-    assert ("Café", "nr|cafe|1500|0") in listing.buttons
+    assert ("Café", "nr|cafe|1200|0") in listing.buttons
 
-    cafes = await harness.tap(jo, "nr|cafe|1500|0", listing)
+    cafes = await harness.tap(jo, "nr|cafe|1200|0", listing)
     assert cafes.method == "editMessageText"
     assert "1. 测试cafe0 · Café" in cafes.text
     assert "锦城绿色生活超市" not in cafes.text and "测试bakery" not in cafes.text
-    assert ("All", "nr|*|1500|0") in cafes.buttons
-    assert ("✓ Café", "nr|cafe|1500|0") in cafes.buttons
+    assert ("All", "nr|*|1200|0") in cafes.buttons
+    assert ("✓ Café", "nr|cafe|1200|0") in cafes.buttons
 
     venue = await harness.tap(jo, f"nm|{harness.shop_id}", listing)
     assert venue.method == "sendVenue"
@@ -285,16 +285,40 @@ async def test_nearby_pages_through_more_than_ten(harness: Harness) -> None:
     numbered = [line for line in first.text.splitlines() if re.match(r"\d+\. ", line)]
     assert len(numbered) == 10 and numbered[-1].startswith("10. ")
     assert "Showing 1–10 of 15." in first.text
-    assert ("Farther ▶", "nr|*|1500|10") in first.buttons
+    assert ("Farther ▶", "nr|*|1200|10") in first.buttons
 
-    second = await harness.tap(kim, "nr|*|1500|10", first)
+    second = await harness.tap(kim, "nr|*|1200|10", first)
     numbered = [line for line in second.text.splitlines() if re.match(r"\d+\. ", line)]
     assert [line.split(".")[0] for line in numbered] == ["11", "12", "13", "14", "15"]
     assert "Showing 11–15 of 15." in second.text
-    assert ("◀ Nearer", "nr|*|1500|0") in second.buttons
+    assert ("◀ Nearer", "nr|*|1200|0") in second.buttons
     assert not any(label == "Farther ▶" for label, _ in second.buttons)
     distances = [int(m) for m in re.findall(r" · (\d+) m · ", first.text + second.text)]
     assert distances == sorted(distances)
+
+
+async def test_nearby_lists_only_a_15_minute_walk_first(harness: Harness) -> None:
+    """The first list is the 15-minute walk it promises: a merchant 15 minutes away is in it,
+    one 18 minutes away is not (it was, under a 1.5 km radius), and comes with "Widen"."""
+    from ledger.models import MerchantIn
+
+    for name, metres in (("十五分钟店", 1_190), ("十八分钟店", 1_400)):
+        await harness.ledger.create_merchant(
+            SYSTEM,
+            MerchantIn(name=name, category="laundry",
+                       lat=SHOP["lat"] + metres / 111_195, lon=SHOP["lon"]),
+        )
+    mo = harness.person(1034, "Mo", "en")
+    before = len(harness.fake.sent)
+    mo.shares_location(SHOP["lat"], SHOP["lon"])
+    first = await harness.fake.next_to(1034, before)
+    laundries = await harness.tap(mo, "nr|laundry|1200|0", first)
+    assert "十五分钟店 · Laundry · 1.2 km · 15 min walk" in laundries.text
+    assert "十八分钟店" not in laundries.text
+    minutes = [int(m) for m in re.findall(r" (\d+) min walk", first.text + laundries.text)]
+    assert minutes and max(minutes) <= 15
+    wider = await harness.tap(mo, "nr|laundry|3000|0", laundries)
+    assert "十八分钟店 · Laundry · 1.4 km · 18 min walk" in wider.text
 
 
 async def test_nearby_offers_a_wider_radius_when_nothing_is_near(harness: Harness) -> None:
@@ -302,7 +326,7 @@ async def test_nearby_offers_a_wider_radius_when_nothing_is_near(harness: Harnes
     before = len(harness.fake.sent)
     lu.shares_location(SHOP["lat"] - 0.02, SHOP["lon"])  # 2.2 km south of the shop
     empty = await harness.fake.next_to(1033, before)
-    assert empty.text == "No alliance merchants within 1.5 km yet."
+    assert empty.text == "No alliance merchants within 1.2 km yet."
     assert empty.buttons == [("Widen to 3 km", "nr|*|3000|0"), ("Widen to 5 km", "nr|*|5000|0")]
     wider = await harness.tap(lu, "nr|*|3000|0", empty)
     assert wider.text.splitlines()[0] == "Alliance merchants within 3 km, nearest first:"
@@ -555,7 +579,7 @@ async def test_forged_or_stale_buttons_are_answered_as_expired(
 async def test_list_button_without_a_location_asks_for_one(harness: Harness) -> None:
     sue = harness.person(1081, "Sue", "en")
     shown = await harness.ask(sue, "/help")
-    answer = await harness.tap_answer(sue, "nr|cafe|1500|0", shown, silent=True)
+    answer = await harness.tap_answer(sue, "nr|cafe|1200|0", shown, silent=True)
     assert answer["text"] == "Please send your location again."
 
 

@@ -50,8 +50,8 @@ from PIL import Image
 from sqlalchemy import delete
 from telegram import Update
 
-from bot.context import GPContext
-from bot.i18n import negotiate, translator
+from bot.channels.telegram.context import GPContext
+from bot.chat.i18n import negotiate, translator
 from bot.media import qr
 from bot.outbox.broadcasts import Broadcasts
 from ledger.schema import Base, CodeAttempt

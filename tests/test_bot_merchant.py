@@ -22,8 +22,8 @@ import pytest
 import zxingcpp
 from PIL import Image, ImageDraw
 
-from bot.amounts import AmountError, AmountProblem, parse_bill
-from bot.i18n import translator
+from bot.chat.amounts import AmountError, AmountProblem, parse_bill
+from bot.chat.i18n import translator
 from bot.media import qr, scan
 from ledger.context import utcnow
 from ledger_client.errors import Unavailable
@@ -636,7 +636,7 @@ async def test_console_demo_walks_through_the_till(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``printf '/qr\\n:staff\\n:scan\\n50\\n:tap 1\\n' | greenpoints demo``, in this process."""
-    from bot import console
+    from bot.channels.console import demo as console
 
     monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
@@ -659,7 +659,7 @@ async def test_console_demo_amounts_changed_between_preview_and_confirm(
     """Issue 11's case: ``printf ':staff\\n/qr\\n:scan\\n88.50\\n:release\\n:tap 1\\n' |
     greenpoints demo`` previewed one voucher figure and booked another without a word. Now the
     first Confirm redeems nothing and shows the fresh figures; confirming those books them."""
-    from bot import console
+    from bot.channels.console import demo as console
 
     monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
@@ -690,7 +690,7 @@ async def test_console_demo_survives_refused_actions_and_odd_bytes(
 ) -> None:
     """Found when tried as a new user would: ``:buy -5`` (any amount the ledger refuses) ended
     the demo with a traceback, and so did bytes that are not UTF-8 on standard input."""
-    from bot import console
+    from bot.channels.console import demo as console
 
     monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
@@ -702,3 +702,16 @@ async def test_console_demo_survives_refused_actions_and_odd_bytes(
     assert shown.count("(could not do that:") == 2
     t = translator("zh_Hans")
     assert t._("💚 Your green consumption points") in shown.split("> /balance", 1)[1]
+
+
+async def test_help_lists_the_staff_commands_to_staff_only(harness: Harness) -> None:
+    """/help tells a cashier their /today, as their menu does, and a consumer nothing of it."""
+    h = harness
+    zoe, _member_id = await customer(h, vouchers=False)
+    assert "/today" not in (await h.ask(zoe, "/help")).text
+    cashier = await staff_member(h)
+    lines = (await h.ask(cashier, "/help")).text.splitlines()
+    staff_at = lines.index("For the shop's staff:")
+    assert lines[staff_at + 1] == "/today — Today's redemptions at my shop"
+    assert "/balance — your points, their value and your vouchers" in lines[:staff_at]
+    assert "For alliance administrators:" not in lines

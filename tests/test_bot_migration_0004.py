@@ -15,12 +15,12 @@ from alembic import command
 from sqlalchemy import Connection, text
 from telegram import Bot
 
-from bot.i18n import translator
+from bot.channels.telegram.http import AiohttpRequest
+from bot.chat.i18n import translator
 from bot.outbox import notices
 from bot.outbox.sender import OutboxSender, SenderTuning
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase, alembic_config
-from bot.telegram_http import AiohttpRequest
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.i18n import translator
+from bot.chat.i18n import translator
 from bot.outbox.notices import unusual_volume
 from ledger.rules import Rules
 from tests.bot_harness import Harness, running_bot

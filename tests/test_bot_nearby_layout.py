@@ -11,7 +11,7 @@ import re
 import pytest
 
 from bot.chat.channel import TELEGRAM, WECHAT, Capabilities
-from bot.i18n import translator
+from bot.chat.i18n import translator
 from handlers.nearby import listing_page
 from ledger_client.models import Nearby, NearbyMerchant
 

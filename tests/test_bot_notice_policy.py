@@ -17,8 +17,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from bot import formatting
-from bot.i18n import translator
+from bot.chat import formatting
+from bot.chat.i18n import translator
 from bot.outbox import notices, policy
 from bot.outbox.event_reader import CURSOR, EventReader
 from bot.services import Services

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from bot import formatting
-from bot.i18n import translator
+from bot.chat import formatting
+from bot.chat.i18n import translator
 from bot.outbox.event_reader import CURSOR, ReaderTuning
 from bot.outbox.notices import gather, notice_text, render
 from bot.storage import cursors

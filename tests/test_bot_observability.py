@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from sqlalchemy import select, update
 from telegram.ext import ExtBot
 
+from bot.channels.telegram.webhook import SECRET_HEADER
 from bot.config import Settings, SettingsError, load_settings
 from bot.ops.logs import Redactor, begin_update, configure_logging
 from bot.ops.metrics import MeteredRateLimiter, outbox_depth
@@ -40,7 +41,6 @@ from bot.storage import outbox
 from bot.storage.chats import utcnow
 from bot.storage.outbox import Outgoing
 from bot.storage.schema import Broadcast, OutboxMessage
-from bot.webhook import SECRET_HEADER
 from ledger.observability import RequestIdFilter
 from tests.bot_harness import TOKEN, Harness, running_bot, tg
 from tests.conftest import DATABASES

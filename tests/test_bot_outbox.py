@@ -22,8 +22,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from telegram import Bot
 
+from bot.channels.telegram.http import AiohttpRequest
+from bot.chat.i18n import translator
 from bot.chat.replies import Notice
-from bot.i18n import translator
 from bot.outbox import notices
 from bot.outbox.pacing import ChatLanes, SendWindow
 from bot.outbox.sender import Content, OutboxSender, SenderTuning
@@ -33,7 +34,6 @@ from bot.storage.db import BotDatabase
 from bot.storage.locks import sender_lock
 from bot.storage.outbox import BULK, Claimed, Outcome, Outgoing
 from bot.storage.schema import OutboxMessage
-from bot.telegram_http import AiohttpRequest
 from tests.conftest import DATABASES
 from tests.databases import fresh_database
 from tests.fake_telegram import FakeTelegram

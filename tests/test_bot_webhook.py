@@ -14,11 +14,11 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
-from bot.app import build_application, halt, launch
+from bot.channels.telegram.app import build_application, halt, launch
+from bot.channels.telegram.webhook import MAX_DEPTH, SECRET_HEADER, build_web_app
 from bot.config import Settings
 from bot.services import Services
 from bot.storage.db import BotDatabase
-from bot.webhook import MAX_DEPTH, SECRET_HEADER, build_web_app
 from ledger.principal import Principal
 from ledger.service import LedgerService
 from ledger_client.inprocess import InProcessLedgerClient

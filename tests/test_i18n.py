@@ -20,8 +20,8 @@ from babel.messages.catalog import Catalog
 from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
-from bot import formatting
-from bot.i18n import DEFAULT_LOCALE, LOCALES, LOCALES_DIR, N_, negotiate, translator
+from bot.chat import formatting
+from bot.chat.i18n import DEFAULT_LOCALE, LOCALES, LOCALES_DIR, N_, negotiate, translator
 
 ROOT = Path(__file__).resolve().parent.parent
 # The same as in locales/README.md: pybabel extract -F babel.cfg -k _ -k N_ -k ngettext:1,2
@@ -209,7 +209,8 @@ def test_unknown_locale_falls_back_to_the_default() -> None:
         ("zh_Hans", 1250, "¥12.50"),
         ("zh_Hans", 123456789, "¥1,234,567.89"),
         ("zh_Hans", 5, "¥0.05"),
-        ("zh_Hant", 1250, "CN¥12.50"),
+        ("zh_Hant", 1250, "¥12.50"),
+        ("zh_Hant", -123456789, "-¥1,234,567.89"),
         ("en", 1250, "CN¥12.50"),
         ("en", 100, "CN¥1.00"),
         ("en", 0, "CN¥0.00"),
@@ -217,6 +218,16 @@ def test_unknown_locale_falls_back_to_the_default() -> None:
 )
 def test_money(locale: str, fen: int, expected: str) -> None:
     assert formatting.money(translator(locale), fen) == expected
+
+
+@pytest.mark.parametrize(
+    ("locale", "expected"),
+    [("zh_Hans", "¥0.0559"), ("zh_Hant", "¥0.0559"), ("en", "CN¥0.0559")],
+)
+def test_point_price_writes_yuan_as_money_does(locale: str, expected: str) -> None:
+    """Traditional Chinese shows ¥ as the till does, not CLDR's CN¥ (``formatting.YUAN_SIGN``),
+    in the point price too: four decimals, from the ledger's exact decimal string."""
+    assert formatting.price_per_point(translator(locale), "5.5912") == expected
 
 
 def test_money_is_exact_for_large_amounts() -> None:
@@ -287,3 +298,31 @@ def test_the_announcement_count_agrees_with_its_number() -> None:
     for locale in ("zh_Hans", "zh_Hant"):  # one form in Chinese, translated
         zh = translator(locale)
         assert zh.ngettext(singular, plural, 1) == zh.ngettext(singular, plural, 5) != plural
+
+
+@pytest.mark.parametrize(
+    ("locale", "staff_heading", "today", "admin_heading", "stats"),
+    [
+        ("zh_Hans", "店员可用：", "/today — 本店今日核销", "联盟管理员可用：", "/stats — "),
+        ("zh_Hant", "店員可用：", "/today — 本店今日核銷", "聯盟管理員可用：", "/stats — "),
+        ("en", "For the shop's staff:", "/today — Today's redemptions at my shop",
+         "For alliance administrators:", "/stats — Alliance figures"),
+    ],
+)
+def test_help_for_staff_and_admins_in_every_language(
+    locale: str, staff_heading: str, today: str, admin_heading: str, stats: str
+) -> None:
+    """The role sections of /help are translated like the rest (headings and the menu's own
+    descriptions), and only shown to those roles."""
+    from handlers.start import help_text
+
+    t = translator(locale)
+    consumer = help_text(t).splitlines()
+    both = help_text(t, staff=True, admin=True).splitlines()
+    assert staff_heading not in consumer and admin_heading not in consumer
+    assert both[both.index(staff_heading) + 1] == today
+    admin_lines = both[both.index(admin_heading) + 1 :]
+    assert any(line.startswith(stats) for line in admin_lines)
+    if locale != "en":
+        assert not any(c.isascii() and c.isalpha() for line in admin_lines[:4]
+                       for c in line.partition(" — ")[2])

@@ -24,8 +24,8 @@ from bot.channels.wechat.conversation import WeChatConversation
 from bot.channels.wechat.endpoint import Handler
 from bot.channels.wechat.features import features_runner
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
+from bot.chat.i18n import translator
 from bot.features import neutral_router
-from bot.i18n import translator
 from bot.outbox.notices import notice_text
 from bot.services import Services
 from bot.storage.chats import utcnow

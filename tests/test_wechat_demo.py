@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.channels.wechat import demo
-from bot.i18n import translator
+from bot.chat.i18n import translator
 
 SHOP_NAME = "锦城绿色生活超市"
 

@@ -20,7 +20,7 @@ from bot.channels.wechat.geo import wgs84_to_gcj02
 from bot.channels.wechat.menus import setup_menus
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.channels.wechat.tagging import TAG_PREFIX, role_of
-from bot.i18n import translator
+from bot.chat.i18n import translator
 from bot.outbox.event_reader import EventReader
 from bot.outbox.notices import notice_text
 from bot.services import Services

@@ -8,7 +8,7 @@ import uuid
 
 from bot.channels.wechat.channel import WeChatChannel
 from bot.channels.wechat.notice_sender import WeChatNoticeSender
-from bot.i18n import translator
+from bot.chat.i18n import translator
 from bot.outbox.notices import notice_text
 from tests.ledger_support import pay_with_code
 from tests.test_wechat_features import TEMPLATE, TEMPLATES, World, ledger_as

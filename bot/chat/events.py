@@ -65,14 +65,19 @@ class Choice:
     ``data`` is the ``ChoiceButton.data`` the reply carried, returned untrusted (a stale message
     or a forged client can send anything): parse it strictly. ``label`` is what the person saw,
     when the platform reports it (WeChat menu links return the label, sometimes without the id).
-    ``message_ref`` is the channel's handle on the message the choice sat on, so a reply with
-    ``replaces=True`` can edit it where edits exist; features never read it.
+    ``message_id`` is the number of the message the choice sat on within the person's chat, where
+    the platform numbers messages and can edit them later (Telegram); None where it cannot (WeChat,
+    the console). A feature keeps it to have that message redrawn later (an announcement's
+    progress, ``Broadcasts.set_progress_message``); it never needs to know the platform's form.
+    ``tap_id`` is the platform's handle on the tap itself, for the channel to answer it
+    (Telegram's callback query id: the toast, the spinner); features never read it.
     """
 
     person: Person
     data: str
     label: str | None = None
-    message_ref: str | None = None
+    message_id: int | None = None
+    tap_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

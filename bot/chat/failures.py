@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.i18n import Translator
+from bot.chat.i18n import Translator
 
 
 def busy_text(t: Translator) -> str:

@@ -27,8 +27,8 @@ from bot.chat.events import (
     Text,
     Unfollow,
 )
+from bot.chat.flows import Pending
 from bot.chat.turn import Turn
-from bot.storage.flows import Pending
 
 Feature = Callable[[Any, Turn], Awaitable[None]]
 StateFeature = Callable[[Text | Photo, Turn, Pending], Awaitable[None]]

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from bot.chat.channel import Capabilities
 from bot.chat.events import Person
+from bot.chat.i18n import Translator, translator
 from bot.chat.replies import ChoiceButton, Reply, TextReply, rows
-from bot.i18n import Translator, translator
 from bot.services import Services
-from bot.storage.chats import Profile
+from bot.storage.chats import Profile as Profile  # re-exported: features name a profile
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 from PIL import Image, ImageDraw
 
+from bot.chat.pictures import MapLabels, MapMerchant
 from bot.media import fonts
 
 M_PER_DEG_LAT = 110_574.0
@@ -43,22 +43,6 @@ PALETTE = (
     (214, 97, 107),
     (123, 65, 115),
 )
-
-
-@dataclass(frozen=True)
-class MapMerchant:
-    lat: float
-    lon: float
-    category: str
-
-
-@dataclass(frozen=True)
-class MapLabels:
-    """Translated by the caller: the title, and a name per category (the key if missing)."""
-
-    title: str
-    categories: Mapping[str, str]
-    scale: str = "{metres} m"  # the scale bar's text; ``{metres}`` is filled in
 
 
 def colours(merchants: Sequence[MapMerchant]) -> dict[str, tuple[int, int, int]]:

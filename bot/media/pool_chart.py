@@ -10,13 +10,13 @@ Amounts arrive as integers (fen, points); floats appear only as pixel positions.
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
+from bot.chat.pictures import ChartLabels, DayFigures
 from bot.media import fonts
 
 POOL_COLOUR = (46, 125, 50)  # green: the points pool
@@ -26,30 +26,6 @@ GRID = (224, 224, 224)
 INK = (33, 33, 33)
 MUTED = (117, 117, 117)
 BACKGROUND = (255, 255, 255)
-
-
-@dataclass(frozen=True)
-class DayFigures:
-    """One published day: the pool (fen) and points in circulation at its heads."""
-
-    date: dt.date
-    pool_fen: int
-    points: int
-
-    @property
-    def fen_per_point(self) -> float:
-        """The reported ratio, for plotting only (1 fen per point until both are positive)."""
-        return self.pool_fen / self.points if self.pool_fen > 0 and self.points > 0 else 1.0
-
-
-@dataclass(frozen=True)
-class ChartLabels:
-    """Texts on the chart, translated by the caller (e.g. "积分池（元）")."""
-
-    title: str
-    pool: str  # the pool panel, in yuan
-    price: str  # the price panel, in fen per point
-    empty: str  # said instead of a chart when there is no day yet
 
 
 @dataclass(frozen=True)

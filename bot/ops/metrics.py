@@ -42,8 +42,8 @@ from telegram import Update
 from telegram.error import RetryAfter
 from telegram.ext import AIORateLimiter, ApplicationHandlerStop
 
-from bot.background import running
-from bot.context import App
+from bot.channels.telegram.background import running
+from bot.channels.telegram.context import App
 from bot.outbox.sender import SenderStats, retry_after_seconds
 from bot.storage import outbox
 from bot.storage.chats import utcnow

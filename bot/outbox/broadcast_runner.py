@@ -9,85 +9,16 @@ import logging
 
 from telegram.error import BadRequest, TelegramError
 
-from bot import formatting
-from bot.context import SERVICES_KEY, App
-from bot.i18n import Translator, translator
-from bot.outbox.broadcasts import Broadcasts, Progress
-from bot.outbox.mass_sends import MASS_SENDS_PER_MONTH, MassReport
+from bot.channels.telegram.context import SERVICES_KEY, App
+from bot.chat.announcements import Progress, progress_text
+from bot.chat.i18n import translator
+from bot.outbox.broadcasts import Broadcasts
 from bot.services import Services
-from bot.storage.chats import utcnow
 
 log = logging.getLogger(__name__)
 
 RUNNER_KEY = "broadcast_runner"
 REPORT_EVERY = 3.0  # seconds between progress edits (Telegram allows ~1 edit/s per chat)
-
-
-def wechat_line(t: Translator, report: MassReport | None) -> str | None:
-    """How the announcement's WeChat mass send went, for the admin; None without one."""
-    if report is None:
-        return None
-    if report.refused_for_month:
-        return t._("WeChat: refused, this month's {limit} mass sends are used.").format(
-            limit=MASS_SENDS_PER_MONTH
-        )
-    if report.state == "failed":
-        return t._("WeChat: the mass send failed ({error}).").format(error=report.error or "?")
-    if report.state == "sending":
-        return t._("WeChat: being sent as a mass send…")
-    if not report.finished or report.total is None:
-        return t._("WeChat: mass send {msg_id} accepted; waiting for WeChat's report.").format(
-            msg_id=report.msg_id
-        )
-    return t.ngettext(
-        "WeChat: {sent} of {total} follower received it, {errors} failed (mass send {msg_id}).",
-        "WeChat: {sent} of {total} followers received it, {errors} failed (mass send {msg_id}).",
-        report.total,
-    ).format(
-        sent=formatting.number(t, report.sent or 0),
-        total=formatting.number(t, report.total),
-        errors=formatting.number(t, report.errors or 0),
-        msg_id=report.msg_id,
-    )
-
-
-def progress_text(t: Translator, p: Progress) -> str:
-    return "\n".join(filter(None, [_progress_text(t, p), wechat_line(t, p.wechat)]))
-
-
-def _progress_text(t: Translator, p: Progress) -> str:
-    now = utcnow()
-    counts = t._("Sent {sent} / {total} · blocked {blocked} · failed {failed}").format(
-        sent=formatting.number(t, p.sent),
-        total=formatting.number(t, p.total),
-        blocked=formatting.number(t, p.blocked),
-        failed=formatting.number(t, p.failed),
-    )
-    if p.state == "done":
-        lines = [t._("✅ Announcement #{id} finished.").format(id=p.id), counts]
-        if p.skipped:
-            lines.append(t._("Not sent: {count}").format(count=formatting.number(t, p.skipped)))
-        return "\n".join(lines)
-    if p.state == "cancelled":
-        return "\n".join(
-            [
-                t._("⛔ Announcement #{id} cancelled.").format(id=p.id),
-                counts,
-                t._("Not sent: {count}").format(count=formatting.number(t, p.skipped)),
-            ]
-        )
-    rate = p.rate(now)
-    left = p.seconds_left(now)
-    lines = [
-        t._("📣 Announcement #{id} is being sent.").format(id=p.id),
-        counts,
-        t._("{rate} messages/s").format(rate=formatting.number(t, f"{rate:.1f}")),
-    ]
-    if not p.enqueued_all:
-        lines.append(t._("Still adding recipients…"))
-    elif left is not None:
-        lines.append(t._("About {minutes} min left").format(minutes=max(1, round(left / 60))))
-    return "\n".join(lines)
 
 
 class BroadcastRunner:

@@ -16,22 +16,21 @@ one: a language's followers have no tag of their own to send to.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import JSON, and_, func, insert, literal, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
+from bot.chat.announcements import EVERYONE, Progress
 from bot.outbox.mass_sends import (
     MASS_ADDRESS,
     MASS_METHOD,
     WECHAT,
-    MassReport,
     mass_dedupe_key,
     mass_reports,
+    mass_sends_left,
 )
 from bot.storage import outbox
 from bot.storage.chats import utcnow
@@ -40,44 +39,7 @@ from bot.storage.outbox import BULK, Claimed, Outcome, Outgoing
 from bot.storage.schema import Broadcast, Chat, OutboxMessage
 
 BATCH = 5000
-EVERYONE = "all"
 ACTIVE = ("enqueuing", "sending")
-
-
-@dataclass(frozen=True)
-class Progress:
-    id: int
-    state: str
-    audience: str
-    total: int
-    sent: int
-    blocked: int
-    failed: int
-    skipped: int
-    enqueued_all: bool
-    started_at: dt.datetime | None
-    finished_at: dt.datetime | None
-    admin: tuple[str, str]  # (channel, address) of the admin who sent it
-    progress_message_id: int | None
-    text: str
-    wechat: MassReport | None = None  # the mass send to WeChat followers, once it started
-
-    @property
-    def settled(self) -> int:
-        """Recipients with an outcome; equals ``total`` once the broadcast is over."""
-        return self.sent + self.blocked + self.failed + self.skipped
-
-    def rate(self, now: dt.datetime) -> float:
-        """Messages a second since the start, over what was actually sent."""
-        if self.started_at is None:
-            return 0.0
-        seconds = ((self.finished_at or now) - self.started_at).total_seconds()
-        return self.sent / seconds if seconds > 0 else 0.0
-
-    def seconds_left(self, now: dt.datetime) -> float | None:
-        rate = self.rate(now)
-        left = self.total - self.settled
-        return left / rate if rate > 0 and left > 0 else (0.0 if left <= 0 else None)
 
 
 def _audience_filter(audience: str) -> ColumnElement[bool]:
@@ -103,6 +65,10 @@ class Broadcasts:
                 select(func.count()).select_from(Chat).where(_audience_filter(audience))
             )
         return int(count or 0)
+
+    async def mass_sends_left(self) -> int:
+        """WeChat mass sends left this (Beijing) month, shown to the admin before sending."""
+        return await mass_sends_left(self.db)
 
     async def wechat_followers(self, audience: str) -> int:
         """WeChat followers a broadcast to ``audience`` reaches by mass send (0 unless it is to

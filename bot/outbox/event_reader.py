@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from bot.chat.i18n import translator
 from bot.chat.replies import Notice
-from bot.i18n import translator
 from bot.outbox import notices, policy
 from bot.outbox.notices import NOTICE_METHOD
 from bot.services import Services

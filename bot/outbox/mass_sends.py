@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection
-from dataclasses import dataclass
 
 from sqlalchemy import or_, select
 
+from bot.chat.announcements import (  # noqa: F401  (re-exported for the WeChat sender)
+    MASS_SENDS_PER_MONTH,
+    MONTH_USED,
+    MassReport,
+)
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
 from bot.storage.schema import WeChatMassSend
@@ -25,8 +29,6 @@ from bot.storage.schema import WeChatMassSend
 WECHAT = "wechat"
 MASS_ADDRESS = "*"  # the outbox row that stands for every WeChat follower
 MASS_METHOD = "mass_send"
-MASS_SENDS_PER_MONTH = 4  # what a 服务号 follower receives at most (rule 5)
-MONTH_USED = "month used"  # the error kept when the limit refused a mass send
 BEIJING = dt.timezone(dt.timedelta(hours=8))
 
 
@@ -67,29 +69,6 @@ async def mass_sends_this_month(db: BotDatabase, at: dt.datetime | None = None) 
 async def mass_sends_left(db: BotDatabase) -> int:
     """What the admin is shown before sending: mass sends left this (Beijing) month."""
     return max(0, MASS_SENDS_PER_MONTH - await mass_sends_this_month(db))
-
-
-@dataclass(frozen=True)
-class MassReport:
-    """A broadcast's mass send: ``state`` sending|sent|failed, WeChat's ``msg_id``, and the
-    MASSSENDJOBFINISH figures (people) once WeChat reported them."""
-
-    state: str
-    msg_id: int | None
-    error: str | None
-    job_status: str | None
-    total: int | None
-    filtered: int | None
-    sent: int | None
-    errors: int | None
-
-    @property
-    def refused_for_month(self) -> bool:
-        return self.state == "failed" and self.error == MONTH_USED
-
-    @property
-    def finished(self) -> bool:
-        return self.job_status is not None
 
 
 async def mass_reports(db: BotDatabase, broadcast_ids: Collection[int]) -> dict[int, MassReport]:

@@ -13,10 +13,10 @@ import datetime as dt
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from bot import formatting
+from bot.chat import formatting
 from bot.chat.cleaning import clean_text
+from bot.chat.i18n import Translator
 from bot.chat.replies import Notice
-from bot.i18n import Translator
 from ledger_client.models import Event
 
 POINTS_EARNED = "points.earned"

@@ -20,7 +20,8 @@ Outcomes are written in batches (every ``flush_every`` seconds or ``flush_rows``
 loses at most the outcomes of that short interval plus the sends in flight: those rows are still
 ``sending`` and go out once more after the restart — at most one duplicate each, and nothing lost.
 
-It sends with its own ``telegram.Bot`` over ``AiohttpRequest`` (see ``bot.telegram_http``), same
+It sends with its own ``telegram.Bot`` over ``AiohttpRequest`` (see
+``bot.channels.telegram.http``), same
 token and server as the application's, because PTB's default httpx backend cannot reach 1,000/s.
 
 Broadcasts (a later issue) fit in as rows of kind ``broadcast`` at ``BULK`` priority: a
@@ -48,7 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.warnings import PTBDeprecationWarning, PTBUserWarning
 
-from bot.i18n import translator
+from bot.chat.i18n import translator
 from bot.outbox import notices
 from bot.outbox.notices import NOTICE_METHOD
 from bot.outbox.pacing import ChatLanes, SendWindow

@@ -7,21 +7,15 @@ next update land on another bot process, and still be asked the right question.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
+from bot.chat.flows import Pending
 from bot.storage.chats import ChatKey, utcnow
 from bot.storage.db import BotDatabase
 from bot.storage.schema import Flow
-
-
-@dataclass(frozen=True)
-class Pending:
-    kind: str
-    data: dict[str, Any]
 
 
 class FlowStore:

@@ -25,15 +25,13 @@ from bot.chat.events import (
     Scan,
     Text,
 )
-from bot.chat.failures import broken_text, busy_text
+from bot.chat.i18n import translator
+from bot.chat.middleware import run_turn
 from bot.chat.replies import Notice, Reply
 from bot.chat.router import Router
-from bot.chat.turn import Turn
-from bot.i18n import negotiate, translator
 from bot.media import scan
 from bot.outbox.notices import notice_text
 from bot.services import Services
-from ledger_client import errors as ledger_errors
 
 log = logging.getLogger(__name__)
 
@@ -109,31 +107,6 @@ class ConsoleChannel:
 
     async def handle(self, event: Event) -> None:
         """Run one turn and print its replies; a failure on our side is said, not raised."""
-        person = event.person
-        services = self.services
-        locale = negotiate(person.locale_hint)
-        try:
-            profile = await services.chats.seen(
-                (services.channel, person.address), locale, person.name
-            )
-        except Exception:
-            log.exception("console: no profile")
-            self.screen.show_text(broken_text(translator(locale)))
-            return
-        turn = Turn(person, services, profile, translator(profile.locale), CONSOLE)
-        route = self.router.find(event)
-        if route is None:
-            return
-        try:
-            await self.router.dispatch(route, event, turn)
-        except (ledger_errors.Unavailable, ledger_errors.Throttled) as exc:
-            log.warning("ledger unavailable in the console: %s", exc)
-            self.screen.show_text(busy_text(turn.t))
-            return
-        except Exception:
-            log.exception("console: the turn failed")
-            self.screen.show_text(broken_text(turn.t))
-            return
-        await self.answer(event, turn.replies)
+        await self.answer(event, await run_turn(self.services, self.router, event, CONSOLE))
 
 

@@ -68,10 +68,8 @@ def event_of(update: Update, bot: Bot) -> Event | None:
         return None
     query = update.callback_query
     if query is not None:
-        ref = None
-        if query.message is not None:
-            ref = f"{query.message.chat.id}:{query.message.message_id}"
-        return Choice(person, query.data or "", None, ref)
+        message_id = query.message.message_id if query.message is not None else None
+        return Choice(person, query.data or "", None, message_id, query.id)
     message = update.message
     if message is None:
         return None

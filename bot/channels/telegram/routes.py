@@ -3,7 +3,7 @@
 Each route becomes one PTB handler, in the router's order, so PTB's dispatch (concurrency, error
 handler, metrics with one label per feature function: ``balance.show_balance``) stays. The
 middleware (group -1) has already found the profile and language; here the update becomes an
-event, the feature fills a turn, and the turn's replies are rendered.
+event, the feature fills a turn, and the ``TelegramChannel`` answers with the turn's replies.
 """
 
 from __future__ import annotations
@@ -14,20 +14,20 @@ from typing import Any
 from telegram import Update
 from telegram.ext import Application, BaseHandler
 
+from bot.channels.telegram.channel import TelegramChannel
+from bot.channels.telegram.context import App, GPContext
 from bot.channels.telegram.events import event_of
-from bot.channels.telegram.render import CAPS, render
+from bot.channels.telegram.menus import refresh_chat_menu
 from bot.chat.events import Event
 from bot.chat.router import Route, Router
 from bot.chat.turn import Turn
-from bot.context import App, GPContext
-from bot.menus import refresh_chat_menu
 
 
 class RouteHandler(BaseHandler[Update, GPContext, None]):
     """Matches the updates whose neutral event ``route`` takes; hands the event on."""
 
-    def __init__(self, router: Router, route: Route) -> None:
-        super().__init__(_bridge(router, route))
+    def __init__(self, channel: TelegramChannel, router: Router, route: Route) -> None:
+        super().__init__(_bridge(channel, router, route))
         self.route = route
 
     def check_update(self, update: object) -> Event | None:
@@ -46,23 +46,24 @@ class RouteHandler(BaseHandler[Update, GPContext, None]):
         context.event = check_result
 
 
-def _bridge(router: Router, route: Route) -> Any:
+def _bridge(channel: TelegramChannel, router: Router, route: Route) -> Any:
     feature = route.feature
 
     @functools.wraps(feature)
     async def run(update: Update, context: GPContext) -> None:
         event = context.event
         assert event is not None
-        turn = Turn(event.person, context.services, context.need_profile(), context.t, CAPS)
+        turn = Turn(
+            event.person, context.services, context.need_profile(), context.t, channel.capabilities
+        )
         await router.dispatch(route, event, turn)
         context.profile, context.t = turn.profile, turn.t
-        chat_id = int(event.person.address)
-        await render(context.bot, chat_id, turn.replies, update.callback_query)
+        await channel.answer(event, turn.replies)
         if turn.menu is not None:
             profile = turn.profile
             await refresh_chat_menu(
-                context.bot,
-                chat_id,
+                channel.bot,
+                int(event.person.address),
                 profile.locale,
                 chosen=profile.locale_chosen,
                 staff=turn.menu.staff,
@@ -72,6 +73,10 @@ def _bridge(router: Router, route: Route) -> Any:
     return run
 
 
-def add_routes(app: App, router: Router, routes: list[Route]) -> None:
+def add_routes(app: App, router: Router, routes: list[Route]) -> TelegramChannel:
+    """One handler per route, all answering through one ``TelegramChannel`` on the
+    application's bot (its rate limiter included), which is returned."""
+    channel = TelegramChannel(app.bot)
     for route in routes:
-        app.add_handler(RouteHandler(router, route))
+        app.add_handler(RouteHandler(channel, router, route))
+    return channel

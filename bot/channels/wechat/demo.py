@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.channels.console.channel import ConsoleChannel
+from bot.channels.console.demo import Console, converse, in_terminal, open_demo
 from bot.channels.console.screen import Screen
 from bot.channels.wechat.adapter import CHANNEL, render
 from bot.channels.wechat.endpoint import OutImage, OutText
@@ -29,7 +30,6 @@ from bot.channels.wechat.notices import template_data
 from bot.channels.wechat.render import TEXT_LIMIT
 from bot.chat.events import Choice, Event, Follow, Person, Scan
 from bot.chat.replies import ChoiceButton, Notice, Reply
-from bot.console import Console, converse, in_terminal, open_demo
 from bot.features import neutral_router
 from bot.media import qr, scan
 from bot.outbox.event_reader import NOTICE_METHOD, EventReader

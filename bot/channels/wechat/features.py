@@ -16,21 +16,15 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bot.chat.channel import WECHAT
 from bot.chat.events import Event, Unfollow
-from bot.chat.failures import broken_text, busy_text
-from bot.chat.replies import Reply, TextReply
+from bot.chat.middleware import OnMenu, run_turn
+from bot.chat.replies import Reply
 from bot.chat.router import Router
-from bot.chat.turn import MenuChange, Turn
-from bot.i18n import negotiate, translator
 from bot.services import Services
-from bot.storage.chats import Profile
-from ledger_client import errors as ledger_errors
 
 log = logging.getLogger(__name__)
 
 Run = Callable[[Event], Awaitable[Sequence[Reply]]]
 
-
-OnMenu = Callable[[Profile, MenuChange], Awaitable[None]]
 
 
 def features_runner(services: Services, router: Router, on_menu: OnMenu | None = None) -> Run:
@@ -43,26 +37,6 @@ def features_runner(services: Services, router: Router, on_menu: OnMenu | None =
         if isinstance(event, Unfollow):
             await services.chats.mark_blocked([person.key])
             return []
-        locale = negotiate(person.locale_hint)
-        try:
-            profile = await services.chats.seen(person.key, locale, person.name)
-        except Exception:
-            log.exception("wechat: no profile for a delivery")
-            return [TextReply(broken_text(translator(locale)))]
-        turn = Turn(person, services, profile, translator(profile.locale), WECHAT)
-        route = router.find(event)
-        if route is None:
-            return []
-        try:
-            await router.dispatch(route, event, turn)
-        except (ledger_errors.Unavailable, ledger_errors.Throttled) as exc:
-            log.warning("ledger unavailable while answering on WeChat: %s", exc)
-            return [TextReply(busy_text(turn.t))]
-        except Exception:
-            log.exception("wechat: the turn failed")
-            return [TextReply(broken_text(turn.t))]
-        if turn.menu is not None and on_menu is not None:
-            await on_menu(turn.profile, turn.menu)
-        return turn.replies
+        return await run_turn(services, router, event, WECHAT, on_menu)
 
     return run

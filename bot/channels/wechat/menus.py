@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from bot.channels.wechat.api import WeChatApi
-from bot.i18n import LOCALES, N_, translator
+from bot.chat.i18n import LOCALES, N_, translator
 
 Role = Literal["consumer", "cashier", "admin"]
 ROLES: tuple[Role, ...] = ("consumer", "cashier", "admin")

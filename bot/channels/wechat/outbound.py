@@ -29,12 +29,8 @@ from bot.channels.wechat.api import (
     WeChatApiError,
 )
 from bot.channels.wechat.endpoint import Outgoing, OutText
-from bot.outbox.mass_sends import (
-    BEIJING,
-    MASS_SENDS_PER_MONTH,
-    MONTH_USED,
-    mass_sends_this_month,
-)
+from bot.chat.announcements import MASS_SENDS_PER_MONTH, MONTH_USED
+from bot.outbox.mass_sends import BEIJING, mass_sends_this_month
 from bot.storage.chats import utcnow
 from bot.storage.db import BotDatabase
 

@@ -27,10 +27,10 @@ from bot.channels.wechat.notice_sender import WeChatNoticeSender
 from bot.channels.wechat.outbound import CustomerService
 from bot.channels.wechat.settings import NOTICE_TEMPLATES, WeChatSettings
 from bot.channels.wechat.tagging import Tagger, menu_retagger
+from bot.chat.i18n import translator
 from bot.chat.replies import Notice
 from bot.config import Settings
 from bot.features import neutral_router
-from bot.i18n import translator
 from bot.outbox.event_reader import EventReader
 from bot.outbox.notices import notice_text
 from bot.services import Services, close_services, open_services

@@ -20,8 +20,8 @@ from sqlalchemy import delete
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.channels.wechat.api import WeChatApi, WeChatApiError
-from bot.channels.wechat.features import OnMenu
 from bot.channels.wechat.menus import Role, tag_name
+from bot.chat.middleware import OnMenu
 from bot.chat.turn import MenuChange
 from bot.services import Services
 from bot.storage.chats import Profile, utcnow

@@ -11,9 +11,9 @@ import logging
 from telegram import Update
 from telegram.error import Forbidden, TelegramError
 
+from bot.channels.telegram.context import GPContext
 from bot.chat.failures import broken_text, busy_text
-from bot.context import GPContext
-from bot.i18n import Translator, negotiate, translator
+from bot.chat.i18n import Translator, negotiate, translator
 
 __all__ = ["broken_text", "busy_text", "on_error"]
 from ledger_client import errors as ledger_errors

@@ -1,4 +1,5 @@
-"""The command menu, in every language, and the extra commands staff and admins see.
+"""The command menu, in every language, and the extra commands staff and admins see (the
+table is ``bot.chat.commands``'s).
 
 Telegram keys command lists by two-letter language code, which cannot tell Simplified from
 Traditional Chinese, and a menu for a role must not show to everyone; both are handled with
@@ -12,39 +13,18 @@ import logging
 from telegram import Bot, BotCommand, BotCommandScopeChat
 from telegram.error import TelegramError
 
-from bot.i18n import LOCALES, N_, Translator, translator
+from bot.chat.commands import entries
+from bot.chat.i18n import LOCALES, Translator, translator
 
 log = logging.getLogger(__name__)
 
-CONSUMER = (
-    ("balance", N_("My points and vouchers")),
-    ("nearby", N_("Alliance merchants near me")),
-    ("qr", N_("Show my redemption code")),
-    ("pool", N_("Points pool and point price")),
-    ("language", N_("Change language")),
-    ("settings", N_("Notices on or off")),
-    ("help", N_("What I can do")),
-    ("start", N_("Start again")),
-    ("link", N_("Link WeChat and Telegram")),
-)
-STAFF = (
-    ("today", N_("Today's redemptions at my shop")),
-    ("statement", N_("My shop's statement (owners)")),
-    ("staff", N_("My shop's staff (owners)")),
-)
-ADMIN = (
-    ("broadcast", N_("Send an announcement")),
-    ("broadcasts", N_("Recent announcements")),
-    ("stats", N_("Alliance figures")),
-    ("circle", N_("15-minute convenience circle")),
-)
 # Telegram's two-letter codes and the catalog each one gets; no code means everyone else.
 LANGUAGE_MENUS = {None: "zh_Hans", "zh": "zh_Hans", "en": "en"}
 
 
 def commands(t: Translator, staff: bool = False, admin: bool = False) -> list[BotCommand]:
-    entries = list(CONSUMER) + (list(STAFF) if staff else []) + (list(ADMIN) if admin else [])
-    return [BotCommand(name, t._(description)) for name, description in entries]
+    listed = entries(staff=staff, admin=admin)
+    return [BotCommand(name, t._(description)) for name, description in listed]
 
 
 async def register_defaults(bot: Bot) -> None:

@@ -29,8 +29,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from telegram import Update
 
-from bot.background import running
-from bot.context import SERVICES_KEY, App
+from bot.channels.telegram.background import running
+from bot.channels.telegram.context import SERVICES_KEY, App
 from bot.ops.metrics import metrics_of
 from bot.services import Services
 from ledger_client.errors import LedgerClientError, Unavailable

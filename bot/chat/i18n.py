@@ -16,7 +16,7 @@ from babel import Locale
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
-LOCALES_DIR = Path(__file__).resolve().parent.parent / "locales"
+LOCALES_DIR = Path(__file__).resolve().parents[2] / "locales"
 LOCALES: tuple[str, ...] = ("zh_Hans", "zh_Hant", "en")
 DEFAULT_LOCALE = "zh_Hans"
 DOMAIN = "messages"

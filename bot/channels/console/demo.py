@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.background import Background, catch_up, start_background, stop_background
+from bot.channels.console.announcer import ConsoleAnnouncer
 from bot.channels.console.channel import CHANNEL, ConsoleChannel
 from bot.channels.console.screen import NoticePrinter, Screen
 from bot.chat.events import Event, Person
@@ -51,9 +52,14 @@ class Console:
     """The demo person at the keyboard: each line a message or a console action."""
 
     def __init__(
-        self, channel: ConsoleChannel, background: Background | None, setup: Any
+        self,
+        channel: ConsoleChannel,
+        background: Background | None,
+        setup: Any,
+        announcer: ConsoleAnnouncer | None = None,
     ) -> None:
         self.channel, self.background, self.setup = channel, background, setup
+        self.announcer = announcer
         self.screen = channel.screen
 
     async def send(self, event: Event | None) -> None:
@@ -64,10 +70,15 @@ class Console:
         await self.settle()
 
     async def settle(self) -> None:
-        """Let notices caused by the last step arrive before the next prompt."""
+        """Let notices and announcements caused by the last step arrive before the next
+        prompt, then say which announcements finished."""
         if self.background is not None:
+            if self.announcer is not None:
+                await self.announcer.enqueued()
             await catch_up(self.background)
             await self.background.sender.settled()
+            if self.announcer is not None:
+                await self.announcer.report()
 
     async def handle(self, line: str) -> bool:
         """One line of input; False when the person wants to leave."""
@@ -183,13 +194,17 @@ async def run(home: Path, stdin: TextIO, stdout: TextIO) -> int:
     screen = Screen(stdout, home / "pictures")
     channel = ConsoleChannel(services, neutral_router(), screen, person)
     background: Background | None = None
+    announcer = ConsoleAnnouncer(services, screen)
+    services.announcer = announcer  # /broadcast by an admin (GREENPOINTS_ADMIN_IDS=10001)
     try:
         background = await start_background(services, NoticePrinter(screen))
-        console = Console(channel, background, setup)
+        await announcer.start()
+        console = Console(channel, background, setup, announcer)
         screen.say(f"Green Points demo — data in {home}\n{HELP}\n")
         await console.handle("/start")
         await converse(console, stdin, stdout)
     finally:
+        await announcer.stop()
         if background is not None:
             await stop_background(background)
         await setup.close()

@@ -1,7 +1,8 @@
 """The context every handler receives: services, the person's profile and their language.
 
-The profile and translator are set once per update by ``bot.middleware`` before any handler
-runs, as an i18n middleware would, so handlers never look a language up themselves.
+The profile and translator are set once per update by ``bot.channels.telegram.middleware``
+before any handler runs, as an i18n middleware would, so handlers never look a language up
+themselves.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from telegram.ext import Application, CallbackContext, ExtBot
 
 from bot.chat.events import Event
-from bot.i18n import Translator, translator
+from bot.chat.i18n import Translator, translator
 from bot.services import Services
 from bot.storage.chats import Profile
 
@@ -45,4 +46,5 @@ class GPContext(CallbackContext[ExtBot[None], dict[Any, Any], dict[Any, Any], di
 
 App = Application[Any, Any, Any, Any, Any, Any]
 Hook = Callable[[App], Awaitable[None]]
-"""Work started with the application and stopped before it (``bot.app.launch``/``halt``)."""
+"""Work started with the application and stopped before it (``launch``/``halt`` in
+``bot.channels.telegram.app``)."""

@@ -16,9 +16,11 @@ from telegram import Update
 from telegram.constants import ChatType
 from telegram.ext import ApplicationHandlerStop
 
-from bot.context import GPContext
-from bot.errors import on_error
-from bot.i18n import negotiate, translator
+from bot.channels.telegram.context import GPContext
+from bot.channels.telegram.errors import on_error
+from bot.channels.telegram.events import person_of
+from bot.chat.i18n import negotiate, translator
+from bot.chat.middleware import find_profile
 from bot.ops.logs import begin_update
 from bot.ops.metrics import IGNORED, MIDDLEWARE, metrics_of
 
@@ -56,12 +58,9 @@ async def _prepare(update: object, context: GPContext) -> None:
                 t._("Let's talk in a private chat: tap my name and press Start.")
             )
         raise ApplicationHandlerStop
-    services = context.services
-    profile = await services.chats.seen(
-        (services.channel, str(chat.id)), negotiate(user.language_code), user.full_name[:64] or None
-    )
-    context.profile = profile
-    context.t = translator(profile.locale)
+    person = person_of(update)
+    assert person is not None  # a chat was checked above
+    context.profile, context.t = await find_profile(context.services, person)
 
 
 def _is_our_command(text: str | None, username: str | None) -> bool:

@@ -12,16 +12,16 @@ from telegram import Update
 from telegram.ext import ApplicationBuilder, ContextTypes, TypeHandler
 from telegram.request import BaseRequest
 
+from bot.channels.telegram.context import SERVICES_KEY, App, GPContext, Hook
+from bot.channels.telegram.errors import on_error
+from bot.channels.telegram.http import AiohttpRequest
+from bot.channels.telegram.menus import register_defaults
+from bot.channels.telegram.middleware import prepare
 from bot.channels.telegram.routes import add_routes
-from bot.context import SERVICES_KEY, App, GPContext, Hook
-from bot.errors import on_error
 from bot.features import neutral_router
-from bot.menus import register_defaults
-from bot.middleware import prepare
 from bot.ops.metrics import MeteredRateLimiter, instrument
 from bot.outbox.broadcast_runner import runner
 from bot.services import Services
-from bot.telegram_http import AiohttpRequest
 
 log = logging.getLogger(__name__)
 
