@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from bot.chat.announcements import Announcer
 from bot.chat.pictures import Pictures
+from bot.chat.replies import Notice
 from bot.config import Settings
 from bot.media.pictures import MediaPictures
 from bot.outbox.broadcasts import Broadcasts
@@ -13,6 +14,7 @@ from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
 from bot.storage.links import LinkStore
+from bot.storage.outbox import Outgoing, enqueue
 from ledger_client import LedgerClient, connect
 
 
@@ -44,6 +46,21 @@ class Services:
         way); an address that is not a decimal number (a WeChat openid) is nobody's."""
         _channel, address = chat
         return address.isdigit() and int(address) in self.settings.admin_ids
+
+    async def notify(self, chat: tuple[str, str], notice: Notice, dedupe_key: str) -> None:
+        """Queue ``notice`` for the (channel, address) chat through the outbox, stored neutral
+        and rendered by the person's channel when sent; once per ``dedupe_key`` (<= 100
+        characters, cut to fit)."""
+        message = Outgoing(
+            chat[0],
+            chat[1],
+            "notice",  # bot.outbox.notices.NOTICE_METHOD
+            {"kind": notice.kind, "fields": dict(notice.fields)},
+            kind="notice",
+            dedupe_key=dedupe_key[:100],
+        )
+        async with self.db.session() as session:
+            await enqueue(session, [message])
 
     def deep_link(self, payload: str) -> str:
         """What a code or link carries for ``payload``: Telegram's ``t.me`` start link; on

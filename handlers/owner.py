@@ -19,14 +19,11 @@ from typing import TypeVar
 from bot.chat import choice_data, formatting
 from bot.chat.cleaning import clean_text
 from bot.chat.events import Choice, Command
+from bot.chat.failures import STAFF_REVOKED, staff_revoked_text
 from bot.chat.i18n import Translator
 from bot.chat.replies import ChoiceButton, Document, Notice, Picture, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
-from bot.media import qr
-from bot.outbox import notices
-from bot.outbox.notices import NOTICE_METHOD
-from bot.storage.outbox import Outgoing, enqueue
 from ledger_client import errors as ledger_errors
 from ledger_client.models import StaffLink, Statement, StatementLine, Undo
 
@@ -48,9 +45,7 @@ def _shop(name: str) -> str:
 
 
 def revoked_text(t: Translator, merchant: str) -> str:
-    text = notices.staff_revoked(t, {"merchant_name": merchant})
-    assert text is not None
-    return text
+    return staff_revoked_text(t, merchant)
 
 
 def owners_only_text(t: Translator) -> str:
@@ -249,7 +244,7 @@ async def invite(event: Command, turn: Turn) -> None:
             url,
         ]
     )
-    turn.say(Picture(qr.png(url), text, text))
+    turn.say(Picture(turn.services.pictures.qr(url), text, text))
 
 
 # --- /staff and revoking ----------------------------------------------------------------------
@@ -301,14 +296,11 @@ async def _tell_revoked(
     profile = await turn.services.chats.get((channel, external_id))
     if profile is None or profile.blocked:
         return
-    # Stored neutral like every notice (issue 9): each channel renders it when it is sent.
-    method, payload = NOTICE_METHOD, notices.as_payload(
-        Notice(notices.STAFF_REVOKED, {"merchant_name": merchant})
+    await turn.services.notify(
+        (channel, external_id),
+        Notice(STAFF_REVOKED, {"merchant_name": merchant}),
+        f"revoked:{channel}:{external_id}:{when}",
     )
-    message = Outgoing(channel, external_id, method, payload, kind="notice",
-                       dedupe_key=f"revoked:{channel}:{external_id}:{when}"[:100])
-    async with turn.services.db.session() as session:
-        await enqueue(session, [message])
 
 
 async def on_staff_button(event: Choice, turn: Turn) -> None:

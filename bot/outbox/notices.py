@@ -15,6 +15,8 @@ from typing import Any
 
 from bot.chat import formatting
 from bot.chat.cleaning import clean_text
+from bot.chat.failures import STAFF_REVOKED as STAFF_REVOKED
+from bot.chat.failures import staff_revoked_text
 from bot.chat.i18n import Translator
 from bot.chat.replies import Notice
 from ledger_client.models import Event
@@ -24,7 +26,6 @@ VOUCHER_GRANTED = "voucher.granted"
 VOUCHER_REDEEMED = "voucher.redeemed"
 VOUCHER_EXPIRING = "voucher.expiring"
 REDEMPTION_UNDONE = "voucher.redemption_undone"
-STAFF_REVOKED = "staff.revoked"  # said by the bot itself when an owner revokes a cashier
 VOUCHER_DIGEST = "voucher.digest"
 WRITTEN = "written"
 NOTICE_METHOD = "notice"  # an outbox row's method when it holds a neutral notice
@@ -157,11 +158,9 @@ def redemption_undone(t: Translator, payload: Mapping[str, Any]) -> str | None:
 
 
 def staff_revoked(t: Translator, payload: Mapping[str, Any]) -> str | None:
-    """A cashier told their staff access ended (a bot notice, not a ledger event)."""
-    return t._(
-        "Your staff access to {merchant} was revoked, so I cannot do this for it. Nothing was "
-        "done. Ask the shop's owner if this is a mistake."
-    ).format(merchant=_merchant(t, payload))
+    """A cashier told their staff access ended (a bot notice, not a ledger event): the owner
+    feature's own words."""
+    return staff_revoked_text(t, str(payload.get("merchant_name") or ""))
 
 
 UNUSUAL_VOLUME = "merchant.unusual_volume"
