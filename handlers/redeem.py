@@ -11,7 +11,7 @@ from bot.chat.replies import ChoiceButton, Picture, Toast, rows
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from bot.i18n import Translator
-from bot.media import qr
+from bot.media import redemption_picture
 from ledger_client.models import RedemptionCode
 
 FRESH = "qr"
@@ -53,7 +53,7 @@ def fresh_choice(t: Translator) -> ChoiceButton:
 
 async def _fresh(turn: Turn, *, replaces: bool) -> Picture:
     code = await turn.services.ledger.issue_code(await turn.member_id())
-    image = qr.png(turn.services.deep_link(code.link_code))
+    image = redemption_picture.png(turn.services.deep_link(code.link_code), code.numeric_code)
     text = caption(turn.t, code)
     return Picture(image, text, text, rows([fresh_choice(turn.t)]), replaces=replaces)
 

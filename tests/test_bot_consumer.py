@@ -36,6 +36,8 @@ EN = translator("en")
 EXPIRED = "This button has expired."
 BUSY = "The points service is not answering right now. Please try again in a moment."
 
+QR = zxingcpp.BarcodeFormat.QRCode  # the redemption picture also carries a Code 128
+
 
 @pytest.fixture(params=DATABASES)
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
@@ -79,7 +81,7 @@ async def earn(harness: Harness, member_id: int, amounts: list[int], tag: str = 
 
 
 def decode(png: bytes) -> str:
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=QR)
     assert len(found) == 1
     return str(found[0].text)
 
@@ -354,7 +356,7 @@ async def test_qr_photo_decodes_to_a_link_the_ledger_accepts(harness: Harness) -
     bob.says("/qr")
     photo = await harness.fake.next_to(1002, before)
     assert photo.method == "sendPhoto"
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])))
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])), formats=QR)
     link = urlparse(decoded[0].text)
     assert link.netloc == "t.me" and link.path == "/GreenPointsTestBot"
     code = parse_qs(link.query)["start"][0]
@@ -683,3 +685,21 @@ async def test_a_slow_ledger_is_reported_as_busy(harness: Harness) -> None:
     assert (await harness.ledger.stats(SYSTEM)).members == 0
     welcome = await harness.ask(yan, "/start")  # the ledger is back: all is well again
     assert welcome.text.startswith("Welcome to Green Points, Yan!")
+
+
+async def test_the_redemption_picture_carries_the_digits_for_a_scanner_gun(
+    harness: Harness,
+) -> None:
+    """Issue 11, "Till scanners": under the QR code, the 20 digits as a Code 128 that a till's
+    scanner reads (and types, followed by Enter, as the till already accepts)."""
+    person = harness.person(930, language_code="en")
+    await started(harness, person)
+    photo = await harness.ask(person, "/qr")
+    picture = Image.open(io.BytesIO(photo.files["photo"]))
+    bars = zxingcpp.read_barcodes(picture, formats=zxingcpp.BarcodeFormat.Code128)
+    digits = re.search(r"Code: ([\d ]+)", photo.text)
+    assert digits is not None and len(bars) == 1
+    assert bars[0].text == digits.group(1).replace(" ", "")
+    assert len(bars[0].text) == 20
+    link = decode(photo.files["photo"])  # the QR code still reads alone
+    assert start_payload(link).startswith("r")

@@ -37,6 +37,8 @@ SHOP_NAME = "锦城绿色生活超市"
 CUSTOMER = "Zoe Lin"
 MASKED = "Z**"
 
+QR = zxingcpp.BarcodeFormat.QRCode  # the redemption picture also carries a Code 128
+
 
 @dataclass
 class Till:
@@ -95,7 +97,7 @@ async def shows_qr(h: Harness, person: Person) -> tuple[Sent, str, str]:
     """The /qr photo, the deep link decoded from its pixels, and the 20 digits in its caption."""
     photo = await h.ask(person, "/qr")
     assert photo.method == "sendPhoto"
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])))
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])), formats=QR)
     assert len(decoded) == 1
     link = decoded[0].text
     assert urlparse(link).netloc == "t.me"
@@ -541,7 +543,7 @@ async def test_invite_from_the_ledger_cli_is_a_deep_link_and_a_qr(
         "--bot-username", "@GreenPointsTestBot", "--qr", str(png),
     )
     assert run.code == 0, run.err
-    link = zxingcpp.read_barcodes(Image.open(png))[0].text
+    link = zxingcpp.read_barcodes(Image.open(png), formats=QR)[0].text
     assert link in run.out.splitlines()
     assert urlparse(link).path == "/GreenPointsTestBot"
     cashier = h.person(3001, "Cashier", "en")
