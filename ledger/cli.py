@@ -286,7 +286,8 @@ async def _import(service: LedgerService, path: Path) -> int:
         print(f"read {path} as {encoding}", file=sys.stderr)
     for line, problem in report.skipped:
         print(f"line {line}: skipped: {problem}", file=sys.stderr)
-    _print(f"imported {report.imported} merchants, skipped {len(report.skipped)} rows")
+    stores = f", {report.stores} stores" if report.stores else ""
+    _print(f"imported {report.imported} merchants{stores}, skipped {len(report.skipped)} rows")
     return 0
 
 

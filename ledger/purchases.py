@@ -108,11 +108,15 @@ async def book_purchase(
     green_tags: list[str],
     price: Price,
     now: dt.datetime,
+    store_id: int | None = None,
 ) -> Booked:
-    """Record the purchase row, credit the member, and return the postings still to be posted."""
+    """Record the purchase row (at ``store_id``, if said), credit the member, and return the
+    postings still to be posted."""
     split = split_purchase(amount_fen, concession_bp, bool(green_tags), price, ctx.rules)
     await credit_member_points(session, member_id, split.member_points, now)
-    row = _purchase_row(merchant_id, member_id, amount_fen, split, price, green_tags, now)
+    row = _purchase_row(
+        merchant_id, member_id, amount_fen, split, price, green_tags, now, store_id
+    )
     purchase_id = await _RECORD.scalar(session, **row)
     return Booked(purchase_id, split, _postings(merchant_id, member_id, split))
 
@@ -125,8 +129,10 @@ def _purchase_row(
     price: Price,
     green_tags: list[str],
     now: dt.datetime,
+    store_id: int | None,
 ) -> dict[str, Any]:
     return {
+        "p_store_id": store_id,
         "p_merchant_id": merchant_id,
         "p_member_id": member_id,
         "p_amount_fen": amount_fen,
@@ -179,6 +185,7 @@ async def _book_locked(
     price: Price,
     shard: int,
     now: dt.datetime,
+    store_id: int | None,
 ) -> tuple[Booked, tuple[int, str]]:
     """``book_purchase`` and the shard's head, locked: three statements, or on PostgreSQL one."""
     if dialect_name(session) != "postgresql":
@@ -192,6 +199,7 @@ async def _book_locked(
             green_tags=sorted(req.green_tags),
             price=price,
             now=now,
+            store_id=store_id,
         )
         head_seq, head_hash = await journal.lock_head(session, shard)
         return booked, (head_seq, head_hash)
@@ -199,7 +207,8 @@ async def _book_locked(
         req.amount_fen, merchant.concession_bp, bool(req.green_tags), price, ctx.rules
     )
     row = _purchase_row(
-        merchant.id, req.member_id, req.amount_fen, split, price, sorted(req.green_tags), now
+        merchant.id, req.member_id, req.amount_fen, split, price, sorted(req.green_tags), now,
+        store_id,
     )
     found = await _BOOK_AND_LOCK.first(
         session, member_id=req.member_id, points=split.member_points, now=now, k=shard, **row
@@ -211,9 +220,13 @@ async def _book_locked(
     return booked, (int(head_seq), str(head_hash))
 
 
-async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
+async def record(
+    ctx: Ctx, req: PurchaseRequest, scope: str, store_id: int | None = None
+) -> PurchaseOut:
+    """Book ``req`` at ``store_id`` (the store the service resolved for the caller; None: not
+    said). A retry is the same purchase whichever store it names: the first answer stands."""
     # Tags are a set: the same purchase sent with its tags in another order is a retry.
-    request = req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
+    request = req.model_dump(mode="json", exclude={"idempotency_key", "staff", "store_id"})
     request["green_tags"] = sorted(set(request["green_tags"]))
     fingerprint = idempotency.request_hash(request)
 
@@ -236,7 +249,9 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
             insider.refuse_if(int(insiders or 0), req.merchant_id)
         price = Price(int(pool), int(points))
         shard = journal.pick_shard(ctx.rules.shards)
-        booked, head = await _book_locked(session, ctx, merchant, req, price, shard, now)
+        booked, head = await _book_locked(
+            session, ctx, merchant, req, price, shard, now, store_id
+        )
         out = PurchaseOut(
             purchase_id=booked.purchase_id,
             merchant_id=merchant.id,

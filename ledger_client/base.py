@@ -202,12 +202,19 @@ class LedgerClient(abc.ABC):
         )
 
     async def today(
-        self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None
+        self,
+        merchant_id: int,
+        staff: Staff | None = None,
+        day: dt.date | None = None,
+        store_id: int | None = None,
     ) -> m.Today:
+        """A cashier of a store gets that store's day; an owner or a key the whole merchant's,
+        or the day of ``store_id`` when given."""
         query = {
             "date": day.isoformat() if day else None,
             "staff_channel": staff[0] if staff else None,
             "staff_external_id": staff[1] if staff else None,
+            "store_id": store_id,
         }
         return await self._do(m.Today, "merchants.today", {"merchant_id": merchant_id}, query)
 
@@ -239,12 +246,45 @@ class LedgerClient(abc.ABC):
 
     # staff
     async def create_staff_invite(
-        self, merchant_id: int, role: str | None = None, staff: Staff | None = None
+        self,
+        merchant_id: int,
+        role: str | None = None,
+        staff: Staff | None = None,
+        store_id: int | None = None,
     ) -> m.StaffInvite:
         """``role`` "owner" or "cashier"; unset, the merchant's first invite makes an owner.
-        The bot names the owner it acts for in ``staff`` (owners invite cashiers only)."""
-        body = {"merchant_id": merchant_id, "role": role, **_staff(staff)}
+        The bot names the owner it acts for in ``staff`` (owners invite cashiers only).
+        ``store_id``: the store the cashier will work at (owners are merchant-wide)."""
+        body = {"merchant_id": merchant_id, "role": role, "store_id": store_id, **_staff(staff)}
         return await self._do(m.StaffInvite, "staff.invite", body=body)
+
+    async def add_store(
+        self,
+        merchant_id: int,
+        name: str,
+        lat: float,
+        lon: float,
+        address: str = "",
+        hours: str = "",
+        staff: Staff | None = None,
+    ) -> m.Store:
+        """A new store (门店) of the merchant; an owner's (``staff``), its key's or an admin's."""
+        body = {
+            "name": name,
+            "address": address,
+            "lat": lat,
+            "lon": lon,
+            "hours": hours,
+            **_staff(staff),
+        }
+        return await self._do(m.Store, "stores.add", {"merchant_id": merchant_id}, body=body)
+
+    async def list_stores(self, merchant_id: int, staff: Staff | None = None) -> m.StoreList:
+        query = {
+            "staff_channel": staff[0] if staff else None,
+            "staff_external_id": staff[1] if staff else None,
+        }
+        return await self._do(m.StoreList, "stores.list", {"merchant_id": merchant_id}, query)
 
     async def list_staff(
         self, merchant_id: int, staff: Staff | None = None, include_revoked: bool = False

@@ -70,6 +70,7 @@ async def request_for(
         # Today's, every time: a date after today is refused (issue 12), a second run reports.
         "releases.run": {"date": service.ctx.today().isoformat()},
         "staff.invite": {"merchant_id": shop, **staff},
+        "stores.add": {"name": f"分店{n}", "lat": 30.2341, "lon": 119.7239, **staff},
         "redemptions.undo": {"merchant_id": shop, **staff},
         "staff.revoke": {"channel": "roles", "external_id": f"cashier-{n}", **staff},
         "transparency.publish": {"date": service.ctx.today().isoformat()},
@@ -85,6 +86,9 @@ async def request_for(
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.list": (
+            {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
+        ),
+        "stores.list": (
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.lookup": {"channel": STAFF[0], "external_id": STAFF[1]},
