@@ -35,6 +35,9 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "merchants.today": ("GET", "/v1/merchants/{merchant_id}/today", True),
     "events.read": ("GET", "/v1/events", True),
     "releases.run": ("POST", "/v1/releases", True),
+    # Not retried: a retry of an add that went through is refused (the name is taken).
+    "stores.add": ("POST", "/v1/merchants/{merchant_id}/stores", False),
+    "stores.list": ("GET", "/v1/merchants/{merchant_id}/stores", True),
     "staff.invite": ("POST", "/v1/staff-invites", False),
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
