@@ -319,6 +319,7 @@ class NearbyMerchant(MerchantOut):
 class StoreOut(Out):
     id: int
     merchant_id: int
+    merchant_name: str
     name: str
     address: str
     lat: float

@@ -282,6 +282,10 @@ class LedgerService:
         await self._acting(p, merchant_id, staff_identity, owner=True)
         return await stores.list_for(self.ctx, merchant_id)
 
+    async def get_store(self, p: Principal, store_id: int) -> StoreOut:
+        require(p, "merchants.read")
+        return await stores.get(self.ctx, store_id)
+
     # staff
     async def create_staff_invite(
         self,

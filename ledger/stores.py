@@ -52,10 +52,11 @@ def place_values(store: StoreIn | MerchantIn) -> dict[str, Any]:
     }
 
 
-def to_out(row: Store) -> StoreOut:
+def to_out(row: Store, merchant_name: str) -> StoreOut:
     return StoreOut(
         id=row.id,
         merchant_id=row.merchant_id,
+        merchant_name=merchant_name,
         name=row.name,
         address=row.address,
         lat=row.lat_e6 / E6,
@@ -80,7 +81,7 @@ async def add(ctx: Ctx, merchant_id: int, store: StoreIn) -> StoreOut:
             )
             assert store_id is not None
             row = await session.get_one(Store, store_id)
-            return to_out(row)
+            return to_out(row, merchant.name)
     except IntegrityError:
         raise InvalidRequest(
             "the merchant already has a store of that name", name=store.name
@@ -90,7 +91,7 @@ async def add(ctx: Ctx, merchant_id: int, store: StoreIn) -> StoreOut:
 async def list_for(ctx: Ctx, merchant_id: int) -> StoreListOut:
     """The merchant's active stores, oldest first (the first is the merchant's own place)."""
     async with ctx.db.read() as session:
-        await merchants.load(session, merchant_id)
+        merchant = await merchants.load(session, merchant_id)
         rows = (
             await session.scalars(
                 select(Store)
@@ -98,7 +99,25 @@ async def list_for(ctx: Ctx, merchant_id: int) -> StoreListOut:
                 .order_by(Store.id)
             )
         ).all()
-    return StoreListOut(merchant_id=merchant_id, stores=[to_out(r) for r in rows])
+    return StoreListOut(
+        merchant_id=merchant_id, stores=[to_out(r, merchant.name) for r in rows]
+    )
+
+
+async def get(ctx: Ctx, store_id: int) -> StoreOut:
+    """One active store of an active merchant, as the nearby list's map shows it.
+    Raises ``StoreNotFound``."""
+    async with ctx.db.read() as session:
+        found = (
+            await session.execute(
+                select(Store, Merchant.name)
+                .join(Merchant, Merchant.id == Store.merchant_id)
+                .where(Store.id == store_id, Store.active.is_(True), Merchant.active.is_(True))
+            )
+        ).first()
+    if found is None:
+        raise StoreNotFound("no such store", store_id=store_id)
+    return to_out(found[0], found[1])
 
 
 async def check_belongs(session: AsyncSession, merchant_id: int, store_id: int) -> None:

@@ -38,6 +38,7 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     # Not retried: a retry of an add that went through is refused (the name is taken).
     "stores.add": ("POST", "/v1/merchants/{merchant_id}/stores", False),
     "stores.list": ("GET", "/v1/merchants/{merchant_id}/stores", True),
+    "stores.get": ("GET", "/v1/stores/{store_id}", True),
     "staff.invite": ("POST", "/v1/staff-invites", False),
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
@@ -281,6 +282,9 @@ class LedgerClient(abc.ABC):
             **_staff(staff),
         }
         return await self._do(m.Store, "stores.add", {"merchant_id": merchant_id}, body=body)
+
+    async def get_store(self, store_id: int) -> m.Store:
+        return await self._do(m.Store, "stores.get", {"store_id": store_id})
 
     async def list_stores(self, merchant_id: int, staff: Staff | None = None) -> m.StoreList:
         query = {

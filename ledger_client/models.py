@@ -148,6 +148,7 @@ class NearbyMerchant(Merchant):
 class Store(Model):
     id: int
     merchant_id: int
+    merchant_name: str
     name: str
     address: str
     lat: float

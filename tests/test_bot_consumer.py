@@ -246,7 +246,8 @@ async def test_location_lists_nearest_first(harness: Harness) -> None:
     assert lines[1].startswith("1. 锦城绿色生活超市 · Grocery · 0 m")
     assert lines[3] == "2. 测试cafe0 · Café · 222 m · 3 min walk"
     assert "测试tea" not in listing.text  # 3.3 km away
-    assert ("📍1", "nm|" + str(harness.shop_id)) in listing.buttons
+    store = (await harness.ledger.list_stores(SYSTEM, harness.shop_id)).stores[0]
+    assert ("📍1", f"nm|{harness.shop_id}|{store.id}") in listing.buttons
 
 
 async def test_nearby_category_filter_and_map(harness: Harness) -> None:
@@ -263,12 +264,43 @@ async def test_nearby_category_filter_and_map(harness: Harness) -> None:
     assert ("All", "nr|*|1500|0") in cafes.buttons
     assert ("✓ Café", "nr|cafe|1500|0") in cafes.buttons
 
-    venue = await harness.tap(jo, f"nm|{harness.shop_id}", listing)
+    venue = await harness.tap(jo, f"nm|{harness.shop_id}", listing)  # a button from before stores
     assert venue.method == "sendVenue"
     assert float(venue.params["latitude"]) == pytest.approx(SHOP["lat"])
     assert float(venue.params["longitude"]) == pytest.approx(SHOP["lon"])
     assert venue.params["title"] == "锦城绿色生活超市"
     assert venue.params["address"] == "钱王街88号"
+
+
+async def test_nearby_lists_a_chains_stores_and_maps_each(harness: Harness) -> None:
+    """Issue 11, stores: a branch is listed with its merchant's name and its own, and its map
+    button shows the branch's place, not the merchant's."""
+    from ledger.models import StoreIn
+
+    branch = await harness.ledger.add_store(
+        SYSTEM, harness.shop_id,
+        StoreIn(name="西街店", address="西街8号", lat=SHOP["lat"] + 0.001, lon=SHOP["lon"],
+                hours="07:00-22:00"),
+    )
+    lu = harness.person(1033, "Lu", "en")
+    before = len(harness.fake.sent)
+    lu.shares_location(SHOP["lat"] + 0.001, SHOP["lon"])
+    listing = await harness.fake.next_to(1033, before)
+    lines = listing.text.splitlines()
+    assert lines[1].startswith("1. 锦城绿色生活超市 (西街店) · Grocery · 0 m")
+    assert lines[2] == "   西街8号 · 07:00-22:00"
+    button = f"nm|{harness.shop_id}|{branch.id}"
+    assert ("📍1", button) in listing.buttons
+    venue = await harness.tap(lu, button, listing)
+    assert venue.method == "sendVenue"
+    assert float(venue.params["latitude"]) == pytest.approx(SHOP["lat"] + 0.001)
+    assert (venue.params["title"], venue.params["address"]) == ("锦城绿色生活超市 (西街店)",
+                                                                "西街8号")
+    zh = harness.person(1034, "陆", "zh-hans")
+    before = len(harness.fake.sent)
+    zh.shares_location(SHOP["lat"] + 0.001, SHOP["lon"])
+    listing = await harness.fake.next_to(1034, before)
+    assert listing.text.splitlines()[1].startswith("1. 锦城绿色生活超市（西街店）")
 
 
 async def test_nearby_pages_through_more_than_ten(harness: Harness) -> None:

@@ -31,6 +31,7 @@ async def request_for(
     shop, member = world.merchant_id, world.member_ids[0]
     staff = {"staff": {"channel": STAFF[0], "external_id": STAFF[1]}} if role == "bot" else {}
     path = {"member_id": str(member), "merchant_id": str(shop), "redemption_id": "1"}
+    path["store_id"] = str((await service.list_stores(SYSTEM, shop)).stores[0].id)
     if op == "keys.revoke":  # a key of its own each time, so no caller loses theirs
         path["key_id"] = str(await apikeys.key_id(
             service.ctx, await apikeys.create(service.ctx, "bot", None, f"roles {n}")))

@@ -26,7 +26,7 @@ from ledger.principal import SYSTEM, Principal
 from ledger.schema import Purchase, Redemption
 from ledger.service import LedgerService
 from tests.conftest import Served, World
-from tests.ledger_support import http, is_error, offset, pay_with_code
+from tests.ledger_support import cli, http, is_error, offset, pay_with_code
 
 BOT = Principal("bot", key_id=1)
 OWNER = Identity(channel="telegram", external_id="owner-1")
@@ -228,3 +228,26 @@ async def test_import_creates_the_stores_of_a_merchant(service: LedgerService) -
     assert [(s.name, s.address, s.hours) for s in stores] == [
         ("绿叶便利", "总店路1号", "00:00-24:00"), ("北门店", "北门2号旁", "06:00-23:00")
     ]
+
+
+async def test_stores_on_the_cli(service: LedgerService, database_url: str) -> None:
+    shop = await service.create_merchant(
+        SYSTEM, MerchantIn(name="命令行店", category="cafe", lat=30.0, lon=120.0)
+    )
+    run = await cli(database_url, "add-store", "--merchant", str(shop.id), "--name", "二号店",
+                    "--lat", "30.01", "--lon", "120.0", "--address", "二路 2 号",
+                    "--hours", "09:00-18:00")
+    assert run.code == 0, run.err
+    second = (await service.list_stores(SYSTEM, shop.id)).stores[1]
+    assert run.out.strip() == f"store #{second.id} 二号店 added to merchant #{shop.id}"
+    listed = await cli(database_url, "list-stores", "--merchant", str(shop.id))
+    assert listed.code == 0, listed.err
+    assert f"#{second.id}\t二号店\t二路 2 号\t30.01,120.0\t09:00-18:00" in listed.out.splitlines()
+    assert listed.out.splitlines()[-1] == "2 stores"
+    invite = await cli(database_url, "staff-invite", "--merchant", str(shop.id), "--role",
+                       "cashier", "--store", str(second.id))
+    assert invite.code == 0, invite.err
+    assert f"(#{shop.id}, store #{second.id})" in invite.out
+    again = await cli(database_url, "add-store", "--merchant", str(shop.id), "--name", "二号店",
+                      "--lat", "30.01", "--lon", "120.0")
+    assert again.code == 2 and "already has a store of that name" in again.err

@@ -315,6 +315,14 @@ OPERATIONS: tuple[Operation, ...] = (
         query=TodayQuery,
     ),
     Operation(
+        "stores.get",
+        "GET",
+        "/v1/stores/{store_id}",
+        "One store (门店) with its merchant's name, as the nearby list shows it.",
+        m.StoreOut,
+        lambda s, p, a: s.get_store(p, a.path["store_id"]),
+    ),
+    Operation(
         "stores.add",
         "POST",
         "/v1/merchants/{merchant_id}/stores",
