@@ -6,6 +6,7 @@ merchant's key, an admin) add and list stores, over HTTP as in-process."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -32,6 +33,7 @@ BOT = Principal("bot", key_id=1)
 OWNER = Identity(channel="telegram", external_id="owner-1")
 WEST = Identity(channel="telegram", external_id="cashier-west")
 ANYWHERE = Identity(channel="telegram", external_id="cashier-anywhere")
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
 
 
 async def link(service: LedgerService, merchant_id: int, who: Identity, **invite: object) -> None:
@@ -251,3 +253,13 @@ async def test_stores_on_the_cli(service: LedgerService, database_url: str) -> N
     again = await cli(database_url, "add-store", "--merchant", str(shop.id), "--name", "二号店",
                       "--lat", "30.01", "--lon", "120.0")
     assert again.code == 2 and "already has a store of that name" in again.err
+
+
+async def test_the_readmes_example_imports_as_it_says(service: LedgerService) -> None:
+    example = README.split("```csv\n", 1)[1].split("```", 1)[0]
+    report = await importer.import_csv(service.ctx, io.StringIO(example))
+    assert (report.imported, report.stores, report.skipped) == (1, 1, [])
+    near = await service.nearby(SYSTEM, 31.2330, 121.4737, 1000)
+    assert [(m.name, m.store_name, m.hours) for m in near.merchants] == [
+        ("绿叶便利", "北门店", "07:00-23:00"), ("绿叶便利", "绿叶便利", "00:00-24:00")
+    ]
