@@ -142,6 +142,7 @@ class World:
     new_key_id: Callable[[], int]  # a key made to be revoked
     vouchers: dict[str, int]  # code -> its member's vouchers (fen) when it was issued
     redemptions: list[int]  # redemptions at the shop, to undo (a second undo answers the first)
+    store: int = 0  # the shop's first store (its own place)
 
 
 @dataclass
@@ -264,6 +265,7 @@ class LiveLedger:
             new_key_id=lambda: self.run(throwaway()),
             vouchers=vouchers,
             redemptions=redemptions,
+            store=(await s.list_stores(SYSTEM, shop.id)).stores[0].id,
         )
 
 
@@ -354,20 +356,28 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
     if "redemption_id" in case.path_parameters:
         redemption = rng.choice(world.redemptions)
         case.path_parameters = {**case.path_parameters, "redemption_id": redemption}
+    if "store_id" in case.path_parameters:
+        case.path_parameters = {**case.path_parameters, "store_id": world.store}
     query = dict(case.query or {})
     if "lat" in query:
         query.update(lat=30.2341, lon=119.7239)
     if "channel" in query:
         query.update(STAFF)
-    if role == "bot" and (case.path.endswith("/today") or case.path.endswith("/staff")):
+    listing = case.path.endswith(("/today", "/staff")) or (
+        case.path.endswith("/stores") and case.method.upper() == "GET"
+    )
+    if role == "bot" and listing:
         query.update(staff_channel=STAFF["channel"], staff_external_id=STAFF["external_id"])
+    if "store_id" in query:
+        query.update(store_id=world.store)
     if query != (case.query or {}):
         case.query = query
     if isinstance(case.body, dict):
         body: dict[str, Any] = dict(case.body)
         amount = rng.randint(1, 200_000)
         swaps = {"merchant_id": world.shop, "member_id": member, "amount_fen": amount,
-                 "bill_fen": amount, "vouchers_applied_fen": 0, "pay_fen": amount}
+                 "bill_fen": amount, "vouchers_applied_fen": 0, "pay_fen": amount,
+                 "store_id": world.store}
         body.update({name: value for name, value in swaps.items() if name in body})
         if "code" in body:
             invites = case.path.startswith("/v1/staff-invites")
@@ -380,7 +390,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         if case.path.endswith("/staff/revoke"):
             body.update(rng.choice(CASHIERS))
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
-                              or case.path.endswith("/undo")
+                              or case.path.endswith(("/undo", "/stores"))
                               or case.path == "/v1/staff-invites"):
             body["staff"] = STAFF
         case.body = body
