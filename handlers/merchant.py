@@ -33,6 +33,7 @@ from bot.chat.replies import ChoiceButton, Toast
 from bot.chat.router import Router
 from bot.chat.turn import Turn
 from handlers import owner
+from handlers.nearby import store_title
 from ledger_client import errors as ledger_errors
 from ledger_client.models import Preview, Receipt, StaffLink, Today
 
@@ -169,7 +170,9 @@ def today_text(t: Translator, link: StaffLink, today: Today) -> str:
     return "\n".join(
         [
             t._("Today at {merchant} ({day}):").format(
-                merchant=link.merchant_name, day=formatting.day(t, today.date)
+                merchant=store_title(t, link.merchant_name, link.store_name if today.store_id
+                                     else None),
+                day=formatting.day(t, today.date),
             ),
             t._("Redemptions: {count}").format(count=formatting.number(t, today.count)),
             t._("Bills: {amount}").format(amount=formatting.money(t, today.bill_fen)),

@@ -77,10 +77,18 @@ async def ask_location(event: Command, turn: Turn) -> None:
     )
 
 
+def store_title(t: Translator, merchant: str, store: str | None) -> str:
+    """A store as people name it: the merchant, and the store's own name when it has one (a
+    merchant's first store bears the merchant's name, so it is shown once)."""
+    if not store or store == merchant:
+        return merchant
+    return t._("{merchant} ({store})").format(merchant=merchant, store=store)
+
+
 def entry_text(t: Translator, n: int, m: NearbyMerchant) -> str:
     line = t._("{n}. {name} · {category} · {distance} · {minutes} min walk").format(
         n=n,
-        name=shown(m.name, NAME_SHOWN),
+        name=shown(store_title(t, m.name, m.store_name), NAME_SHOWN),
         category=category_name(t, m.category),
         distance=formatting.distance(t, m.distance_m),
         minutes=formatting.walking_minutes(m.distance_m),
@@ -127,7 +135,10 @@ def listing_choices(
     cat = category or "*"
     lines: list[list[ChoiceButton]] = []
     maps = [
-        ChoiceButton(f"📍{n}", choice_data.pack(MAP, m.id))
+        ChoiceButton(
+            f"📍{n}",
+            choice_data.pack(MAP, m.id, m.store_id) if m.store_id else choice_data.pack(MAP, m.id),
+        )
         for n, m in enumerate(found.merchants[:shown_count], start=offset + 1)
     ]
     lines += [maps[i : i + 5] for i in range(0, len(maps), 5)]
@@ -229,23 +240,28 @@ async def on_list_button(event: Choice, turn: Turn) -> None:
 
 
 async def on_map_button(event: Choice, turn: Turn) -> None:
-    parts = choice_data.unpack(event.data, MAP, 1)
-    merchant_id = choice_data.as_int(parts[0], 1, 2**62) if parts else None
-    if merchant_id is None:
+    """The place of a listed store (``nm|merchant|store``; a button from before stores carries
+    the merchant alone, whose own place is its first store)."""
+    parts = choice_data.unpack(event.data, MAP, 2) or choice_data.unpack(event.data, MAP, 1)
+    ids = [choice_data.as_int(part, 1, 2**62) for part in parts or []]
+    if not ids or None in ids:
         turn.say(Toast(turn.t._("This button has expired.")))
         return
     try:
-        merchant = await turn.services.ledger.get_merchant(merchant_id)
+        merchant = await turn.services.ledger.get_merchant(ids[0] or 0)
+        store = await turn.services.ledger.get_store(ids[1] or 0) if len(ids) == 2 else None
     except NotFound:
         turn.say(Toast(turn.t._("That merchant has left the alliance."), alert=True))
         return
+    place = store or merchant
+    title = store_title(turn.t, merchant.name, store.name if store else None)
     turn.say(
         Place(
-            clean_text(merchant.name, single_line=True),
-            clean_text(merchant.address or "", single_line=True)
+            clean_text(title, single_line=True),
+            clean_text(place.address or "", single_line=True)
             or category_name(turn.t, merchant.category),
-            merchant.lat,
-            merchant.lon,
+            place.lat,
+            place.lon,
         )
     )
 

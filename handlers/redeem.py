@@ -51,7 +51,9 @@ def fresh_choice(t: Translator) -> ChoiceButton:
 
 async def _fresh(turn: Turn, *, replaces: bool) -> Picture:
     code = await turn.services.ledger.issue_code(await turn.member_id())
-    image = turn.services.pictures.qr(turn.services.deep_link(code.link_code))
+    image = turn.services.pictures.redemption_code(
+        turn.services.deep_link(code.link_code), code.numeric_code
+    )
     text = caption(turn.t, code)
     return Picture(image, text, text, rows([fresh_choice(turn.t)]), replaces=replaces)
 

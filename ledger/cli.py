@@ -32,7 +32,7 @@ from ledger import (
 )
 from ledger.db import normalize_url, url_from_env
 from ledger.errors import LedgerError
-from ledger.models import PayoutRequest, RefundRequest, RevokeStaffRequest
+from ledger.models import PayoutRequest, RefundRequest, RevokeStaffRequest, StoreIn
 from ledger.principal import SYSTEM
 from ledger.rules import Rules
 from ledger.service import LedgerService
@@ -81,8 +81,20 @@ def parser() -> argparse.ArgumentParser:
         choices=["owner", "cashier"],
         help="default: owner for the merchant's first invite, cashier after it",
     )
+    invite.add_argument(
+        "--store", type=int, help="a cashier's store (see list-stores); default: merchant-wide"
+    )
     invite.add_argument("--bot-username", help="print the t.me deep link for this bot")
     invite.add_argument("--qr", type=Path, help="also write the deep link as a QR PNG")
+    store = sub.add_parser("add-store", help="add a store (门店) to a merchant")
+    store.add_argument("--merchant", type=int, required=True)
+    store.add_argument("--name", required=True)
+    store.add_argument("--lat", type=float, required=True, help="degrees")
+    store.add_argument("--lon", type=float, required=True, help="degrees")
+    store.add_argument("--address", default="")
+    store.add_argument("--hours", default="", help="e.g. 08:00-22:00")
+    stores_list = sub.add_parser("list-stores", help="list a merchant's stores")
+    stores_list.add_argument("--merchant", type=int, required=True)
     staff_list = sub.add_parser("staff-list", help="list a merchant's owners and cashiers")
     staff_list.add_argument("--merchant", type=int, required=True)
     staff_list.add_argument("--all", action="store_true", help="include revoked staff")
@@ -251,10 +263,13 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
         _print(f"key {done.key_id} " + (f"was already revoked at {when}" if done.already
                                           else f"revoked at {when}"))
     elif args.command == "staff-invite":
-        invite = await service.create_staff_invite(SYSTEM, args.merchant, args.role)
+        invite = await service.create_staff_invite(
+            SYSTEM, args.merchant, args.role, store_id=args.store
+        )
         merchant = await service.get_merchant(SYSTEM, args.merchant)
+        at = f", store #{invite.store_id}" if invite.store_id else ""
         _print(
-            f"{invite.role} invite for {merchant.name} (#{merchant.id}), valid until "
+            f"{invite.role} invite for {merchant.name} (#{merchant.id}{at}), valid until "
             f"{invite.expires_at:%Y-%m-%d %H:%M} UTC:",
             invite.code,
         )
@@ -266,12 +281,24 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
 
                 qrcode.make(link).save(args.qr)
                 _print(f"QR written to {args.qr}")
+    elif args.command == "add-store":
+        place = StoreIn(
+            name=args.name, address=args.address, lat=args.lat, lon=args.lon, hours=args.hours
+        )
+        added = await service.add_store(SYSTEM, args.merchant, place)
+        _print(f"store #{added.id} {added.name} added to merchant #{added.merchant_id}")
+    elif args.command == "list-stores":
+        listed_stores = await service.list_stores(SYSTEM, args.merchant)
+        for shop in listed_stores.stores:
+            _print(f"#{shop.id}\t{shop.name}\t{shop.address}\t{shop.lat},{shop.lon}\t{shop.hours}")
+        _print(f"{len(listed_stores.stores)} stores")
     elif args.command == "staff-list":
         listed = await service.list_staff(SYSTEM, args.merchant, include_revoked=args.all)
         for person in listed.staff:
             left = person.revoked_at
             gone = f"  revoked {left:%Y-%m-%d %H:%M} UTC" if left else ""
-            _print(f"{person.role:8} {person.channel}:{person.external_id}{gone}")
+            at = f"  store #{person.store_id}" if person.store_id else ""
+            _print(f"{person.role:8} {person.channel}:{person.external_id}{at}{gone}")
         _print(f"{len(listed.staff)} staff")
     elif args.command == "staff-revoke":
         target = RevokeStaffRequest(channel=args.channel, external_id=args.external_id)
@@ -397,7 +424,8 @@ async def _import(service: LedgerService, path: Path) -> int:
         print(f"read {path} as {encoding}", file=sys.stderr)
     for line, problem in report.skipped:
         print(f"line {line}: skipped: {problem}", file=sys.stderr)
-    _print(f"imported {report.imported} merchants, skipped {len(report.skipped)} rows")
+    stores = f", {report.stores} stores" if report.stores else ""
+    _print(f"imported {report.imported} merchants{stores}, skipped {len(report.skipped)} rows")
     return 0
 
 

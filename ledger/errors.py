@@ -154,6 +154,13 @@ class StaffNotFound(LedgerError):
     status = 404
 
 
+class StoreNotFound(LedgerError):
+    """No active store of that id at that merchant."""
+
+    code = "store_not_found"
+    status = 404
+
+
 class UndoRefused(LedgerError):
     """The redemption cannot be undone; ``details["reason"]`` says why: ``window_closed``,
     ``cashier_window_closed``, ``not_redeemed_by_you``, ``points_already_used``,

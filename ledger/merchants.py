@@ -31,7 +31,7 @@ from ledger.context import Ctx
 from ledger.db import Conn, Row, Statement
 from ledger.errors import InvalidRequest, MerchantNotFound
 from ledger.models import MerchantIn, MerchantOut, NearbyMerchant, NearbyOut
-from ledger.schema import Merchant
+from ledger.schema import Merchant, Store
 
 E6 = 1_000_000
 
@@ -69,18 +69,46 @@ def row_values(m: MerchantIn, now: object) -> dict[str, object]:
 
 
 async def create(ctx: Ctx, merchant: MerchantIn) -> MerchantOut:
+    """A new merchant and its first store, at the merchant's own place with its hours."""
     async with ctx.db.write() as session:
         merchant_id = await session.scalar(
             insert(Merchant).values(**row_values(merchant, ctx.now())).returning(Merchant.id)
         )
         assert merchant_id is not None
+        await first_stores(session, [merchant_id])
         row = await session.get_one(Merchant, merchant_id)
     return to_out(row)
 
 
 async def create_many(session: AsyncSession, merchants: list[MerchantIn], now: object) -> None:
+    """New merchants, each with its first store (as ``create``)."""
     if merchants:
-        await session.execute(insert(Merchant), [row_values(m, now) for m in merchants])
+        created = await session.scalars(
+            insert(Merchant).returning(Merchant.id, sort_by_parameter_order=True),
+            [row_values(m, now) for m in merchants],
+        )
+        await first_stores(session, list(created.all()))
+
+
+async def first_stores(session: AsyncSession, merchant_ids: list[int]) -> None:
+    """Give each of ``merchant_ids`` (just created) its first store: its own name and place."""
+    if not merchant_ids:
+        return
+    m = Merchant
+    await session.execute(
+        insert(Store).from_select(
+            [
+                "merchant_id", "name", "category", "address", "lat_e6", "lon_e6", "cell",
+                "hours", "active", "created_at",
+            ],
+            select(
+                m.id, m.name, m.category, m.address, m.lat_e6, m.lon_e6, m.cell, m.hours,
+                m.active, m.created_at,
+            )
+            .where(m.id.in_(merchant_ids))
+            .order_by(m.id),
+        )
+    )
 
 
 async def load(session: AsyncSession, merchant_id: int) -> Merchant:
@@ -101,6 +129,7 @@ class Terms:
 
 
 _merchants = Merchant.metadata.tables[Merchant.__tablename__]
+_stores = Store.metadata.tables[Store.__tablename__]
 _TERMS_WHERE = (_merchants.c.id == bindparam("merchant_id"), _merchants.c.active.is_(True))
 
 
@@ -138,7 +167,12 @@ async def nearby(
     limit: int = 10,
     offset: int = 0,
 ) -> NearbyOut:
-    """Merchants within ``radius_m`` by true distance, nearest first, and the categories there."""
+    """Stores within ``radius_m`` by true distance, nearest first, and the categories there.
+
+    Each found store is one entry (a chain's stores are listed apart, each with its merchant's
+    name and terms and its own name, address, place and hours); ``total`` counts stores.
+    Raises ``InvalidRequest`` for coordinates, radius, limit or offset out of range.
+    """
     radius = radius_m or ctx.rules.nearby_default_radius_m
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise InvalidRequest("coordinates out of range", lat=lat, lon=lon)
@@ -172,7 +206,7 @@ async def nearby(
             if len(found) >= wanted or reach >= radius:
                 break  # anything not found lies beyond ``reach``: farther than the page
             reach *= 2
-        found.sort(key=lambda t: (t[0], t[1][0]))
+        found.sort(key=lambda t: (t[0], t[1][10]))
         page = [
             NearbyMerchant(
                 id=r[0],
@@ -186,6 +220,8 @@ async def nearby(
                 voucher_cap_bp=r[8],
                 external_ref=r[9],
                 distance_m=round(d),
+                store_id=r[10],
+                store_name=r[11],
             )
             for d, r in found[offset : offset + limit]
         ]
@@ -231,7 +267,7 @@ def _search(ranges: int) -> _Search:
     found = _SEARCHES.get(ranges)
     if found is not None:
         return found
-    m = _merchants
+    m = _stores
     dy = m.c.lat_e6 - bindparam("lat0", type_=Float)
     dx = m.c.lon_e6 - bindparam("lon0", type_=Float)
     d2 = dy * dy + dx * dx * bindparam("kx", type_=Float)
@@ -257,45 +293,62 @@ def _search(ranges: int) -> _Search:
 
     def near(dialect: str) -> Executable:
         category = or_(wanted.is_(None), m.c.category == wanted)
-        return select(_in_ranges(dialect, ranges, _SHOWN, live, d2 <= outer2, category))
+        merchant_live = _merchants.c.active.is_(True)
+        return select(
+            _in_ranges(
+                dialect, ranges, _SHOWN, live, d2 <= outer2, category, merchant_live, named=True
+            )
+        )
 
     found = _SEARCHES[ranges] = _Search(Statement(counts), Statement(band), Statement(near))
     return found
 
 
 def _in_ranges(
-    dialect: str, ranges: int, columns: Sequence[Any], *where: ColumnElement[bool]
+    dialect: str,
+    ranges: int,
+    columns: Sequence[Any],
+    *where: ColumnElement[bool],
+    named: bool = False,
 ) -> Subquery:
-    """``columns`` of the merchants in key ranges ``lo<n>``..``hi<n>`` that match ``where``.
+    """``columns`` of the stores in key ranges ``lo<n>``..``hi<n>`` that match ``where`` (with
+    ``named``, joined to their merchants, for the page shown: only that reads past the index).
 
     SQLite seeks the index once per row of a table of ranges; PostgreSQL's planner cannot see how
     few rows such a join finds and scans the table, so there it is one index scan per range,
     glued by UNION ALL.
     """
-    m = _merchants
+    s, m = _stores, _merchants
+    stores = s.join(m, m.c.id == s.c.merchant_id) if named else s
     bounds = [
         (bindparam(f"lo{n}", type_=BigInteger), bindparam(f"hi{n}", type_=BigInteger))
         for n in range(ranges)
     ]
     if dialect == "postgresql":
         return union_all(
-            *(select(*columns).where(m.c.cell.between(lo, hi), *where) for lo, hi in bounds)
+            *(
+                select(*columns).select_from(stores).where(s.c.cell.between(lo, hi), *where)
+                for lo, hi in bounds
+            )
         ).subquery("found")
     cells = values(column("lo", BigInteger), column("hi", BigInteger), name="cells")
     table = cells.data(bounds).cte("cells")
-    source = table.join(m, m.c.cell.between(table.c.lo, table.c.hi))
+    source = table.join(stores, s.c.cell.between(table.c.lo, table.c.hi))
     return select(*columns).select_from(source).where(*where).subquery("found")
 
 
+# The merchant's name and terms with the store's place; the positions are read in ``nearby``.
 _SHOWN = (
     _merchants.c.id,
     _merchants.c.name,
-    _merchants.c.category,
-    _merchants.c.address,
-    _merchants.c.lat_e6,
-    _merchants.c.lon_e6,
-    _merchants.c.hours,
+    _stores.c.category,
+    _stores.c.address,
+    _stores.c.lat_e6,
+    _stores.c.lon_e6,
+    _stores.c.hours,
     _merchants.c.concession_bp,
     _merchants.c.voucher_cap_bp,
     _merchants.c.external_ref,
+    _stores.c.id.label("store_id"),
+    _stores.c.name.label("store_name"),
 )

@@ -116,6 +116,7 @@ class PurchaseRequest(Strict):
     green_tags: Annotated[list[GreenTag], Field(max_length=10)] = []
     idempotency_key: IdempotencyKey
     staff: Identity | None = None
+    store_id: Id | None = None  # a key's call may name its store; a cashier's is their own
 
     @model_validator(mode="after")
     def _one_member(self) -> PurchaseRequest:
@@ -154,6 +155,7 @@ class RedeemRequest(Strict):
     pay_fen: Annotated[int, Field(ge=0, le=100_000_000_000)]
     idempotency_key: IdempotencyKey
     staff: Identity | None = None
+    store_id: Id | None = None  # a key's call may name its store; a cashier's is their own
 
 
 class UndoRedemptionRequest(Strict):
@@ -190,6 +192,7 @@ class StaffInviteRequest(Strict):
     merchant_id: Id
     role: StaffRole | None = None
     staff: Identity | None = None
+    store_id: Id | None = None
 
 
 class RevokeStaffRequest(Strict):
@@ -216,6 +219,22 @@ class MerchantIn(Strict):
     concession_bp: Annotated[int, Field(ge=100, le=5000)] = 500
     voucher_cap_bp: Annotated[int, Field(ge=0, le=10_000)] = 2000
     external_ref: Annotated[str, StringConstraints(max_length=64, pattern=NO_NUL)] | None = None
+
+
+class StoreIn(Strict):
+    """A merchant's store (门店): its own name, address, place (degrees) and opening hours."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+    address: Annotated[str, StringConstraints(max_length=300, pattern=NO_NUL)] = ""
+    lat: Annotated[float, Field(ge=-90, le=90)]
+    lon: Annotated[float, Field(ge=-180, le=180)]
+    hours: Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)] = ""
+
+
+class StoreRequest(StoreIn):
+    """``staff``: the owner the bot acts for."""
+
+    staff: Identity | None = None
 
 
 # --- answers ----------------------------------------------------------------------------------
@@ -433,7 +452,28 @@ class MerchantOut(Out):
 
 
 class NearbyMerchant(MerchantOut):
+    """A store found near a place: the merchant's terms with the store's address, place and
+    hours (``id`` stays the merchant's, as the till and the bot use it)."""
+
     distance_m: int
+    store_id: int | None = None
+    store_name: str | None = None
+
+
+class StoreOut(Out):
+    id: int
+    merchant_id: int
+    merchant_name: str
+    name: str
+    address: str
+    lat: float
+    lon: float
+    hours: str
+
+
+class StoreListOut(Out):
+    merchant_id: int
+    stores: list[StoreOut]
 
 
 class NearbyOut(Out):
@@ -477,6 +517,7 @@ class InviteOut(Out):
     merchant_id: int
     expires_at: Timestamp
     role: StaffRole = "cashier"
+    store_id: int | None = None
 
 
 class StaffOut(Out):
@@ -486,6 +527,8 @@ class StaffOut(Out):
     external_id: str
     role: StaffRole = "cashier"
     revoked_at: Timestamp | None = None
+    store_id: int | None = None  # a cashier's store; None: the whole merchant
+    store_name: str | None = None
 
 
 class StaffMemberOut(Out):
@@ -495,6 +538,7 @@ class StaffMemberOut(Out):
     since: Timestamp
     revoked_at: Timestamp | None = None
     revoked_by: str | None = None
+    store_id: int | None = None
 
 
 class StaffListOut(Out):
@@ -503,12 +547,15 @@ class StaffListOut(Out):
 
 
 class TodayOut(Out):
+    """``store_id`` set: one store's redemptions (a cashier's); None: the whole merchant's."""
+
     merchant_id: int
     date: dt.date
     count: int
     bill_fen: int
     vouchers_fen: int
     paid_fen: int
+    store_id: int | None = None
 
 
 class StatsOut(Out):
@@ -540,8 +587,9 @@ class UnusualVolumeOut(Out):
 
 
 class ImportReport(Out):
-    imported: int
+    imported: int  # merchant rows
     skipped: list[tuple[int, str]]
+    stores: int = 0  # store rows (``merchant_ref``), added or updated
 
 
 class ErrorBody(Out):

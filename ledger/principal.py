@@ -50,6 +50,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "merchants.write": frozenset({"admin"}),
     "events.read": frozenset({"bot", "admin"}),
     "releases.run": frozenset({"admin"}),
+    "stores.write": frozenset({"merchant", "admin", "bot"}),
+    "stores.read": frozenset({"merchant", "admin", "bot"}),
     "staff.invite": frozenset({"merchant", "admin", "bot"}),
     "staff.list": frozenset({"merchant", "admin", "bot"}),
     "staff.revoke": frozenset({"merchant", "admin", "bot"}),

@@ -120,11 +120,15 @@ async def book_purchase(
     green_tags: list[str],
     price: Price,
     now: dt.datetime,
+    store_id: int | None = None,
 ) -> Booked:
-    """Record the purchase row, credit the member, and return the postings still to be posted."""
+    """Record the purchase row (at ``store_id``, if said), credit the member, and return the
+    postings still to be posted."""
     split = split_purchase(amount_fen, concession_bp, bool(green_tags), price, ctx.rules)
     await credit_member_points(session, member_id, split.member_points, now)
-    row = _purchase_row(merchant_id, member_id, amount_fen, split, price, green_tags, now)
+    row = _purchase_row(
+        merchant_id, member_id, amount_fen, split, price, green_tags, now, store_id
+    )
     purchase_id = await _RECORD.scalar(session, **row)
     return Booked(purchase_id, split, _postings(merchant_id, member_id, split))
 
@@ -137,8 +141,10 @@ def _purchase_row(
     price: Price,
     green_tags: list[str],
     now: dt.datetime,
+    store_id: int | None,
 ) -> dict[str, Any]:
     return {
+        "p_store_id": store_id,
         "p_merchant_id": merchant_id,
         "p_member_id": member_id,
         "p_amount_fen": amount_fen,
@@ -192,6 +198,7 @@ async def _book_locked(
     price: Price,
     shard: int,
     now: dt.datetime,
+    store_id: int | None,
 ) -> tuple[Booked, tuple[int, str]]:
     """``book_purchase`` and the shard's head, locked: three statements, or on PostgreSQL one."""
     if dialect_name(session) != "postgresql":
@@ -205,6 +212,7 @@ async def _book_locked(
             green_tags=sorted(req.green_tags),
             price=price,
             now=now,
+            store_id=store_id,
         )
         head_seq, head_hash = await journal.lock_head(session, shard)
         return booked, (head_seq, head_hash)
@@ -212,7 +220,8 @@ async def _book_locked(
         req.amount_fen, merchant.concession_bp, bool(req.green_tags), price, ctx.rules
     )
     row = _purchase_row(
-        merchant.id, member_id, req.amount_fen, split, price, sorted(req.green_tags), now
+        merchant.id, member_id, req.amount_fen, split, price, sorted(req.green_tags), now,
+        store_id,
     )
     found = await _BOOK_AND_LOCK.first(
         session, member_id=member_id, points=split.member_points, now=now, k=shard, **row
@@ -224,14 +233,18 @@ async def _book_locked(
     return booked, (int(head_seq), str(head_hash))
 
 
-async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
-    """Record a purchase (see the module docstring). With ``req.code`` the member is the code's
-    and the code is spent in the same transaction (``member_code``); raises CodeNotFound,
-    CodeUsed, CodeExpired, CodeRevoked, MemberNotFound, MerchantNotFound, InsiderRefused,
-    PurchaseCapReached and IdempotencyConflict."""
+async def record(
+    ctx: Ctx, req: PurchaseRequest, scope: str, store_id: int | None = None
+) -> PurchaseOut:
+    """Record a purchase (see the module docstring) at ``store_id`` (the store the service
+    resolved for the caller; None: not said; a retry is the same purchase whichever store it
+    names: the first answer stands). With ``req.code`` the member is the code's and the code is
+    spent in the same transaction (``member_code``); raises CodeNotFound, CodeUsed, CodeExpired,
+    CodeRevoked, MemberNotFound, MerchantNotFound, InsiderRefused, PurchaseCapReached and
+    IdempotencyConflict."""
     # Tags are a set: the same purchase sent with its tags in another order is a retry; a code
     # typed as digits or scanned as a link is the same code.
-    request = req.model_dump(mode="json", exclude={"idempotency_key", "staff"})
+    request = req.model_dump(mode="json", exclude={"idempotency_key", "staff", "store_id"})
     request["green_tags"] = sorted(set(request["green_tags"]))
     if req.code is not None:
         request["code"] = member_code.fingerprint(req.code)
@@ -268,7 +281,7 @@ async def record(ctx: Ctx, req: PurchaseRequest, scope: str) -> PurchaseOut:
         price = Price(int(pool), int(points))
         shard = journal.pick_shard(ctx.rules.shards)
         booked, head = await _book_locked(
-            session, ctx, merchant, req, member_id, price, shard, now
+            session, ctx, merchant, req, member_id, price, shard, now, store_id
         )
         out = PurchaseOut(
             purchase_id=booked.purchase_id,

@@ -183,7 +183,9 @@ def _redeem_fingerprint(req: RedeemRequest) -> str:
     )
 
 
-async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) -> RedemptionOut:
+async def redeem(
+    ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None, store_id: int | None = None
+) -> RedemptionOut:
     scope = f"redeem:m{req.merchant_id}"
     fingerprint = _redeem_fingerprint(req)
     try:
@@ -259,6 +261,7 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
             green_tags=[],
             price=price,
             now=now,
+            store_id=store_id,
         )
         await mint_lots.record(
             session, member.id, booked.purchase_id, booked.split, price, now
@@ -276,6 +279,7 @@ async def redeem(ctx: Ctx, req: RedeemRequest, actor: str, staff: str | None) ->
                 purchase_id=booked.purchase_id,
                 staff=staff,
                 created_at=now,
+                store_id=store_id,
             )
             .returning(Redemption.id)
         )

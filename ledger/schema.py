@@ -109,6 +109,39 @@ class Merchant(Base):
     )
 
 
+class Store(Base):
+    """One of a merchant's shops (门店, DESIGN.md "Merchants and their money", Roles): where the
+    nearby search finds the merchant, its cashiers work and its purchases are made.
+
+    ``category`` is the merchant's, copied here so the nearby search counts categories from this
+    table's covering index alone (a merchant's category never changes after it is created).
+    Every merchant has at least one store: ``merchants.create`` makes the first from the
+    merchant's own place and hours, and migration 0009 did so for the merchants before it.
+    """
+
+    __tablename__ = "stores"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    category: Mapped[str] = mapped_column(String(40))
+    address: Mapped[str] = mapped_column(String(300))
+    lat_e6: Mapped[int] = mapped_column(Integer)
+    lon_e6: Mapped[int] = mapped_column(Integer)
+    cell: Mapped[int] = mapped_column(BigInteger)
+    hours: Mapped[str] = mapped_column(String(100))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+
+    # Covering: a nearby search reads only this index, never the table, until the page it shows.
+    # A store is known by its name within its merchant (an import names it so, and staff must
+    # not be asked to tell two stores of one name apart).
+    __table_args__ = (
+        Index("ix_stores_cell", "cell", "lat_e6", "lon_e6", "active", "category", "id"),
+        UniqueConstraint("merchant_id", "name", name="uq_stores_merchant_name"),
+    )
+
+
 class MerchantBalance(Base):
     """A merchant's points and settlement, one row per shard.
 
@@ -138,6 +171,9 @@ class Staff(Base):
     role: Mapped[str] = mapped_column(String(16), server_default="cashier")
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revoked_by: Mapped[str | None] = mapped_column(String(200))
+    # The store a cashier works at; None: the whole merchant (owners, and cashiers invited
+    # without a store).
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
 
 
 class StaffInvite(Base):
@@ -151,6 +187,7 @@ class StaffInvite(Base):
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     used_by: Mapped[str | None] = mapped_column(String(170))
     role: Mapped[str] = mapped_column(String(16), server_default="cashier")
+    store_id: Mapped[int | None] = mapped_column(ForeignKey("stores.id"))
 
 
 class Shard(Base):
@@ -199,6 +236,9 @@ class Purchase(Base):
     price_points: Mapped[int] = mapped_column(BigInteger)
     green_tags: Mapped[list[Any]] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # The store it was made at (no foreign key: the service checked it, and the hot insert
+    # stays as it was); None: not said (a merchant key that named no store, or before 0009).
+    store_id: Mapped[int | None] = mapped_column(BigInteger)
 
     __table_args__ = (
         # The merchant's pending points and its days' volume (issue 11), by time; covering for
@@ -373,6 +413,9 @@ class Redemption(Base):
     purchase_id: Mapped[int | None] = mapped_column(BigInteger)
     staff: Mapped[str | None] = mapped_column(String(170))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    # The store it was made at (no foreign key: the service checked it, and the hot insert
+    # stays as it was); None: not said (a merchant key that named no store, or before 0009).
+    store_id: Mapped[int | None] = mapped_column(BigInteger)
 
     # Covering (0008_payouts): a statement's vouchers line and /today sum from the index alone.
     __table_args__ = (

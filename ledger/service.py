@@ -28,6 +28,7 @@ from ledger import (
     staff_access,
     statements,
     stats,
+    stores,
     throttle,
     transparency,
     undo,
@@ -73,6 +74,9 @@ from ledger.models import (
     StaffRole,
     StatementOut,
     StatsOut,
+    StoreIn,
+    StoreListOut,
+    StoreOut,
     TodayOut,
     UndoOut,
     UndoRedemptionRequest,
@@ -130,13 +134,38 @@ class LedgerService:
     ) -> str:
         """As ``_acting_merchant``; with ``owner`` the person the bot names must be an owner.
         A revoked person is refused with ``staff_revoked`` (ledger/staff_access.py)."""
+        return (await self._acting_at(principal, merchant_id, staff_identity, None, owner=owner))[0]
+
+    async def _acting_at(
+        self,
+        principal: Principal,
+        merchant_id: int,
+        staff_identity: Identity | None,
+        store_id: int | None,
+        *,
+        owner: bool = False,
+    ) -> tuple[str, int | None]:
+        """As ``_acting``, and the store the call is made at (issue 11, stores): a cashier's
+        own store, whatever the call names (naming another is refused); else the store named,
+        checked to be the merchant's; None when none is. Raises ``InvalidRequest`` for a
+        cashier naming another store, ``StoreNotFound`` for a store not of this merchant."""
         require_own_merchant(principal, merchant_id)
+        label = principal.label
         if principal.role == "bot":
             if staff_identity is None:
                 raise InvalidRequest("the bot must name the staff member it acts for")
-            await staff_access.acting(self.ctx, merchant_id, staff_identity, owner=owner)
-            return f"staff:{staff_identity.channel}:{staff_identity.external_id}"
-        return principal.label
+            link = await staff_access.acting(self.ctx, merchant_id, staff_identity, owner=owner)
+            label = f"staff:{staff_identity.channel}:{staff_identity.external_id}"
+            if link.store_id is not None:
+                if store_id not in (None, link.store_id):
+                    raise InvalidRequest(
+                        "a cashier works at their own store", store_id=link.store_id
+                    )
+                return label, link.store_id
+        if store_id is not None:
+            async with self.ctx.db.read() as session:
+                await stores.check_belongs(session, merchant_id, store_id)
+        return label, store_id
 
     # members
     async def resolve_member(self, p: Principal, req: ResolveMemberRequest) -> MemberOut:
@@ -177,7 +206,7 @@ class LedgerService:
         ``forbidden`` with ``details.reason`` ``member_code_required``."""
         require(p, "purchases.record")
         self._check_amount(req.amount_fen)
-        actor = await self._acting_merchant(p, req.merchant_id, req.staff)
+        actor, store_id = await self._acting_at(p, req.merchant_id, req.staff, req.store_id)
         scope = f"purchase:m{req.merchant_id}"
         if req.code is None:
             if p.role != "system" and self.ctx.rules.purchase_needs_code:
@@ -186,10 +215,10 @@ class LedgerService:
                     operation="purchases.record",
                     reason="member_code_required",
                 )
-            return await purchases.record(self.ctx, req, scope=scope)
+            return await purchases.record(self.ctx, req, scope=scope, store_id=store_id)
         await throttle.check(self.ctx, actor)
         async with throttle.guess(self.ctx, actor, req.code):  # counted before the code
-            return await purchases.record(self.ctx, req, scope=scope)
+            return await purchases.record(self.ctx, req, scope=scope, store_id=store_id)
 
     async def refund_purchase(
         self, p: Principal, purchase_id: int, req: RefundRequest
@@ -216,9 +245,9 @@ class LedgerService:
         require(p, "redemptions.redeem")
         self._check_amount(req.bill_fen)
         previewed.check_consistent(req)
-        actor = await self._acting_merchant(p, req.merchant_id, req.staff)
+        actor, store_id = await self._acting_at(p, req.merchant_id, req.staff, req.store_id)
         staff_label = actor if actor.startswith("staff:") else None
-        return await redemptions.redeem(self.ctx, req, actor, staff_label)
+        return await redemptions.redeem(self.ctx, req, actor, staff_label, store_id)
 
     async def undo_redemption(
         self, p: Principal, redemption_id: int, req: UndoRedemptionRequest
@@ -243,10 +272,13 @@ class LedgerService:
         merchant_id: int,
         staff_identity: Identity | None = None,
         day: dt.date | None = None,
+        store_id: int | None = None,
     ) -> TodayOut:
+        """A cashier of a store sees that store's day; an owner or a key the whole merchant's,
+        or one store's when it names one."""
         require(p, "redemptions.today")
-        await self._acting_merchant(p, merchant_id, staff_identity)
-        return await staff.today(self.ctx, merchant_id, day)
+        _, at = await self._acting_at(p, merchant_id, staff_identity, store_id)
+        return await staff.today(self.ctx, merchant_id, day, at)
 
     async def statement(
         self,
@@ -296,6 +328,26 @@ class LedgerService:
                 "that external_ref is already in the directory", external_ref=req.external_ref
             ) from None
 
+    # stores
+    async def add_store(
+        self, p: Principal, merchant_id: int, req: StoreIn, staff_identity: Identity | None = None
+    ) -> StoreOut:
+        """A new store of the merchant: its owners (through the bot), its own key, or an admin."""
+        require(p, "stores.write")
+        await self._acting(p, merchant_id, staff_identity, owner=True)
+        return await stores.add(self.ctx, merchant_id, req)
+
+    async def list_stores(
+        self, p: Principal, merchant_id: int, staff_identity: Identity | None = None
+    ) -> StoreListOut:
+        require(p, "stores.read")
+        await self._acting(p, merchant_id, staff_identity, owner=True)
+        return await stores.list_for(self.ctx, merchant_id)
+
+    async def get_store(self, p: Principal, store_id: int) -> StoreOut:
+        require(p, "merchants.read")
+        return await stores.get(self.ctx, store_id)
+
     # staff
     async def create_staff_invite(
         self,
@@ -303,9 +355,11 @@ class LedgerService:
         merchant_id: int,
         role: StaffRole | None = None,
         staff_identity: Identity | None = None,
+        store_id: int | None = None,
     ) -> InviteOut:
-        """An invite for ``role`` (unset: owner for the merchant's first invite, else cashier).
-        Through the bot an owner invites cashiers only (issue 11)."""
+        """An invite for ``role`` (unset: owner for the merchant's first invite, else cashier),
+        a cashier's optionally for one store. Through the bot an owner invites cashiers only
+        (issue 11)."""
         require(p, "staff.invite")
         await self._acting(p, merchant_id, staff_identity, owner=True)
         if p.role == "bot":
@@ -313,7 +367,7 @@ class LedgerService:
                 raise Forbidden("an owner invites cashiers; owners are made by the alliance")
             role = "cashier"
         chosen = await staff_access.invite_role(self.ctx, merchant_id, role)
-        return await staff.create_invite(self.ctx, merchant_id, chosen)
+        return await staff.create_invite(self.ctx, merchant_id, chosen, store_id)
 
     async def list_staff(
         self,

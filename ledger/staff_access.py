@@ -35,7 +35,9 @@ async def acting(
     async with ctx.db.read() as session:
         row = (
             await session.execute(
-                select(Staff.merchant_id, Staff.role, Staff.revoked_at, Merchant.name)
+                select(
+                    Staff.merchant_id, Staff.role, Staff.revoked_at, Staff.store_id, Merchant.name
+                )
                 .join(Merchant, Merchant.id == Staff.merchant_id)
                 .where(
                     Staff.channel == identity.channel,
@@ -60,6 +62,7 @@ async def acting(
         channel=identity.channel,
         external_id=identity.external_id,
         role=_role(row.role),
+        store_id=row.store_id,
     )
 
 
@@ -83,6 +86,7 @@ def _member(row: Staff) -> StaffMemberOut:
         since=row.created_at,
         revoked_at=row.revoked_at,
         revoked_by=row.revoked_by,
+        store_id=row.store_id,
     )
 
 

@@ -40,6 +40,10 @@ ROUTES: dict[str, tuple[str, str, bool]] = {
     "merchants.payout": ("POST", "/v1/merchants/{merchant_id}/payouts", True),
     "events.read": ("GET", "/v1/events", True),
     "releases.run": ("POST", "/v1/releases", True),
+    # Not retried: a retry of an add that went through is refused (the name is taken).
+    "stores.add": ("POST", "/v1/merchants/{merchant_id}/stores", False),
+    "stores.list": ("GET", "/v1/merchants/{merchant_id}/stores", True),
+    "stores.get": ("GET", "/v1/stores/{store_id}", True),
     "staff.invite": ("POST", "/v1/staff-invites", False),
     "staff.redeem_invite": ("POST", "/v1/staff-invites/redeem", False),
     "staff.lookup": ("GET", "/v1/staff", True),
@@ -247,12 +251,19 @@ class LedgerClient(abc.ABC):
         return await self._do(m.Refund, "purchases.refund", {"purchase_id": purchase_id}, body=body)
 
     async def today(
-        self, merchant_id: int, staff: Staff | None = None, day: dt.date | None = None
+        self,
+        merchant_id: int,
+        staff: Staff | None = None,
+        day: dt.date | None = None,
+        store_id: int | None = None,
     ) -> m.Today:
+        """A cashier of a store gets that store's day; an owner or a key the whole merchant's,
+        or the day of ``store_id`` when given."""
         query = {
             "date": day.isoformat() if day else None,
             "staff_channel": staff[0] if staff else None,
             "staff_external_id": staff[1] if staff else None,
+            "store_id": store_id,
         }
         return await self._do(m.Today, "merchants.today", {"merchant_id": merchant_id}, query)
 
@@ -348,12 +359,48 @@ class LedgerClient(abc.ABC):
 
     # staff
     async def create_staff_invite(
-        self, merchant_id: int, role: str | None = None, staff: Staff | None = None
+        self,
+        merchant_id: int,
+        role: str | None = None,
+        staff: Staff | None = None,
+        store_id: int | None = None,
     ) -> m.StaffInvite:
         """``role`` "owner" or "cashier"; unset, the merchant's first invite makes an owner.
-        The bot names the owner it acts for in ``staff`` (owners invite cashiers only)."""
-        body = {"merchant_id": merchant_id, "role": role, **_staff(staff)}
+        The bot names the owner it acts for in ``staff`` (owners invite cashiers only).
+        ``store_id``: the store the cashier will work at (owners are merchant-wide)."""
+        body = {"merchant_id": merchant_id, "role": role, "store_id": store_id, **_staff(staff)}
         return await self._do(m.StaffInvite, "staff.invite", body=body)
+
+    async def add_store(
+        self,
+        merchant_id: int,
+        name: str,
+        lat: float,
+        lon: float,
+        address: str = "",
+        hours: str = "",
+        staff: Staff | None = None,
+    ) -> m.Store:
+        """A new store (门店) of the merchant; an owner's (``staff``), its key's or an admin's."""
+        body = {
+            "name": name,
+            "address": address,
+            "lat": lat,
+            "lon": lon,
+            "hours": hours,
+            **_staff(staff),
+        }
+        return await self._do(m.Store, "stores.add", {"merchant_id": merchant_id}, body=body)
+
+    async def get_store(self, store_id: int) -> m.Store:
+        return await self._do(m.Store, "stores.get", {"store_id": store_id})
+
+    async def list_stores(self, merchant_id: int, staff: Staff | None = None) -> m.StoreList:
+        query = {
+            "staff_channel": staff[0] if staff else None,
+            "staff_external_id": staff[1] if staff else None,
+        }
+        return await self._do(m.StoreList, "stores.list", {"merchant_id": merchant_id}, query)
 
     async def list_staff(
         self, merchant_id: int, staff: Staff | None = None, include_revoked: bool = False

@@ -41,6 +41,10 @@ class MerchantNotFound(NotFound):
     code = "merchant_not_found"
 
 
+class StoreNotFound(NotFound):
+    code = "store_not_found"
+
+
 class CodeProblem(LedgerClientError):
     """Any reason a redemption code cannot be used."""
 
@@ -185,6 +189,7 @@ _ALL: list[type[LedgerClientError]] = [
     NotFound,
     MemberNotFound,
     MerchantNotFound,
+    StoreNotFound,
     CodeNotFound,
     CodeExpired,
     CodeUsed,

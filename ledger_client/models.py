@@ -180,7 +180,27 @@ class Merchant(Model):
 
 
 class NearbyMerchant(Merchant):
+    """A store near a place: the merchant's name and terms, the store's address and hours."""
+
     distance_m: int
+    store_id: int | None = None
+    store_name: str | None = None
+
+
+class Store(Model):
+    id: int
+    merchant_id: int
+    merchant_name: str
+    name: str
+    address: str
+    lat: float
+    lon: float
+    hours: str
+
+
+class StoreList(Model):
+    merchant_id: int
+    stores: list[Store]
 
 
 class Nearby(Model):
@@ -224,6 +244,7 @@ class StaffInvite(Model):
     merchant_id: int
     expires_at: dt.datetime
     role: str = "cashier"
+    store_id: int | None = None
 
 
 class StaffLink(Model):
@@ -233,6 +254,8 @@ class StaffLink(Model):
     external_id: str
     role: str = "cashier"  # "owner" or "cashier"
     revoked_at: dt.datetime | None = None
+    store_id: int | None = None  # a cashier's store; None: the whole merchant
+    store_name: str | None = None
 
 
 class StaffMember(Model):
@@ -242,6 +265,7 @@ class StaffMember(Model):
     since: dt.datetime
     revoked_at: dt.datetime | None = None
     revoked_by: str | None = None
+    store_id: int | None = None
 
 
 class StaffList(Model):
@@ -260,6 +284,7 @@ class Today(Model):
     bill_fen: int
     vouchers_fen: int
     paid_fen: int
+    store_id: int | None = None  # one store's day; None: the whole merchant's
 
 
 class StatementLine(Model):

@@ -36,6 +36,8 @@ EN = translator("en")
 EXPIRED = "This button has expired."
 BUSY = "The points service is not answering right now. Please try again in a moment."
 
+QR = zxingcpp.BarcodeFormat.QRCode  # the redemption picture also carries a Code 128
+
 
 @pytest.fixture(params=DATABASES)
 async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
@@ -79,7 +81,7 @@ async def earn(harness: Harness, member_id: int, amounts: list[int], tag: str = 
 
 
 def decode(png: bytes) -> str:
-    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    found = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=QR)
     assert len(found) == 1
     return str(found[0].text)
 
@@ -244,7 +246,8 @@ async def test_location_lists_nearest_first(harness: Harness) -> None:
     assert lines[1].startswith("1. 锦城绿色生活超市 · Grocery · 0 m")
     assert lines[3] == "2. 测试cafe0 · Café · 222 m · 3 min walk"
     assert "测试tea" not in listing.text  # 3.3 km away
-    assert ("📍1", "nm|" + str(harness.shop_id)) in listing.buttons
+    store = (await harness.ledger.list_stores(SYSTEM, harness.shop_id)).stores[0]
+    assert ("📍1", f"nm|{harness.shop_id}|{store.id}") in listing.buttons
 
 
 async def test_nearby_category_filter_and_map(harness: Harness) -> None:
@@ -261,12 +264,43 @@ async def test_nearby_category_filter_and_map(harness: Harness) -> None:
     assert ("All", "nr|*|1200|0") in cafes.buttons
     assert ("✓ Café", "nr|cafe|1200|0") in cafes.buttons
 
-    venue = await harness.tap(jo, f"nm|{harness.shop_id}", listing)
+    venue = await harness.tap(jo, f"nm|{harness.shop_id}", listing)  # a button from before stores
     assert venue.method == "sendVenue"
     assert float(venue.params["latitude"]) == pytest.approx(SHOP["lat"])
     assert float(venue.params["longitude"]) == pytest.approx(SHOP["lon"])
     assert venue.params["title"] == "锦城绿色生活超市"
     assert venue.params["address"] == "钱王街88号"
+
+
+async def test_nearby_lists_a_chains_stores_and_maps_each(harness: Harness) -> None:
+    """Issue 11, stores: a branch is listed with its merchant's name and its own, and its map
+    button shows the branch's place, not the merchant's."""
+    from ledger.models import StoreIn
+
+    branch = await harness.ledger.add_store(
+        SYSTEM, harness.shop_id,
+        StoreIn(name="西街店", address="西街8号", lat=SHOP["lat"] + 0.001, lon=SHOP["lon"],
+                hours="07:00-22:00"),
+    )
+    lu = harness.person(1033, "Lu", "en")
+    before = len(harness.fake.sent)
+    lu.shares_location(SHOP["lat"] + 0.001, SHOP["lon"])
+    listing = await harness.fake.next_to(1033, before)
+    lines = listing.text.splitlines()
+    assert lines[1].startswith("1. 锦城绿色生活超市 (西街店) · Grocery · 0 m")
+    assert lines[2] == "   西街8号 · 07:00-22:00"
+    button = f"nm|{harness.shop_id}|{branch.id}"
+    assert ("📍1", button) in listing.buttons
+    venue = await harness.tap(lu, button, listing)
+    assert venue.method == "sendVenue"
+    assert float(venue.params["latitude"]) == pytest.approx(SHOP["lat"] + 0.001)
+    assert (venue.params["title"], venue.params["address"]) == ("锦城绿色生活超市 (西街店)",
+                                                                "西街8号")
+    zh = harness.person(1034, "陆", "zh-hans")
+    before = len(harness.fake.sent)
+    zh.shares_location(SHOP["lat"] + 0.001, SHOP["lon"])
+    listing = await harness.fake.next_to(1034, before)
+    assert listing.text.splitlines()[1].startswith("1. 锦城绿色生活超市（西街店）")
 
 
 async def test_nearby_pages_through_more_than_ten(harness: Harness) -> None:
@@ -378,7 +412,7 @@ async def test_qr_photo_decodes_to_a_link_the_ledger_accepts(harness: Harness) -
     bob.says("/qr")
     photo = await harness.fake.next_to(1002, before)
     assert photo.method == "sendPhoto"
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])))
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])), formats=QR)
     link = urlparse(decoded[0].text)
     assert link.netloc == "t.me" and link.path == "/GreenPointsTestBot"
     code = parse_qs(link.query)["start"][0]
@@ -709,3 +743,21 @@ async def test_a_slow_ledger_is_reported_as_busy(harness: Harness) -> None:
     assert (await harness.ledger.stats(SYSTEM)).members == 0
     welcome = await harness.ask(yan, "/start")  # the ledger is back: all is well again
     assert welcome.text.startswith("Welcome to Green Points, Yan!")
+
+
+async def test_the_redemption_picture_carries_the_digits_for_a_scanner_gun(
+    harness: Harness,
+) -> None:
+    """Issue 11, "Till scanners": under the QR code, the 20 digits as a Code 128 that a till's
+    scanner reads (and types, followed by Enter, as the till already accepts)."""
+    person = harness.person(930, language_code="en")
+    await started(harness, person)
+    photo = await harness.ask(person, "/qr")
+    picture = Image.open(io.BytesIO(photo.files["photo"]))
+    bars = zxingcpp.read_barcodes(picture, formats=zxingcpp.BarcodeFormat.Code128)
+    digits = re.search(r"Code: ([\d ]+)", photo.text)
+    assert digits is not None and len(bars) == 1
+    assert bars[0].text == digits.group(1).replace(" ", "")
+    assert len(bars[0].text) == 20
+    link = decode(photo.files["photo"])  # the QR code still reads alone
+    assert start_payload(link).startswith("r")

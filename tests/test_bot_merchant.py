@@ -37,6 +37,8 @@ SHOP_NAME = "锦城绿色生活超市"
 CUSTOMER = "Zoe Lin"
 MASKED = "Z**"
 
+QR = zxingcpp.BarcodeFormat.QRCode  # the redemption picture also carries a Code 128
+
 
 @dataclass
 class Till:
@@ -95,7 +97,7 @@ async def shows_qr(h: Harness, person: Person) -> tuple[Sent, str, str]:
     """The /qr photo, the deep link decoded from its pixels, and the 20 digits in its caption."""
     photo = await h.ask(person, "/qr")
     assert photo.method == "sendPhoto"
-    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])))
+    decoded = zxingcpp.read_barcodes(Image.open(io.BytesIO(photo.files["photo"])), formats=QR)
     assert len(decoded) == 1
     link = decoded[0].text
     assert urlparse(link).netloc == "t.me"
@@ -241,6 +243,37 @@ async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness:
     await h.fake.wait_for(noticed, within=5)
     notice = next(s for s in h.fake.sent[mark:] if s.chat_id == zoe.id and "CN¥17.70" in s.text)
     assert SHOP_NAME in notice.text and "CN¥70.80" in notice.text
+
+
+async def test_a_store_cashier_sees_their_stores_day_and_the_owner_the_merchants(
+    harness: Harness,
+) -> None:
+    """Issue 11, stores: a cashier invited to a store books there; their /today is that store's
+    day, named after it; the merchant-wide owner's is the whole merchant's."""
+    h = harness
+    owner = await staff_member(h, 3001, "Owner")  # the merchant's first invite: an owner
+    admin = h.ledger_as("admin")
+    west = await admin.add_store(h.shop_id, "西街店", 30.2300, 119.7100, "西街8号")
+    invite = await admin.create_staff_invite(h.shop_id, "cashier", store_id=west.id)
+    cashier = h.person(3002, "West", "en")
+    joined = await h.ask(cashier, f"/start {invite.code}")
+    assert f"You are now staff of {SHOP_NAME}." in joined.text
+    for staff, customer_id in ((cashier, 2001), (owner, 2002)):
+        zoe, _ = await customer(h, customer_id, vouchers=customer_id == 2001)  # one release a day
+        _photo, link, _digits = await shows_qr(h, zoe)
+        opened = await h.ask(staff, f"/start {start_payload(link)}")
+        await redeem_through_chat(h, staff, opened)
+    at_west = await h.ask(cashier, "/today")
+    assert at_west.text.splitlines()[0].startswith(f"Today at {SHOP_NAME} (西街店) (")
+    assert (lines_of(at_west.text)["Redemptions"], lines_of(at_west.text)["Bills"]) == (
+        "1", "CN¥88.50"
+    )
+    whole = await h.ask(owner, "/today")
+    assert whole.text.splitlines()[0].startswith(f"Today at {SHOP_NAME} (")
+    assert "西街店" not in whole.text
+    assert (lines_of(whole.text)["Redemptions"], lines_of(whole.text)["Bills"]) == (
+        "2", "CN¥177.00"
+    )
 
 
 async def test_a_name_starting_with_a_bidi_override_is_masked_from_its_first_letter(
@@ -541,7 +574,7 @@ async def test_invite_from_the_ledger_cli_is_a_deep_link_and_a_qr(
         "--bot-username", "@GreenPointsTestBot", "--qr", str(png),
     )
     assert run.code == 0, run.err
-    link = zxingcpp.read_barcodes(Image.open(png))[0].text
+    link = zxingcpp.read_barcodes(Image.open(png), formats=QR)[0].text
     assert link in run.out.splitlines()
     assert urlparse(link).path == "/GreenPointsTestBot"
     cashier = h.person(3001, "Cashier", "en")

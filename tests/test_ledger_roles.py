@@ -32,6 +32,7 @@ async def request_for(
     shop, member = world.merchant_id, world.member_ids[0]
     staff = {"staff": {"channel": STAFF[0], "external_id": STAFF[1]}} if role == "bot" else {}
     path = {"member_id": str(member), "merchant_id": str(shop), "redemption_id": "1"}
+    path["store_id"] = str((await service.list_stores(SYSTEM, shop)).stores[0].id)
     if op == "keys.revoke":  # a key of its own each time, so no caller loses theirs
         path["key_id"] = str(await apikeys.key_id(
             service.ctx, await apikeys.create(service.ctx, "bot", None, f"roles {n}")))
@@ -87,6 +88,7 @@ async def request_for(
         # Today's, every time: a date after today is refused (issue 12), a second run reports.
         "releases.run": {"date": service.ctx.today().isoformat()},
         "staff.invite": {"merchant_id": shop, **staff},
+        "stores.add": {"name": f"分店{n}", "lat": 30.2341, "lon": 119.7239, **staff},
         "redemptions.undo": {"merchant_id": shop, **staff},
         "purchases.refund": {
             "merchant_id": shop,
@@ -116,6 +118,9 @@ async def request_for(
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.list": (
+            {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
+        ),
+        "stores.list": (
             {"staff_channel": STAFF[0], "staff_external_id": STAFF[1]} if role == "bot" else {}
         ),
         "staff.lookup": {"channel": STAFF[0], "external_id": STAFF[1]},

@@ -144,6 +144,7 @@ class World:
     vouchers: dict[str, int]  # code -> its member's vouchers (fen) when it was issued
     redemptions: list[int]  # redemptions at the shop, to undo (a second undo answers the first)
     purchases: list[int]  # purchases at the shop inside their hold, to refund (issue 11)
+    store: int = 0  # the shop's first store (its own place)
 
 
 @dataclass
@@ -278,6 +279,7 @@ class LiveLedger:
             vouchers=vouchers,
             redemptions=redemptions,
             purchases=purchases,
+            store=(await s.list_stores(SYSTEM, shop.id)).stores[0].id,
         )
 
 
@@ -371,13 +373,20 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
     if "purchase_id" in case.path_parameters:
         purchase = rng.choice(world.purchases)
         case.path_parameters = {**case.path_parameters, "purchase_id": purchase}
+    if "store_id" in case.path_parameters:
+        case.path_parameters = {**case.path_parameters, "store_id": world.store}
     query = dict(case.query or {})
     if "lat" in query:
         query.update(lat=30.2341, lon=119.7239)
     if "channel" in query:
         query.update(STAFF)
-    if role == "bot" and case.path.endswith(("/today", "/staff", "/statement")):
+    listing = case.path.endswith(("/today", "/staff", "/statement")) or (
+        case.path.endswith("/stores") and case.method.upper() == "GET"
+    )
+    if role == "bot" and listing:
         query.update(staff_channel=STAFF["channel"], staff_external_id=STAFF["external_id"])
+    if "store_id" in query:
+        query.update(store_id=world.store)
     if case.path.endswith("/statement"):  # this month so far, or a month that has ended
         for name in ("from", "to"):
             query.pop(name, None)
@@ -388,7 +397,8 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         body: dict[str, Any] = dict(case.body)
         amount = rng.randint(1, 200_000)
         swaps = {"merchant_id": world.shop, "member_id": member, "amount_fen": amount,
-                 "bill_fen": amount, "vouchers_applied_fen": 0, "pay_fen": amount}
+                 "bill_fen": amount, "vouchers_applied_fen": 0, "pay_fen": amount,
+                 "store_id": world.store}
         body.update({name: value for name, value in swaps.items() if name in body})
         if "code" in body:
             invites = case.path.startswith("/v1/staff-invites")
@@ -403,8 +413,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         if case.path.endswith("/payouts"):  # a day that has ended (paid again: its payout)
             body["period"] = (dt.date.today() - dt.timedelta(days=rng.randint(1, 3))).isoformat()
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
-                              or case.path.endswith("/undo")
-                              or case.path.endswith("/refunds")
+                              or case.path.endswith(("/undo", "/refunds", "/stores"))
                               or case.path == "/v1/staff-invites"):
             body["staff"] = STAFF
         case.body = body

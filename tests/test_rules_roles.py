@@ -60,6 +60,11 @@ async def _request(
             query = {"staff_channel": staff[0], "staff_external_id": staff[1]}
     elif path == "/v1/staff-invites":
         body = {"merchant_id": target, **named}
+    elif path.endswith("/stores") and method == "POST":  # the staff named is an owner
+        body = {"name": f"分店{n}", "lat": 30.25, "lon": 120.17, **named}
+    elif path.endswith("/stores"):
+        if staff:
+            query = {"staff_channel": staff[0], "staff_external_id": staff[1]}
     else:
         raise AssertionError(f"docs/roles.md names {route}; teach this test to call it")
     url = served.url + path.format(merchant_id=target)

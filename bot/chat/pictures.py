@@ -67,6 +67,11 @@ class Pictures(Protocol):
         """``data`` (a link or a code) as a QR code; about a millisecond, so inline."""
         ...
 
+    def redemption_code(self, link: str, digits: str) -> bytes:
+        """A customer's redemption code for the till: the QR code of ``link`` with ``digits``
+        (20) as a Code 128 barcode under it, for a scanner gun (issue 11)."""
+        ...
+
     async def read_qr(self, image: bytes) -> list[str]:
         """The texts of the QR codes in a photo (none when it is no readable picture)."""
         ...

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from bot.chat.pictures import ChartLabels, DayFigures, MapLabels, MapMerchant
-from bot.media import fonts, qr, scan
+from bot.media import fonts, qr, redemption_picture, scan
 from bot.media.circle_map import draw_circle_map
 from bot.media.pool_chart import draw_pool_chart
 
@@ -19,6 +19,9 @@ class MediaPictures:
 
     def qr(self, data: str) -> bytes:
         return qr.png(data)
+
+    def redemption_code(self, link: str, digits: str) -> bytes:
+        return redemption_picture.png(link, digits)
 
     async def read_qr(self, image: bytes) -> list[str]:
         return await scan.read_qr(image)

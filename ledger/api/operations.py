@@ -87,6 +87,12 @@ class TodayQuery(Query):
     date: QueryDate | None = None
     staff_channel: m.Channel | None = None
     staff_external_id: m.ExternalId | None = None
+    store_id: Annotated[int, Field(ge=1, le=MAX_ID)] | None = None
+
+
+class StoresQuery(Query):
+    staff_channel: m.Channel | None = None
+    staff_external_id: m.ExternalId | None = None
 
 
 class StatementQuery(Query):
@@ -100,6 +106,8 @@ class StatementQuery(Query):
     format: Literal["json", "csv"] = "json"
     staff_channel: m.Channel | None = None
     staff_external_id: m.ExternalId | None = None
+
+
 class UnusualQuery(Query):
     date: QueryDate | None = None
 
@@ -174,7 +182,16 @@ async def _today(s: LedgerService, p: Principal, a: Args) -> m.TodayOut:
         if q.staff_channel and q.staff_external_id
         else None
     )
-    return await s.today(p, a.path["merchant_id"], staff, q.date)
+    return await s.today(p, a.path["merchant_id"], staff, q.date, q.store_id)
+
+
+async def _stores_list(s: LedgerService, p: Principal, a: Args) -> m.StoreListOut:
+    return await s.list_stores(p, a.path["merchant_id"], _acting_staff(a.query))
+
+
+async def _stores_add(s: LedgerService, p: Principal, a: Args) -> m.StoreOut:
+    store = m.StoreIn.model_validate(a.body.model_dump(exclude={"staff"}))
+    return await s.add_store(p, a.path["merchant_id"], store, a.body.staff)
 
 
 async def _statement(s: LedgerService, p: Principal, a: Args) -> m.StatementOut:
@@ -383,6 +400,33 @@ OPERATIONS: tuple[Operation, ...] = (
         status=201,
     ),
     Operation(
+        "stores.get",
+        "GET",
+        "/v1/stores/{store_id}",
+        "One store (门店) with its merchant's name, as the nearby list shows it.",
+        m.StoreOut,
+        lambda s, p, a: s.get_store(p, a.path["store_id"]),
+    ),
+    Operation(
+        "stores.add",
+        "POST",
+        "/v1/merchants/{merchant_id}/stores",
+        "Add a store (门店) to a merchant: name, address, place, hours; owners only.",
+        m.StoreOut,
+        _stores_add,
+        body=m.StoreRequest,
+        status=201,
+    ),
+    Operation(
+        "stores.list",
+        "GET",
+        "/v1/merchants/{merchant_id}/stores",
+        "A merchant's stores, oldest (its own place) first; owners only.",
+        m.StoreListOut,
+        _stores_list,
+        query=StoresQuery,
+    ),
+    Operation(
         "events.read",
         "GET",
         "/v1/events",
@@ -408,7 +452,9 @@ OPERATIONS: tuple[Operation, ...] = (
         "/v1/staff-invites",
         "Create a one-time staff invite.",
         m.InviteOut,
-        lambda s, p, a: s.create_staff_invite(p, a.body.merchant_id, a.body.role, a.body.staff),
+        lambda s, p, a: s.create_staff_invite(
+            p, a.body.merchant_id, a.body.role, a.body.staff, a.body.store_id
+        ),
         body=m.StaffInviteRequest,
         status=201,
     ),

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_identity_link"
-down_revision = "0008_payouts"
+down_revision = "0009_stores"
 branch_labels = None
 depends_on = None
 
