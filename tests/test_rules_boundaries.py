@@ -100,7 +100,7 @@ async def _vouchers(s: LedgerService, world: World, clock: FixedClock) -> tuple[
     """Member 0 buys enough to hold vouchers after today's release: (fen held, expiry)."""
     for n in range(3):
         await buy(s, world.merchant_id, world.member_ids[0], 2_000_000, f"boundary-{n}")
-    released = await s.release(SYSTEM, clock.now.date())
+    released = await s.release(SYSTEM, s.ctx.today())
     assert released.vouchers_fen > 0
     balance = await s.balance(SYSTEM, world.member_ids[0])
     assert balance.nearest_expiry == clock.now + VOUCHER_TTL
@@ -109,7 +109,7 @@ async def _vouchers(s: LedgerService, world: World, clock: FixedClock) -> tuple[
 
 async def test_vouchers_expire_at_their_instant(world: World, clock: FixedClock) -> None:
     s, shop, member = world.service, world.merchant_id, world.member_ids[0]
-    day = clock.now.date()
+    day = s.ctx.today()
     held, expires = await _vouchers(s, world, clock)
     till = Principal("merchant", shop)
     big_bill = held * 10  # the cap is not what limits here
