@@ -79,7 +79,7 @@ async def test_a_lot_expiring_between_preview_and_confirm_is_refused(
     shop, member = world.merchant_id, world.member_ids[1]
     merchant, bot, admin = clients.merchant, clients.bot, clients.admin
     await merchant.record_purchase(shop, member, 10_000_000, "preview-p2")
-    await admin.release(clock.now.date())
+    await admin.release(world.service.ctx.today())
     balance = await bot.balance(member)
     assert balance.nearest_expiry is not None and balance.vouchers_fen > 0
     clock.now = balance.nearest_expiry - dt.timedelta(minutes=2)

@@ -43,7 +43,7 @@ async def setup(clients: Clients, world: World, clock: FixedClock) -> None:
     """Vouchers for member 0; an owner and two cashiers at the shop."""
     shop = world.merchant_id
     await clients.merchant.record_purchase(shop, world.member_ids[0], 10_000_000, "undo-buy-1")
-    await clients.admin.release(clock.now.date())
+    await clients.admin.release(world.service.ctx.today())
     for n, person in enumerate((OWNER, CASHIER, OTHER)):
         invite = await clients.merchant.create_staff_invite(
             shop, role="owner" if n == 0 else "cashier"
@@ -120,7 +120,9 @@ async def test_who_may_undo_and_until_when(
     shop = world.merchant_id
     await setup(clients, world, clock)
     # Local noon, so "the same local day" has hours left in it.
-    local_noon = dt.datetime.combine(clock.now.date(), dt.time(12), tzinfo=world.service.ctx.zone)
+    local_noon = dt.datetime.combine(
+        world.service.ctx.today(), dt.time(12), tzinfo=world.service.ctx.zone
+    )
     clock.now = local_noon.astimezone(dt.UTC).replace(tzinfo=None)
     _code, first = await redeem(clients, world, "undo-r-0002", CASHIER)
 
