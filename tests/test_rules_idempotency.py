@@ -12,13 +12,16 @@ cashier's phone is the same purchase.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from ledger.errors import CodeNotFound, CodeUsed, IdempotencyConflict, LedgerError, Throttled
 from ledger.models import PreviewRequest, PurchaseRequest, RedeemInviteRequest, RedeemRequest
 from ledger.principal import SYSTEM, Principal
+from ledger.schema import IdempotencyRecord, RedemptionCode
 from ledger.service import LedgerService
 from tests.conftest import Served, World
 from tests.ledger_support import diff, http, is_error, snapshot
@@ -333,4 +336,47 @@ async def test_a_redemption_key_reused_with_one_field_changed(
     }
     await _answers_as_written(
         served, http_session, "/v1/redemptions", base, _resolve(change, names), expected
+    )
+
+
+async def _stored_fingerprint(s: LedgerService, key: str) -> str:
+    async with s.ctx.db.read() as session:
+        found = await session.scalar(
+            select(IdempotencyRecord.request_hash).where(IdempotencyRecord.key == key)
+        )
+    assert isinstance(found, str)
+    return found
+
+
+def _sha256_of(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def test_stored_fingerprints_survive_an_upgrade(world: World) -> None:
+    """A till may retry across a deploy, so what each keyed write stores as its fingerprint is
+    written here byte for byte: a renamed or dropped field would turn every retry of a request
+    made before the deploy into a conflict. (The code is stored as its hash, so the 20 digits
+    and the link form are one request; tags as a sorted set.)"""
+    s, shop, member = world.service, world.merchant_id, world.member_ids[0]
+    till = Principal("merchant", shop)
+    await s.record_purchase(till, PurchaseRequest(
+        merchant_id=shop, member_id=member, amount_fen=12_345,
+        green_tags=["own_cup", "no_bag", "own_cup"], idempotency_key="fingerprint-purchase",
+    ))
+    assert await _stored_fingerprint(s, "fingerprint-purchase") == _sha256_of(
+        '{"amount_fen":12345,"green_tags":["no_bag","own_cup"],'
+        f'"member_id":{member},"merchant_id":{shop}}}'
+    )
+    code = await s.issue_code(SYSTEM, member)
+    await s.redeem(till, RedeemRequest(
+        code=code.link_code, merchant_id=shop, bill_fen=8_800, vouchers_applied_fen=0,
+        pay_fen=8_800, idempotency_key="fingerprint-redeem",
+    ))
+    async with s.ctx.db.read() as session:
+        code_hash = await session.scalar(
+            select(RedemptionCode.code_hash).where(RedemptionCode.member_id == member)
+        )
+    assert await _stored_fingerprint(s, "fingerprint-redeem") == _sha256_of(
+        f'{{"bill_fen":8800,"code":"{code_hash}","merchant_id":{shop},'
+        '"vouchers_applied_fen":0}'
     )
