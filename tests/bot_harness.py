@@ -3,18 +3,21 @@ fake Bot API server over real HTTP.
 
 The bot reaches the ledger in-process (the embedded default) or, with ``ledger="http"``, over
 HTTP through the ledger's own API server, which a test can stop to see how the bot behaves
-when the ledger is down.
+when the ledger is down, or slow down (``Harness.hold_answers``) to see how it behaves when the
+ledger does the work but its answer does not arrive in time.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from telegram import Update
 
@@ -42,6 +45,68 @@ SHOP = {"lat": 30.2341, "lon": 119.7239}
 
 
 @dataclass
+class Handled:
+    """One request the ledger's HTTP server handled: method, path, JSON body (or None), status,
+    and the JSON answer it sent (or kept back)."""
+
+    method: str
+    path: str
+    body: Any
+    status: int
+    answer: Any
+
+
+@dataclass
+class AnswerGate:
+    """Between the ledger's work and its answer: while a request's path is held, the ledger
+    does the work (books, commits) and then keeps the answer back until ``release`` — what a
+    bot sees of an overloaded host or a slow network: its own timeout, not an error."""
+
+    held_paths: set[str] = field(default_factory=set)
+    handled: list[Handled] = field(default_factory=list)
+    _released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self._released.set()
+
+    def hold(self, method: str, path: str) -> None:
+        self.held_paths.add(f"{method} {path}")
+        self._released.clear()
+
+    def release(self) -> None:
+        self.held_paths.clear()
+        self._released.set()
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        held = f"{request.method} {request.path}" in self.held_paths
+        body = _json(await request.read())  # cached: the handler reads the same bytes
+        response = await handler(request)
+        answer = _json(response.body) if isinstance(response, web.Response) else None
+        self.handled.append(Handled(request.method, request.path, body, response.status, answer))
+        if held:
+            await self._released.wait()
+        return response
+
+
+def _json(raw: object) -> Any:
+    if not isinstance(raw, bytes) or not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _ledger_app(ledger: LedgerService, gate: AnswerGate) -> web.Application:
+    app = build_app(ledger)
+    app.middlewares.insert(0, gate.middleware)  # outermost: it sees the final status
+    return app
+
+
+@dataclass
 class Harness:
     fake: FakeTelegram
     app: App
@@ -49,6 +114,7 @@ class Harness:
     ledger: LedgerService
     shop_id: int
     ledger_server: TestServer | None = None
+    answers: AnswerGate = field(default_factory=AnswerGate)
     processed: set[int] = field(default_factory=set)
     _processed_changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _ledger_port: int | None = None
@@ -74,8 +140,23 @@ class Harness:
         """Bring the ledger's HTTP server back on the same address, as after an outage."""
         assert self.ledger_server is not None, "running_bot(..., ledger='http') has no server"
         port = self.ledger_server.port or self._ledger_port
-        self.ledger_server = TestServer(build_app(self.ledger), host="127.0.0.1", port=port)
+        self.ledger_server = TestServer(
+            _ledger_app(self.ledger, self.answers), host="127.0.0.1", port=port
+        )
         await self.ledger_server.start_server()
+
+    def hold_answers(self, method: str, path: str) -> None:
+        """From now on the ledger does ``method path``'s work but keeps its answer back until
+        ``release_answers`` (``ledger="http"`` only): the bot's client times out."""
+        assert self.ledger_server is not None, "running_bot(..., ledger='http') has no server"
+        self.answers.hold(method, path)
+
+    def release_answers(self) -> None:
+        self.answers.release()
+
+    def ledger_requests(self, method: str, path: str) -> list[Handled]:
+        """What the ledger's HTTP server handled for ``method path``, in order."""
+        return [h for h in self.answers.handled if (h.method, h.path) == (method, path)]
 
     def person(self, user_id: int, name: str = "测试用户", language_code: str | None = "zh-hans"
                ) -> Person:
@@ -155,18 +236,18 @@ def _track_processing(app: App, harness: Harness) -> None:
 
 
 async def _ledger_client(
-    ledger: LedgerService, transport: str
+    ledger: LedgerService, transport: str, gate: AnswerGate, total_s: float
 ) -> tuple[LedgerClient, TestServer | None]:
     if transport == "inprocess":
         return InProcessLedgerClient(ledger, Principal("bot")), None
     if transport != "http":
         raise ValueError(f"unknown ledger transport {transport!r}")
     key = await apikeys.create(ledger.ctx, "bot", None)
-    server = TestServer(build_app(ledger), host="127.0.0.1")
+    server = TestServer(_ledger_app(ledger, gate), host="127.0.0.1")
     await server.start_server()
     url = str(server.make_url("")).rstrip("/")
     # Short timeouts and quick retries: an outage should be reported in well under a second.
-    client = HttpLedgerClient(url, key, total_timeout=3.0, connect_timeout=1.0, backoff=0.01)
+    client = HttpLedgerClient(url, key, total_timeout=total_s, connect_timeout=1.0, backoff=0.01)
     return client, server
 
 
@@ -176,12 +257,14 @@ async def running_bot(
     tmp_path: Path,
     *,
     ledger: str = "inprocess",
+    ledger_timeout: float = 3.0,
     sender_tuning: SenderTuning | None = None,
     reader_tuning: ReaderTuning | None = None,
     **settings: Any,
 ) -> AsyncIterator[Harness]:
     """The bot on ``kind`` databases (sqlite or postgres), reaching the ledger ``ledger``-wise
-    (inprocess or http); the tunings shorten the background work's waits."""
+    (inprocess or http; over HTTP the bot's client gives up on one attempt after
+    ``ledger_timeout`` seconds); the tunings shorten the background work's waits."""
     fake = FakeTelegram()
     await fake.start()
     async with fresh_database(kind, tmp_path) as ledger_url, fresh_database(
@@ -189,7 +272,8 @@ async def running_bot(
     ) as bot_url:
         service = await LedgerService.open(ledger_url)
         shop_id = await seed_shops(service)
-        client, server = await _ledger_client(service, ledger)
+        gate = AnswerGate()
+        client, server = await _ledger_client(service, ledger, gate, ledger_timeout)
         config = Settings(
             _env_file=None,  # type: ignore[call-arg]
             telegram_token=TOKEN, telegram_api_url=fake.url, ledger_url=ledger_url,
@@ -204,7 +288,7 @@ async def running_bot(
         )
         app = build_application(services, TOKEN, api_url=fake.url, on_start=starters,
                                 on_stop=stoppers)
-        harness = Harness(fake, app, services, service, shop_id, server)
+        harness = Harness(fake, app, services, service, shop_id, server, gate)
         _track_processing(app, harness)
         try:
             async with app:
@@ -217,6 +301,7 @@ async def running_bot(
                     await app.updater.stop()
                     await halt(app)
         finally:
+            gate.release()  # answers still held end, so the server can close
             await client.close()
             if harness.ledger_server is not None:
                 await harness.ledger_server.close()

@@ -121,6 +121,16 @@ async def served(world: World) -> AsyncIterator[Served]:
 
 
 TRANSPORTS = ["inprocess", "http"]
+# The bot's end-to-end tests reach the ledger in-process; the ones marked with this run a second
+# time with the ledger behind its own aiohttp server on 127.0.0.1 and the bot's HTTP client
+# (issue 15), as in production. It overrides the ``ledger_transport`` fixture below.
+OVER_BOTH_TRANSPORTS = pytest.mark.parametrize("ledger_transport", TRANSPORTS)
+
+
+@pytest.fixture
+def ledger_transport() -> str:
+    """How a bot harness reaches the ledger unless a test asks for both."""
+    return "inprocess"
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -29,7 +29,7 @@ from ledger.schema import RedemptionCode as CodeRow
 from ledger_client.errors import CodeRevoked
 from ledger_client.http import HttpLedgerClient
 from tests.bot_harness import SHOP, Harness, running_bot, tg
-from tests.conftest import DATABASES
+from tests.conftest import DATABASES, OVER_BOTH_TRANSPORTS
 from tests.fake_telegram import Person
 
 EN = translator("en")
@@ -40,8 +40,10 @@ QR = zxingcpp.BarcodeFormat.QRCode  # the redemption picture also carries a Code
 
 
 @pytest.fixture(params=DATABASES)
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with running_bot(request.param, tmp_path) as h:
+async def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, ledger_transport: str
+) -> AsyncIterator[Harness]:
+    async with running_bot(request.param, tmp_path, ledger=ledger_transport) as h:
         yield h
 
 
@@ -102,6 +104,7 @@ def translated(locale: str, msgid: str) -> str:
 # --- /start and /help -------------------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_start_greets_and_creates_member(harness: Harness) -> None:
     alice = harness.person(1001, "Alice", "en")
     before = len(harness.fake.sent)
@@ -180,6 +183,7 @@ async def test_help_lists_the_commands(harness: Harness) -> None:
 # --- /balance ---------------------------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_balance_shows_points_value_vouchers_and_pages_history(harness: Harness) -> None:
     gus = harness.person(1020, "Gus", "en")
     member_id = await started(harness, gus)
@@ -236,6 +240,7 @@ async def test_nearby_asks_for_the_location_with_a_button(harness: Harness) -> N
     assert keyboard[0][0]["text"] == "📍 Send my location"
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_location_lists_nearest_first(harness: Harness) -> None:
     carol = harness.person(1003, "Carol", "en")
     before = len(harness.fake.sent)
@@ -250,6 +255,7 @@ async def test_location_lists_nearest_first(harness: Harness) -> None:
     assert ("📍1", f"nm|{harness.shop_id}|{store.id}") in listing.buttons
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_nearby_category_filter_and_map(harness: Harness) -> None:
     jo = harness.person(1031, "Jo", "en")
     before = len(harness.fake.sent)
@@ -404,6 +410,7 @@ async def test_nearby_with_longest_names_addresses_and_hours_fits_telegram(
 # --- /qr --------------------------------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_qr_photo_decodes_to_a_link_the_ledger_accepts(harness: Harness) -> None:
     bob = harness.person(1002, "Bob", "en")
     bob.says("/start")
@@ -430,6 +437,7 @@ def caption_digits(caption: str) -> str:
     return digits
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_qr_caption_and_a_fresh_code_revokes_the_old(harness: Harness) -> None:
     mo = harness.person(1040, "Mo", "en")
     member_id = await started(harness, mo)
@@ -507,6 +515,7 @@ async def test_command_menu_is_registered_in_every_language(harness: Harness) ->
     assert default == chinese
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_language_switch_changes_replies_and_the_chat_menu(harness: Harness) -> None:
     oz = harness.person(1050, "Oz", "zh-hans")
     member_id = await started(harness, oz)
@@ -539,6 +548,7 @@ async def test_language_switch_changes_replies_and_the_chat_menu(harness: Harnes
     assert balance.text.startswith("💚 Your green consumption points")
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_settings_toggle_notices(harness: Harness) -> None:
     pia = harness.person(1060, "Pia", "en")
     shown = await harness.ask(pia, "/settings")
@@ -715,6 +725,36 @@ async def test_ledger_down_means_try_again_shortly_and_nothing_changes(
 
     helped = await harness.ask(wes, "/help")  # needs no ledger, so it still works
     assert helped.text == help_text(EN)
+
+
+@pytest.mark.parametrize("kind", DATABASES)
+async def test_a_ledger_that_answers_too_late_makes_one_member(kind: str, tmp_path: Path) -> None:
+    """Over real HTTP, the ledger makes the newcomer's member but its answer comes after the
+    bot's client gave up: the person is told, in their language, to try again; their second
+    /start finds the same member (the identity is the key), not a second one. (They are
+    welcomed *back*: the ledger made them on the first try, though they never saw it.)"""
+    async with running_bot(kind, tmp_path, ledger="http", ledger_timeout=1.0) as h:
+        lin = h.person(1103, "林", "zh-hans")
+        members = (await h.ledger.stats(SYSTEM)).members
+        h.hold_answers("POST", "/v1/members/resolve")
+        reply = await h.ask(lin, "/start")
+        assert reply.text == translated("zh_Hans", BUSY)
+        made = h.ledger_requests("POST", "/v1/members/resolve")
+        assert made and made[0].status in (200, 201), made
+        assert (await h.ledger.stats(SYSTEM)).members == members + 1  # the ledger did the work
+        newcomer = await h.services.chats.get(tg(1103))
+        assert newcomer is None or newcomer.member_id is None
+
+        h.release_answers()
+        welcome = await h.ask(lin, "/start")
+        greeting = translated("zh_Hans", "Welcome back, {name}!").format(name="林")
+        assert welcome.text.startswith(greeting)
+        assert (await h.ledger.stats(SYSTEM)).members == members + 1
+        assert made[0].answer["created"] is True
+        assert await member_of(h, lin) == made[0].answer["id"]
+        sent = h.ledger_requests("POST", "/v1/members/resolve")
+        assert len(sent) > len(made)
+        assert {(r.body["channel"], r.body["external_id"]) for r in sent} == {("telegram", "1103")}
 
 
 async def test_a_slow_ledger_is_reported_as_busy(harness: Harness) -> None:

@@ -29,7 +29,7 @@ from ledger.context import utcnow
 from ledger_client.errors import Unavailable
 from ledger_client.models import Receipt
 from tests.bot_harness import Harness, running_bot, tg
-from tests.conftest import DATABASES
+from tests.conftest import DATABASES, OVER_BOTH_TRANSPORTS
 from tests.fake_telegram import Person, Sent
 from tests.ledger_support import cli
 
@@ -50,8 +50,10 @@ class Till:
 
 
 @pytest.fixture(params=DATABASES)
-async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
-    async with running_bot(request.param, tmp_path) as h:
+async def harness(
+    request: pytest.FixtureRequest, tmp_path: Path, ledger_transport: str
+) -> AsyncIterator[Harness]:
+    async with running_bot(request.param, tmp_path, ledger=ledger_transport) as h:
         yield h
 
 
@@ -187,6 +189,7 @@ async def redeem_through_chat(
 # --- the whole path ---------------------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_invite_link_scan_bill_preview_confirm_receipt_and_notice(harness: Harness) -> None:
     h = harness
     zoe, member_id = await customer(h)
@@ -291,6 +294,7 @@ async def test_a_name_starting_with_a_bidi_override_is_masked_from_its_first_let
     assert not any(0x202A <= ord(ch) <= 0x202E or 0x2066 <= ord(ch) <= 0x2069 for ch in opened.text)
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_photo_of_the_qr_redeems(harness: Harness) -> None:
     h = harness
     zoe, _member_id = await customer(h)
@@ -304,6 +308,7 @@ async def test_photo_of_the_qr_redeems(harness: Harness) -> None:
     assert lines_of(receipt.text)["Vouchers applied"] == "CN¥8.00"
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_typed_digits_redeem(harness: Harness) -> None:
     h = harness
     zoe, _member_id = await customer(h)
@@ -341,6 +346,7 @@ async def test_bill_amounts_are_checked_and_asked_again(harness: Harness) -> Non
     assert lines_of(receipt.text)["Bill"] == "CN¥90.00"
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_cancel_redeems_nothing_and_the_code_still_works(harness: Harness) -> None:
     h = harness
     till = await at_the_till(h, "50")
@@ -390,6 +396,7 @@ async def test_confirm_tapped_twice_over_an_http_ledger(kind: str, tmp_path: Pat
         await double_tap(h)
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_retry_after_a_lost_answer_gets_the_first_receipt(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -419,6 +426,50 @@ async def test_retry_after_a_lost_answer_gets_the_first_receipt(
     assert after.vouchers_fen == before.vouchers_fen - 1770
 
 
+@pytest.mark.parametrize("kind", DATABASES)
+async def test_a_ledger_that_answers_too_late_redeems_once(kind: str, tmp_path: Path) -> None:
+    """Over real HTTP, the ledger books the redemption but its answer comes after the bot's
+    client has given up (every attempt): the cashier is told, in their language, that the
+    points service is not answering; tapping Confirm again sends the same idempotency key and
+    gets the first redemption's receipt. One redemption, the vouchers taken once."""
+    async with running_bot(kind, tmp_path, ledger="http", ledger_timeout=1.0) as h:
+        zh = translator("zh_Hant")
+        zoe, member_id = await customer(h)
+        cashier = h.person(3003, "收銀員", "zh-TW")
+        invite = await h.ledger_as("admin").create_staff_invite(h.shop_id)
+        joined = await h.ask(cashier, f"/start {invite.code}")
+        assert zh._("You are now staff of {merchant}.").format(merchant=SHOP_NAME) in joined.text
+        _photo, link, _digits = await shows_qr(h, zoe)
+        await h.ask(cashier, f"/start {start_payload(link)}")
+        preview = await h.ask(cashier, "88.50")
+        confirm = button(preview, zh._("✅ Confirm"))
+        before = await h.ledger_as("admin").balance(member_id)
+
+        h.hold_answers("POST", "/v1/redemptions")
+        toast = await h.tap_answer(cashier, confirm, preview)
+        assert toast["text"] == zh._(
+            "The points service is not answering right now. Please try again in a moment."
+        )
+        held = h.ledger_requests("POST", "/v1/redemptions")
+        assert held and all(r.status == 201 for r in held)  # the ledger did the work
+        today = await h.ledger_as("merchant", h.shop_id).today(h.shop_id)
+        assert (today.count, today.vouchers_fen) == (1, 1770)
+
+        h.release_answers()
+        receipt = await h.tap(cashier, confirm, preview)
+        assert receipt.message_id == preview.message_id
+        assert zh._("✅ Redeemed at {merchant}").format(merchant=SHOP_NAME) in receipt.text
+        sent = h.ledger_requests("POST", "/v1/redemptions")
+        assert len(sent) > len(held)
+        keys = {r.body["idempotency_key"] for r in sent}
+        assert len(keys) == 1, keys  # every attempt, the client's and the cashier's, one key
+        today = await h.ledger_as("merchant", h.shop_id).today(h.shop_id)
+        assert (today.count, today.vouchers_fen) == (1, 1770)
+        after = await h.ledger_as("admin").balance(member_id)
+        assert after.vouchers_fen == before.vouchers_fen - 1770
+
+
+@OVER_BOTH_TRANSPORTS
 async def test_second_phone_finds_the_code_used(harness: Harness) -> None:
     h = harness
     till = await at_the_till(h)
@@ -440,6 +491,7 @@ async def test_second_phone_finds_the_code_used(harness: Harness) -> None:
 # --- codes that cannot be used ----------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_expired_used_revoked_and_unknown_codes_each_say_so(harness: Harness) -> None:
     h = harness
     zoe, _member_id = await customer(h, vouchers=False)
@@ -483,6 +535,7 @@ async def test_code_expiring_while_the_bill_is_typed(harness: Harness) -> None:
 # --- people who are not staff -----------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_non_staff_opening_a_code_learns_nothing(harness: Harness) -> None:
     h = harness
     zoe, member_id = await customer(h)
@@ -525,6 +578,7 @@ async def test_staff_commands_refused_and_hidden_for_consumers(harness: Harness)
     assert "today" in chat_menus(h, cashier.id)[-1]
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_staff_link_is_checked_on_every_update(harness: Harness) -> None:
     """A link changed in the ledger stops the next tap, whatever the chat still shows."""
     h = harness
@@ -543,6 +597,7 @@ async def test_staff_link_is_checked_on_every_update(harness: Harness) -> None:
 # --- invites and photos -----------------------------------------------------------------------
 
 
+@OVER_BOTH_TRANSPORTS
 async def test_used_expired_and_unknown_invites(harness: Harness) -> None:
     h = harness
     admin = h.ledger_as("admin")

@@ -61,6 +61,10 @@ async def test_a_release_between_preview_and_confirm_is_refused(
     # The till shows the fresh preview; confirming that books exactly it, with the same key.
     fresh = await merchant.preview_redemption(code.numeric_code, shop, BILL)
     assert fresh.vouchers_applied_fen == now_held
+    # The refusal's points are the fresh preview's (what the customer pays earns them, at
+    # today's price, no green bonus on a redemption), not the old figures' or the bill's.
+    assert refused.value.details["points_to_earn"] == fresh.points_to_earn
+    assert fresh.points_to_earn != shown.points_to_earn
     receipt = await merchant.redeem(
         code.numeric_code,
         shop,

@@ -120,7 +120,9 @@ async def test_who_may_undo_and_until_when(
     shop = world.merchant_id
     await setup(clients, world, clock)
     # Local noon, so "the same local day" has hours left in it.
-    local_noon = dt.datetime.combine(clock.now.date(), dt.time(12), tzinfo=world.service.ctx.zone)
+    local_noon = dt.datetime.combine(
+        world.service.ctx.today(), dt.time(12), tzinfo=world.service.ctx.zone
+    )
     clock.now = local_noon.astimezone(dt.UTC).replace(tzinfo=None)
     _code, first = await redeem(clients, world, "undo-r-0002", CASHIER)
 

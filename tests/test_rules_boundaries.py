@@ -15,6 +15,7 @@ import datetime as dt
 import logging
 
 import pytest
+from sqlalchemy import select
 
 from ledger.errors import (
     CodeExpired,
@@ -32,6 +33,7 @@ from ledger.models import (
     RedeemRequest,
 )
 from ledger.principal import SYSTEM, Principal
+from ledger.schema import RedemptionLot, VoucherLot
 from ledger.service import LedgerService
 from tests.conftest import World
 from tests.ledger_support import FixedClock, buy
@@ -170,6 +172,64 @@ async def test_the_voucher_cap_is_exact(
     ))
     assert (done.vouchers_applied_fen, done.pay_fen) == (want, bill_fen - want)
     assert (await s.balance(SYSTEM, world.member_ids[0])).vouchers_fen == held - want
+
+
+async def _lots(s: LedgerService, member_id: int) -> list[tuple[int, int]]:
+    """(lot id, remaining fen) of a member's voucher lots, soonest-expiring first."""
+    async with s.ctx.db.read() as session:
+        rows = await session.execute(
+            select(VoucherLot.id, VoucherLot.remaining_fen)
+            .where(VoucherLot.member_id == member_id)
+            .order_by(VoucherLot.expires_at, VoucherLot.id)
+        )
+        return [(int(i), int(f)) for i, f in rows]
+
+
+async def _spent(s: LedgerService, redemption_id: int) -> list[tuple[int, int]]:
+    """(lot id, fen) a redemption took from each lot: what an undo puts back."""
+    async with s.ctx.db.read() as session:
+        rows = await session.execute(
+            select(RedemptionLot.lot_id, RedemptionLot.fen)
+            .where(RedemptionLot.redemption_id == redemption_id)
+            .order_by(RedemptionLot.lot_id)
+        )
+        return [(int(i), int(f)) for i, f in rows]
+
+
+async def test_vouchers_are_spent_lot_by_lot_to_the_fen(
+    world: World, clock: FixedClock
+) -> None:
+    """DESIGN.md "Redemption": vouchers are spent soonest-expiring first. Two lots (two days'
+    releases): 1 fen comes from the first lot alone; an amount inside the first lot touches
+    only it (no zero-fen row for the second); the first lot and exactly 1 fen more takes the
+    second lot's fen too. Each redemption records exactly what it took from each lot."""
+    s, member = world.service, world.member_ids[0]
+    await _vouchers(s, world, clock)
+    clock.advance(days=1)
+    await buy(s, world.merchant_id, member, 2_000_000, "boundary-next-day")
+    assert (await s.release(SYSTEM, s.ctx.today())).vouchers_fen > 0
+    (first, a), (second, b) = await _lots(s, member)
+    assert a > 101 and b > 1
+    shop = await s.create_merchant(  # a cap of 100 %: the bill is what is applied
+        SYSTEM,
+        MerchantIn(name="全额店", category="cafe", lat=30.2, lon=119.7, voucher_cap_bp=10_000),
+    )
+    till = Principal("merchant", shop.id)
+    spent_a = 0
+    for n, (apply, want) in enumerate((
+        (1, [(first, 1)]),
+        (100, [(first, 100)]),
+        (a - 101 + 1, [(first, a - 101), (second, 1)]),
+    )):
+        code = await s.issue_code(SYSTEM, member)
+        done = await s.redeem(till, RedeemRequest(
+            code=code.numeric_code, merchant_id=shop.id, bill_fen=apply,
+            vouchers_applied_fen=apply, pay_fen=0, idempotency_key=f"lot-by-lot-{n}",
+        ))
+        assert await _spent(s, done.redemption_id) == want, apply
+        spent_a += sum(fen for lot, fen in want if lot == first)
+    assert await _lots(s, member) == [(first, a - spent_a), (second, b - 1)]
+    assert (await s.balance(SYSTEM, member)).vouchers_fen == a + b - a - 1
 
 
 async def test_the_holding_limits_below_the_cap(world: World, clock: FixedClock) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, select, update
 
 from ledger import verify
 from ledger.db import Database
+from ledger.principal import SYSTEM
 from ledger.schema import (
     JournalEntry,
     Member,
@@ -294,6 +295,17 @@ async def voucher_lot_altered(db: Database, world: World) -> str:
     return f"member {lot.member_id}: voucher lots hold"
 
 
+async def public_record_altered(db: Database, world: World) -> str:
+    """Today's public record published, then its pool figure changed in the database: verify
+    names the record by its day (the operator looks it up by that)."""
+    published = await world.service.publish(SYSTEM)
+    async with db.write() as session:
+        await session.execute(
+            update(TransparencyDay).values(pool_fen=TransparencyDay.pool_fen + 1)
+        )
+    return f"transparency record of {published.date}: its hash does not match"
+
+
 SPOILS: list[Spoil] = [
     chain_ignores_previous,
     prev_hash_rewritten,
@@ -311,6 +323,7 @@ SPOILS: list[Spoil] = [
     merchant_column("settlement_fen", "settlement"),
     negative_account,
     voucher_lot_altered,
+    public_record_altered,
 ]
 
 
