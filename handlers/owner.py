@@ -137,7 +137,14 @@ def _line(t: Translator, line: StatementLine) -> str:
             line.count,
         ).format(count=formatting.number(t, line.count), vouchers=money(t, -line.credit_fen),
                  concession=money(t, -line.debit_fen))
-    # A kind this bot does not know yet (a refund): its net, so the figures still add up.
+    if line.kind == "purchase_refunded":
+        return t.ngettext(
+            "{count} purchase refunded: {amount}, {concession} of concessions taken back",
+            "{count} purchases refunded: {amount}, {concession} of concessions taken back",
+            line.count,
+        ).format(count=formatting.number(t, line.count), amount=money(t, -line.amount_fen),
+                 concession=money(t, -line.debit_fen))
+    # A kind this bot does not know yet: its net, so the figures still add up.
     return t._("{kind}: {count}, net {net}").format(
         kind=line.kind, count=formatting.number(t, line.count),
         net=money(t, line.credit_fen - line.debit_fen),

@@ -37,6 +37,7 @@ from ledger.schema import (
     MerchantRelease,
     Payout,
     Purchase,
+    PurchaseRefund,
     Redemption,
     RedemptionUndo,
 )
@@ -48,6 +49,7 @@ PURCHASES = "purchases"
 VOUCHERS_ACCEPTED = "vouchers_accepted"
 POINTS_RELEASED = "points_released"
 REDEMPTION_UNDONE = "redemption_undone"
+PURCHASE_REFUNDED = "purchase_refunded"
 
 
 def released(
@@ -200,11 +202,29 @@ def _undone(merchant_id: int, lo: dt.datetime, hi: dt.datetime) -> Dated:
     )
 
 
+def _refunded(merchant_id: int, lo: dt.datetime, hi: dt.datetime) -> Dated:
+    # A refund reverses its part of the purchase's entry (ledger/refunds.py): the concession
+    # taken back is what the merchant no longer owes. Refunds are few: listed, not summed.
+    return select(
+        PurchaseRefund.created_at,
+        literal(1),
+        -PurchaseRefund.amount_fen,
+        literal(0),
+        literal(0),
+        -PurchaseRefund.concession_fen,
+    ).where(
+        PurchaseRefund.merchant_id == merchant_id,
+        PurchaseRefund.created_at >= lo,
+        PurchaseRefund.created_at < hi,
+    )
+
+
 SOURCES: tuple[Source, ...] = (
     Source(PURCHASES, sum=_purchases),
     Source(VOUCHERS_ACCEPTED, sum=_vouchers),
     Source(POINTS_RELEASED, rows=_released),
     Source(REDEMPTION_UNDONE, rows=_undone),
+    Source(PURCHASE_REFUNDED, rows=_refunded),
 )
 
 

@@ -18,9 +18,22 @@ from sqlalchemy import func, select
 
 from ledger import verify
 from ledger.errors import InvalidRequest, NotOwner, PayoutRefused
-from ledger.models import PayoutRequest, RedeemInviteRequest, StatementOut, UndoRedemptionRequest
+from ledger.models import (
+    PayoutRequest,
+    RedeemInviteRequest,
+    RefundRequest,
+    StatementOut,
+    UndoRedemptionRequest,
+)
 from ledger.principal import SYSTEM, Principal
-from ledger.schema import JournalEntry, MerchantBalance, Payout, Purchase, Redemption
+from ledger.schema import (
+    JournalEntry,
+    MerchantBalance,
+    Payout,
+    Purchase,
+    PurchaseRefund,
+    Redemption,
+)
 from ledger.service import LedgerService
 from ledger.statements import yuan
 from tests.conftest import Served, World
@@ -49,6 +62,9 @@ async def from_journal(
             (await session.execute(select(Redemption.id, Redemption.merchant_id))).all()
         )
         ends = dict((await session.execute(select(Payout.id, Payout.through))).all())
+        refund_at = dict(
+            (await session.execute(select(PurchaseRefund.id, PurchaseRefund.merchant_id))).all()
+        )
     days: dict[dt.date, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     settlement = f"merchant:{merchant_id}:settlement"
     payouts = f"merchant:{merchant_id}:payouts"
@@ -58,6 +74,7 @@ async def from_journal(
             "purchase": purchase_at.get(int(ident)) if kind == "purchase" else None,
             "redemption": redemption_at.get(int(ident)) if kind == "redemption" else None,
             "undo": redemption_at.get(int(ident)) if kind == "undo" else None,
+            "refund": refund_at.get(int(ident)) if kind == "refund" else None,
         }.get(kind)
         # A payout counts on the last day of the period it paid, whenever it was recorded.
         moment = ends[int(ident)] - dt.timedelta(microseconds=1) if kind == "payout" else (
@@ -129,6 +146,16 @@ async def scene(service: LedgerService, clock: FixedClock, world: World) -> dict
     late = await pay_with_code(service, shop, m1, 5_000, "stmt-d4-r")
     await service.undo_redemption(SYSTEM, late.redemption_id, undo)
     await buy(service, other, m0, 1_000, "stmt-d4-o")
+    # And a part of a purchase refunded inside its points' hold (issue 11).
+    rules = service.ctx.rules
+    service.ctx.rules = rules.model_copy(update={"points_hold_days": 7})
+    returned = await buy(service, shop, m2, 60_000, "stmt-d4-p")
+    await service.refund_purchase(
+        SYSTEM,
+        returned.purchase_id,
+        RefundRequest(merchant_id=shop, amount_fen=25_000, idempotency_key="stmt-d4-refund"),
+    )
+    service.ctx.rules = rules
     return {"paid": paid}
 
 
@@ -153,7 +180,13 @@ async def test_every_statement_reconciles_with_the_journal(
         for line in s.lines:  # an undo gives back the vouchers and the concession
             if line.kind == "redemption_undone":
                 assert line.credit_fen < 0 and line.debit_fen < 0 and line.count == 1
-    assert kinds == {"purchases", "vouchers_accepted", "points_released", "redemption_undone"}
+        for line in s.lines:  # a refund takes back its part of the concession
+            if line.kind == "purchase_refunded":
+                assert line.amount_fen == -25_000 and line.debit_fen < 0 and line.count == 1
+    assert kinds == {
+        "purchases", "vouchers_accepted", "points_released", "redemption_undone",
+        "purchase_refunded",
+    }
     october = await service.statement(SYSTEM, shop, dt.date(2026, 10, 1), dt.date(2026, 10, 31))
     reconcile(october, journal, "paid")
     assert october.period == "2026-10" and october.paid_by == done["paid"]

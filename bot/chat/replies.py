@@ -123,6 +123,7 @@ NOTICE_KINDS = frozenset(
         "redemption.receipt",
         "announcement",
         "voucher.redemption_undone",
+        "purchase.refunded",
         "staff.revoked",
         "voucher.digest",
         "written",
