@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     ledger_api_key: SecretStr | None = None
     database_url: str = DEFAULT_DATABASE_URL
     admin_ids: Annotated[frozenset[int], NoDecode] = frozenset()
+    # WeChat admins by openid (the account's own ids for its followers; issue 10).
+    wechat_admin_openids: Annotated[frozenset[str], NoDecode] = frozenset()
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = None
     webhook_listen: str = "0.0.0.0"
@@ -59,6 +61,16 @@ class Settings(BaseSettings):
                 return frozenset(int(p) for p in parts)
             except ValueError:
                 raise ValueError("must be Telegram user ids separated by commas") from None
+        return value
+
+    @field_validator("wechat_admin_openids", mode="before")
+    @classmethod
+    def _split_openids(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace(";", ",").split(",") if p.strip()]
+            if any(not p.replace("-", "").replace("_", "").isalnum() or len(p) > 64 for p in parts):
+                raise ValueError("must be WeChat openids separated by commas")
+            return frozenset(parts)
         return value
 
     @field_validator("quiet_hours")

@@ -41,10 +41,12 @@ class Services:
         self.broadcasts = Broadcasts(self.db)
 
     def is_admin(self, chat: tuple[str, str]) -> bool:
-        """Whether the (channel, address) chat is an admin's: GREENPOINTS_ADMIN_IDS names
-        Telegram user ids (their private chats' ids; the console's people are numbered the same
-        way); an address that is not a decimal number (a WeChat openid) is nobody's."""
-        _channel, address = chat
+        """Whether the (channel, address) chat is an admin's: on WeChat an openid listed in
+        GREENPOINTS_WECHAT_ADMIN_OPENIDS; elsewhere GREENPOINTS_ADMIN_IDS names Telegram user
+        ids (their private chats' ids; the console's people are numbered the same way)."""
+        channel, address = chat
+        if channel == "wechat":
+            return address in self.settings.wechat_admin_openids
         return address.isdigit() and int(address) in self.settings.admin_ids
 
     async def notify(self, chat: tuple[str, str], notice: Notice, dedupe_key: str) -> None:

@@ -196,3 +196,21 @@ async def test_menu_tags_follow_role_and_language(world: World) -> None:
     assert len(fake.calls_to(tagging)) == 4 and len(fake.calls_to(untagging)) == 3
     assert [role_of(staff=s, admin=a) for s, a in [(False, False), (True, False), (True, True)]
             ] == ["consumer", "cashier", "admin"]
+
+
+async def test_an_admin_on_wechat_is_named_by_openid(world: World) -> None:
+    """Admins work from WeChat too (issue 10): GREENPOINTS_WECHAT_ADMIN_OPENIDS names them by
+    openid; a follower not named is refused, and a Telegram id does not make an openid an admin."""
+    fake = world.rig.fake
+    world.services.settings = world.services.settings.model_copy(
+        update={"wechat_admin_openids": frozenset({"o_ada"}), "admin_ids": frozenset({10001})}
+    )
+    await fake.push(fake.event("o_ada", "subscribe"))
+    figures = await fake.push(fake.text("o_ada", "/stats"))
+    assert figures.text.startswith("联盟数据"), figures.text
+    composing = await fake.push(fake.text("o_ada", "/broadcast"))
+    assert "公告" in composing.text, composing.text
+    for someone in ("o_bob", "10001"):
+        await fake.push(fake.event(someone, "subscribe"))
+        refused = await fake.push(fake.text(someone, "/stats"))
+        assert refused.text == "抱歉，这仅供联盟管理员使用。", refused.text
