@@ -390,7 +390,7 @@ def ground(case: schemathesis.Case[Any], world: World, role: str) -> bool:
         if case.path.endswith("/staff/revoke"):
             body.update(rng.choice(CASHIERS))
         if case.path.endswith("/stores") and "name" in body:  # a name the shop has no store of
-            body["name"] = f"分店{rng.randrange(10**12)}"
+            body["name"] = f"分店-{role}-{rng.randrange(10**12)}"  # roles see the same cases
         if role == "bot" and (case.path in STAFF_PATHS or case.path.endswith("/staff/revoke")
                               or case.path.endswith(("/undo", "/stores"))
                               or case.path == "/v1/staff-invites"):
