@@ -202,28 +202,34 @@ async def nearby(
             reach = min(reach, radius)
             near, near_where = _area(lat, lon, reach)
             rows = await near.near.rows(conn, **near_where, category=category)
-            found = [(d, r) for r in rows if (d := distance(r[4], r[5])) <= reach]
+            found = [(d, r) for r in rows if (d := distance(r[3], r[4])) <= reach]
             if len(found) >= wanted or reach >= radius:
                 break  # anything not found lies beyond ``reach``: farther than the page
             reach *= 2
-        found.sort(key=lambda t: (t[0], t[1][10]))
+        found.sort(key=lambda t: (t[0], t[1][6]))
+        shown = found[offset : offset + limit]
+        # The merchants' names and terms for the page alone: one statement, by primary key.
+        ids = [r[0] for _d, r in shown][:_PAGE_MAX]
+        params = {f"m{n}": ids[n] if n < len(ids) else 0 for n in range(_PAGE_MAX)}
+        terms = {int(t[0]): t for t in await _PAGE_TERMS.rows(conn, **params)} if shown else {}
         page = [
             NearbyMerchant(
                 id=r[0],
-                name=r[1],
-                category=r[2],
-                address=r[3],
-                lat=r[4] / E6,
-                lon=r[5] / E6,
-                hours=r[6],
-                concession_bp=r[7],
-                voucher_cap_bp=r[8],
-                external_ref=r[9],
+                name=terms[r[0]][1],
+                category=r[1],
+                address=r[2],
+                lat=r[3] / E6,
+                lon=r[4] / E6,
+                hours=r[5],
+                concession_bp=terms[r[0]][2],
+                voucher_cap_bp=terms[r[0]][3],
+                external_ref=terms[r[0]][4],
                 distance_m=round(d),
-                store_id=r[10],
-                store_name=r[11],
+                store_id=r[6],
+                store_name=r[7],
             )
-            for d, r in found[offset : offset + limit]
+            for d, r in shown
+            if r[0] in terms
         ]
         return NearbyOut(merchants=page, total=total, radius_m=radius, categories=categories)
 
@@ -293,33 +299,22 @@ def _search(ranges: int) -> _Search:
 
     def near(dialect: str) -> Executable:
         category = or_(wanted.is_(None), m.c.category == wanted)
-        merchant_live = _merchants.c.active.is_(True)
-        return select(
-            _in_ranges(
-                dialect, ranges, _SHOWN, live, d2 <= outer2, category, merchant_live, named=True
-            )
-        )
+        return select(_in_ranges(dialect, ranges, _SHOWN, live, d2 <= outer2, category))
 
     found = _SEARCHES[ranges] = _Search(Statement(counts), Statement(band), Statement(near))
     return found
 
 
 def _in_ranges(
-    dialect: str,
-    ranges: int,
-    columns: Sequence[Any],
-    *where: ColumnElement[bool],
-    named: bool = False,
+    dialect: str, ranges: int, columns: Sequence[Any], *where: ColumnElement[bool]
 ) -> Subquery:
-    """``columns`` of the stores in key ranges ``lo<n>``..``hi<n>`` that match ``where`` (with
-    ``named``, joined to their merchants, for the page shown: only that reads past the index).
+    """``columns`` of the stores in key ranges ``lo<n>``..``hi<n>`` that match ``where``.
 
     SQLite seeks the index once per row of a table of ranges; PostgreSQL's planner cannot see how
     few rows such a join finds and scans the table, so there it is one index scan per range,
     glued by UNION ALL.
     """
-    s, m = _stores, _merchants
-    stores = s.join(m, m.c.id == s.c.merchant_id) if named else s
+    s = stores = _stores
     bounds = [
         (bindparam(f"lo{n}", type_=BigInteger), bindparam(f"hi{n}", type_=BigInteger))
         for n in range(ranges)
@@ -337,18 +332,28 @@ def _in_ranges(
     return select(*columns).select_from(source).where(*where).subquery("found")
 
 
-# The merchant's name and terms with the store's place; the positions are read in ``nearby``.
+# A found store as the page needs it; the positions are read in ``nearby``.
 _SHOWN = (
-    _merchants.c.id,
-    _merchants.c.name,
+    _stores.c.merchant_id,
     _stores.c.category,
     _stores.c.address,
     _stores.c.lat_e6,
     _stores.c.lon_e6,
     _stores.c.hours,
-    _merchants.c.concession_bp,
-    _merchants.c.voucher_cap_bp,
-    _merchants.c.external_ref,
-    _stores.c.id.label("store_id"),
-    _stores.c.name.label("store_name"),
+    _stores.c.id,
+    _stores.c.name,
+)
+_PAGE_MAX = 50  # the largest page ``nearby`` allows
+# The names and terms of the page's merchants (unused ids are 0, which no merchant has).
+_PAGE_TERMS = Statement(
+    select(
+        _merchants.c.id,
+        _merchants.c.name,
+        _merchants.c.concession_bp,
+        _merchants.c.voucher_cap_bp,
+        _merchants.c.external_ref,
+    ).where(
+        _merchants.c.id.in_([bindparam(f"m{n}", type_=BigInteger) for n in range(_PAGE_MAX)]),
+        _merchants.c.active.is_(True),
+    )
 )

@@ -607,7 +607,7 @@ async def test_anything_else_gets_a_short_helpful_reply(harness: Harness) -> Non
 @pytest.mark.parametrize(
     "data",
     ["bal|abc", "bal|0", "nr|*|99999999|0", "nr|nosuch|1500|0", "nr|*|1500|-5", "nm|abc",
-     "nm|1|2", "lang|fr", "ntc|2", "qr|old", "zzz", "", "bal|" + "9" * 70],
+     "nm|1|2|3", "lang|fr", "ntc|2", "qr|old", "zzz", "", "bal|" + "9" * 70],
 )
 async def test_forged_or_stale_buttons_are_answered_as_expired(
     harness: Harness, data: str
