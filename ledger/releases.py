@@ -184,7 +184,9 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
         rows = (
             await session.execute(
                 select(MerchantBalance.merchant_id, MerchantBalance.shard, MerchantBalance.points)
-                .where(MerchantBalance.merchant_id.in_(ids), MerchantBalance.points > 0)
+                # Every slice, negative ones too: a refund or an undo takes points back on the
+                # shard it writes, so one slice can be below zero while the sum is what is held.
+                .where(MerchantBalance.merchant_id.in_(ids), MerchantBalance.points != 0)
                 .order_by(MerchantBalance.merchant_id, MerchantBalance.points.desc())
             )
         ).all()
@@ -228,13 +230,12 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
             fen_total += grant.vouchers_fen
         granted = len(kept)
         if kept:
-            # Two statements for the whole batch: each granted merchant's positive slices are
-            # emptied and what it keeps goes, with its settlement, to the target shard's slice
+            # Two statements for the whole batch: each granted merchant's slices are emptied and what it keeps goes, with its settlement, to the target shard's slice
             # (a merchant's balance is the sum of its slices; every shard is locked meanwhile).
             await session.execute(
                 update(MerchantBalance)
                 .where(MerchantBalance.merchant_id.in_([k["m"] for k in kept]))
-                .where(MerchantBalance.points > 0)
+                .where(MerchantBalance.points != 0)
                 .values(points=0)
                 .execution_options(synchronize_session=False)
             )

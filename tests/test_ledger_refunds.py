@@ -362,3 +362,22 @@ async def test_concurrent_refunds_of_one_purchase_never_refund_more_than_it(
         bought.member_points, 100_000, 80_000
     )
     await assert_verified(s)
+
+
+async def test_a_release_after_a_full_refund_releases_nothing_of_it(
+    held: World, clock: FixedClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found as a new user would (the demo's :buy, a full refund, the release): the refund took
+    the merchant's points back on another shard than the purchase minted them on, the release
+    read only the positive slice, burned 1 % of points the merchant no longer had and left its
+    account negative. Every slice counts; the shards are chosen here so the slices differ."""
+    s, shop = held.service, held.merchant_id
+    shards = iter([3, 5, 1, 1, 1, 1, 1, 1])  # purchase, refund, then the release's entries
+    monkeypatch.setattr("ledger.journal.pick_shard", lambda n: next(shards))
+    bought = await buy(s, shop, held.member_ids[0], AMOUNT, "buy-full-refund-release")
+    await s.refund_purchase(SYSTEM, bought.purchase_id, refund(AMOUNT, "full-rel", shop))
+    clock.advance(days=8)  # the purchase's hold is long over: nothing pending either
+    before = await merchant_books(s, shop)
+    done = await s.release(SYSTEM, s.ctx.today())
+    assert done.merchants_granted == 0 and await merchant_books(s, shop) == before
+    await assert_verified(s)
