@@ -230,8 +230,9 @@ async def _merchant_batch(ctx: Ctx, day: dt.date) -> bool:
             fen_total += grant.vouchers_fen
         granted = len(kept)
         if kept:
-            # Two statements for the whole batch: each granted merchant's slices are emptied and what it keeps goes, with its settlement, to the target shard's slice
-            # (a merchant's balance is the sum of its slices; every shard is locked meanwhile).
+            # Two statements for the whole batch: each granted merchant's slices are emptied
+            # and what it keeps goes, with its settlement, to the target shard's slice (a
+            # merchant's balance is the sum of its slices; every shard is locked meanwhile).
             await session.execute(
                 update(MerchantBalance)
                 .where(MerchantBalance.merchant_id.in_([k["m"] for k in kept]))

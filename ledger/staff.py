@@ -12,7 +12,7 @@ from ledger.context import Ctx
 from ledger.db import insert_on_conflict
 from ledger.errors import InvalidRequest, InviteExpired, InviteNotFound, InviteUsed
 from ledger.models import InviteOut, RedeemInviteRequest, StaffOut, StaffRole, TodayOut
-from ledger.schema import Merchant, Redemption, Staff, StaffInvite, Store
+from ledger.schema import Merchant, Redemption, RedemptionUndo, Staff, StaffInvite, Store
 
 
 async def create_invite(
@@ -147,7 +147,8 @@ async def lookup(
 async def today(
     ctx: Ctx, merchant_id: int, day: dt.date | None = None, store_id: int | None = None
 ) -> TodayOut:
-    """A merchant's redemptions on a local day, of one store (``store_id``) or all of them.
+    """A merchant's redemptions on a local day, of one store (``store_id``) or all of them;
+    an undone redemption (撤销核销) is not counted: the till's day is what stands.
 
     Raises ``MerchantNotFound``, ``StoreNotFound`` (not a store of this merchant) and
     ``InvalidRequest`` for a day whose bounds are out of range.
@@ -174,6 +175,9 @@ async def today(
                     Redemption.created_at >= start,
                     Redemption.created_at < end,
                     *at_store,
+                    ~select(RedemptionUndo.redemption_id)
+                    .where(RedemptionUndo.redemption_id == Redemption.id)
+                    .exists(),
                 )
             )
         ).one()

@@ -87,6 +87,7 @@ async def test_undo_round_trip_restores_every_balance(
     before = await figures(clients, world, member)
     _code, receipt = await redeem(clients, world, "undo-r-0001", CASHIER)
     assert receipt.vouchers_applied_fen == BILL // 5 and receipt.points_earned > 0
+    assert (await clients.merchant.today(shop)).count == 1
     during = await figures(clients, world, member)
     assert during["vouchers"] == before["vouchers"] - BILL // 5
     assert during["merchant"][1] == before["merchant"][1] + BILL // 5  # owed to the merchant
@@ -99,6 +100,9 @@ async def test_undo_round_trip_restores_every_balance(
     )
     assert undone.undone_by == f"staff:{CASHIER[0]}:{CASHIER[1]}"
     assert await figures(clients, world, member) == before
+    # The till's day no longer counts it (found trying /undo then /today as a new user would).
+    today = await clients.merchant.today(shop)
+    assert (today.count, today.bill_fen, today.vouchers_fen) == (0, 0, 0)
     report = await verify.verify(world.service.ctx)
     assert report.ok, report.problems
 
