@@ -27,7 +27,7 @@ class BackupRefused(Exception):
 
 def _check_target(source: Path, target: Path) -> None:
     live = {source, *(source.with_name(source.name + end) for end in ("-wal", "-shm", "-journal"))}
-    if target.resolve() in live:
+    if target.resolve() in live or any(_same_file(target, path) for path in live):
         raise BackupRefused(
             f"{target} is the live ledger database itself; write the backup somewhere else"
         )
@@ -35,6 +35,14 @@ def _check_target(source: Path, target: Path) -> None:
         raise BackupRefused(
             f"{target} is a directory; name the backup file, e.g. {target / 'ledger.db'}"
         )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """One file under two names (a hard link): writing one overwrites the other."""
+    try:
+        return a.samefile(b)
+    except OSError:  # either does not exist
+        return False
 
 
 def _copy(source: Path, target: Path) -> None:

@@ -354,7 +354,10 @@ async def _dispatch(service: LedgerService, args: argparse.Namespace) -> int:
     elif args.command == "payout":
         req = PayoutRequest(
             period=args.period,
-            idempotency_key=args.key or f"cli-payout-{args.merchant}-{args.period}",
+            # One default key per merchant, period and reference: the same command again is a
+            # retry; another reference for a paid period is answered with that period's payout.
+            idempotency_key=args.key
+            or f"cli-payout-{args.merchant}-{args.period}-{_short_hash(args.reference)}",
             reference=args.reference,
         )
         paid = await service.payout(SYSTEM, args.merchant, req)
@@ -429,6 +432,12 @@ async def _import(service: LedgerService, path: Path) -> int:
     return 0
 
 
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 async def _circle_report(service: LedgerService, path: Path, form: str, output: Path | None) -> int:
     from tqdm import tqdm
 
@@ -436,14 +445,17 @@ async def _circle_report(service: LedgerService, path: Path, form: str, output: 
 
     rules = circle.CircleRules()
     skipped: list[tuple[int, str]] = []
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        total = max(0, sum(1 for _ in f) - 1)
-    with (
-        path.open(encoding="utf-8-sig", newline="") as f,
-        tqdm(total=total, unit="place", desc="circles", file=sys.stderr) as bar,
-    ):
+    try:  # the encodings spreadsheets here write, as import-merchants reads them (issue 11)
+        text, _encoding = csv_text.decode(await asyncio.to_thread(path.read_bytes))
+    except csv_text.CsvEncodingError as exc:
+        print(f"cannot read {path}: {exc}", file=sys.stderr)
+        return 2
+    total = max(0, sum(1 for _ in io.StringIO(text, newline="")) - 1)
+    with tqdm(total=total, unit="place", desc="circles", file=sys.stderr) as bar:
         try:
-            communities = list(circle_report.read_communities(f, skipped))
+            communities = list(
+                circle_report.read_communities(io.StringIO(text, newline=""), skipped)
+            )
         except ValueError as exc:
             print(f"cannot read {path}: {exc}", file=sys.stderr)
             return 2

@@ -47,7 +47,12 @@ async def _member(service: LedgerService) -> int:
 def _targets(live: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
     a_file = tmp_path / "notes.txt"
     a_file.write_text("not a directory")
+    hard_link = tmp_path / "elsewhere.db"
+    if not hard_link.exists():
+        hard_link.hardlink_to(live)
     return {
+        # Found trying it as an operator would: one file under a second name.
+        "a hard link to the live file": (hard_link, "is the live ledger database itself"),
         "the live file": (live, "is the live ledger database itself"),
         "the live file by another path": (
             live.parent / ".." / "live" / "ledger.db",
@@ -62,8 +67,8 @@ def _targets(live: Path, tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
 @pytest.mark.parametrize(
     "which",
-    ["the live file", "the live file by another path", "its WAL", "a directory",
-     "an unwritable path"],
+    ["the live file", "the live file by another path", "a hard link to the live file", "its WAL",
+     "a directory", "an unwritable path"],
 )
 async def test_a_backup_that_cannot_be_written_is_one_line(
     ledger_file: Path, tmp_path: Path, which: str

@@ -121,6 +121,11 @@ async def test_circle_report_for_a_csv_of_communities(
         assert row["supermarket_nearest"] == (hit[0] if hit else "")
     text = await cli(database_url, "circle-report", "--format", "text", str(places))
     assert text.code == 0 and "clinic: GAP" in text.out and "锦城社区" in text.out
+    # Saved by Chinese Excel (GBK), as import-merchants reads it (found by a new user's try).
+    gbk = tmp_path / "communities-gbk.csv"
+    gbk.write_bytes(places.read_text(encoding="utf-8").encode("gbk"))
+    same = await cli(database_url, "circle-report", str(gbk))
+    assert same.code == 0 and same.out == run.out, same.err
     bad = tmp_path / "bad.csv"
     bad.write_text("place,lat\nx,1\n", encoding="utf-8")
     refused = await cli(database_url, "circle-report", str(bad))

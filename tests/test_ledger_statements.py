@@ -359,5 +359,10 @@ async def test_the_cli_states_and_pays(
                       "--period", "2026-10", "--reference", "BANK-1")
     assert first.code == again.code == 0, first.err + again.err
     assert first.out == again.out and "paid by the merchant" in first.out
+    # Run again with another reference, or none: the period's payout, not a key conflict.
+    for reference in ("BANK-2", ""):
+        other = await cli(database_url, "payout", "--merchant", str(world.other_merchant_id),
+                          "--period", "2026-10", "--reference", reference)
+        assert other.code == 0 and other.out == first.out, other.err
     early = await cli(database_url, "payout", "--merchant", str(shop), "--period", "2099-01")
     assert early.code == 2 and "has not ended" in early.err

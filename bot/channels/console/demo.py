@@ -39,7 +39,7 @@ HELP = """console actions:
   :location LAT LON     share a location (:location alone: next to the demo shop)
   :tap N                press button N of the last message that had buttons
   :photo PATH           send a picture (merchant staff: a photo of a customer's QR)
-  :staff                become a cashier of the demo shop (opens a staff invite link)
+  :staff                join the demo shop's staff (its first invite: you become its owner)
   :scan                 scan the last QR code shown, as a cashier's phone camera would
   :buy YUAN             the demo shop records a purchase of yours (points notice follows)
   :release              run today's voucher release (its digest follows at once here;

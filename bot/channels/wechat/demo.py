@@ -52,7 +52,7 @@ HELP = """WeChat demo — what a follower of the account sees:
   :tap N                tap menu link N of the last message that had links (or type its label)
   :location LAT LON     pick a place with the menu's location picker (alone: by the demo shop)
   :photo PATH           send a picture (a cashier: a photo of a customer's code)
-  :staff                scan a staff invite's QR code with WeChat (become the shop's cashier)
+  :staff                scan a staff invite's QR code with WeChat (the shop's first: its owner)
   :scan                 the cashier menu's 扫码核销 scanner, pointed at the last code shown
   :buy YUAN             the demo shop records a purchase of yours (a template notice follows)
   :release              run today's voucher release (template notices follow)
