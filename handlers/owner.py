@@ -365,6 +365,9 @@ def undo_choice(t: Translator, receipt: int) -> ChoiceButton:
 
 
 def _undone_text(t: Translator, done: Undo) -> str:
+    if done.already:  # a second tap, or another owner: the first undo stands, told once
+        return t._("Receipt no. {number} was already undone; nothing was changed now.").format(
+            number=done.redemption_id)
     return "\n".join([
         t._("Receipt no. {number} is undone.").format(number=done.redemption_id),
         t._("Vouchers back with the customer: {amount}").format(

@@ -372,6 +372,7 @@ class UndoOut(Out):
     merchant_points_taken_back: int
     undone_at: Timestamp
     undone_by: str
+    already: bool = False  # True when this redemption had been undone before this call
 
 
 class StatementLine(Out):

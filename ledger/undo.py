@@ -103,7 +103,8 @@ async def undo(
             raise NotFound("no such redemption at this merchant", redemption_id=redemption_id)
         done = await session.get(RedemptionUndo, redemption_id)
         if done is not None:
-            return UndoOut.model_validate(done.response)
+            # The first answer, said to be one: a second undo changes nothing (issue 11).
+            return UndoOut.model_validate({**done.response, "already": True})
         _check_allowed(ctx, redemption, actor, owner, now)
         if redemption.purchase_id is not None and await session.scalar(
             select(PurchaseRefund.id).where(PurchaseRefund.purchase_id == redemption.purchase_id)

@@ -164,6 +164,7 @@ class Undo(Model):
     merchant_points_taken_back: int
     undone_at: dt.datetime
     undone_by: str
+    already: bool = False  # undone before this call: nothing changed now
 
 
 class Merchant(Model):
