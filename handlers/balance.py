@@ -39,6 +39,10 @@ def activity_line(t: Translator, item: Activity) -> str:
             vouchers=formatting.money(t, item.vouchers_fen),
             points=formatting.number(t, -item.points),
         )
+    if item.vouchers_fen == 0:  # a bill paid at the till without vouchers: only points earned
+        return t._("{day} · +{points} points · {shop}").format(
+            day=day, points=formatting.number(t, item.points), shop=shop
+        )
     return t._("{day} · vouchers used {vouchers} at {shop} · +{points} points").format(
         day=day,
         vouchers=formatting.money(t, -item.vouchers_fen),

@@ -334,3 +334,27 @@ def test_help_for_staff_and_admins_in_every_language(
     if locale != "en":
         assert not any(c.isascii() and c.isalpha() for line in admin_lines[:4]
                        for c in line.partition(" — ")[2])
+
+
+@pytest.mark.parametrize(
+    ("locale", "said"),
+    [
+        ("en", "Nov 3, 2026 · +12 points · 锦城超市"),
+        ("zh_Hans", "2026年11月3日 · +12 积分 · 锦城超市"),
+    ],
+)
+def test_a_bill_paid_without_vouchers_is_not_called_voucher_use(locale: str, said: str) -> None:
+    """Found trying /balance as a new user would: a redemption that applied no vouchers read
+    "vouchers used ¥0.00"; it is the points it earned."""
+    import datetime as dt
+
+    from bot.chat.i18n import translator
+    from handlers.balance import activity_line
+    from ledger_client.models import Activity
+
+    item = Activity(
+        event_id=1, type="voucher.redeemed", at=dt.datetime(2026, 11, 3, 4), points=12,
+        vouchers_fen=0, amount_fen=8_850, merchant_id=1, merchant_name="锦城超市",
+    )
+    line = activity_line(translator(locale), item)
+    assert line == said and "0.00" not in line
