@@ -245,6 +245,9 @@ async def record(
     # Tags are a set: the same purchase sent with its tags in another order is a retry; a code
     # typed as digits or scanned as a link is the same code.
     request = req.model_dump(mode="json", exclude={"idempotency_key", "staff", "store_id"})
+    for optional in ("code", "member_id"):  # absent as before issue 11: old retries still match
+        if request.get(optional) is None:
+            request.pop(optional, None)
     request["green_tags"] = sorted(set(request["green_tags"]))
     if req.code is not None:
         request["code"] = member_code.fingerprint(req.code)

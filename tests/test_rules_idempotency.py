@@ -220,6 +220,12 @@ PURCHASE_CASES: list[Any] = [
                  id="green_tags-repeated"),
     pytest.param({"idempotency_key": "purchase-key-2"}, NEW, id="idempotency_key"),
     pytest.param({"staff": "SECOND_CASHIER"}, REPLAY, id="staff-the-other-cashiers-retry"),
+    # The same member named by their code instead of their id is another request: its code is
+    # spent; a key names one request (issue 11).
+    pytest.param({"member_id": None, "code": "MY_CODE"}, CONFLICT, id="code-instead-of-id"),
+    # The store a till names is where it is booked, not what it is: a retry naming the shop's
+    # store is the first purchase (issue 11, stores).
+    pytest.param({"store_id": "SHOP_STORE"}, REPLAY, id="store_id-the-shops-store"),
 ]
 
 REDEEM_CASES: list[Any] = [
@@ -237,6 +243,7 @@ REDEEM_CASES: list[Any] = [
     pytest.param({"pay_fen": 8_799}, INVALID, id="pay_fen-alone-does-not-add-up"),
     pytest.param({"idempotency_key": "redeem-key-2"}, (409, "code_used"), id="idempotency_key"),
     pytest.param({"staff": "SECOND_CASHIER"}, REPLAY, id="staff-the-other-cashiers-retry"),
+    pytest.param({"store_id": "SHOP_STORE"}, REPLAY, id="store_id-the-shops-store"),
 ]
 
 
@@ -258,6 +265,7 @@ async def _names(world: World) -> dict[str, Any]:
     theirs = await s.issue_code(SYSTEM, world.member_ids[1])
     return {
         "OTHER_SHOP": other,
+        "SHOP_STORE": (await s.list_stores(SYSTEM, shop)).stores[0].id,
         "SECOND_MEMBER": world.member_ids[1],
         "FIRST_CASHIER": await _staff(s, shop, "cashier-1"),
         "SECOND_CASHIER": await _staff(s, shop, "cashier-2"),
