@@ -400,7 +400,7 @@ async def test_the_demo_shows_a_releases_digest_at_once(
     :release gathers the person's held grants into their digest at once."""
     import io
 
-    from bot import console
+    from bot.channels.console import demo as console
 
     monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
     monkeypatch.setenv("GREENPOINTS_DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")

@@ -110,7 +110,7 @@ async def test_a_code_books_for_its_member_once(
 async def test_the_demo_buys_with_the_persons_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from bot import console
+    from bot.channels.console import demo as console
 
     monkeypatch.setenv("GREENPOINTS_RULE_PURCHASE_NEEDS_CODE", "true")
     monkeypatch.setenv("GREENPOINTS_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.db'}")
