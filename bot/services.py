@@ -10,6 +10,7 @@ from bot.chat.replies import Notice
 from bot.config import Settings
 from bot.media.pictures import MediaPictures
 from bot.outbox.broadcasts import Broadcasts
+from bot.outbox.notices import NOTICE_METHOD, as_payload
 from bot.storage.chats import ChatStore
 from bot.storage.db import BotDatabase
 from bot.storage.flows import FlowStore
@@ -56,8 +57,8 @@ class Services:
         message = Outgoing(
             chat[0],
             chat[1],
-            "notice",  # bot.outbox.notices.NOTICE_METHOD
-            {"kind": notice.kind, "fields": dict(notice.fields)},
+            NOTICE_METHOD,
+            as_payload(notice),
             kind="notice",
             dedupe_key=dedupe_key[:100],
         )

@@ -27,6 +27,7 @@ from bot.chat.cleaning import clean_text
 from bot.chat.clock import utcnow
 from bot.chat.codes import is_invite, redemption_code
 from bot.chat.events import Choice, Command, Photo, Text
+from bot.chat.failures import staff_revoked_text
 from bot.chat.flows import Pending
 from bot.chat.i18n import Translator
 from bot.chat.replies import ChoiceButton, Toast
@@ -210,7 +211,7 @@ async def refusal_text(turn: Turn) -> str:
     access was revoked (issue 11), anyone else gets the one answer that reveals nothing."""
     link = await turn.services.ledger.staff_lookup(*turn.profile.identity, include_revoked=True)
     if link is not None and link.revoked_at is not None:
-        return owner.revoked_text(turn.t, link.merchant_name)
+        return staff_revoked_text(turn.t, link.merchant_name)
     return not_staff_text(turn.t)
 
 

@@ -44,10 +44,6 @@ def _shop(name: str) -> str:
     return clean_text(name, single_line=True) or "**"
 
 
-def revoked_text(t: Translator, merchant: str) -> str:
-    return staff_revoked_text(t, merchant)
-
-
 def owners_only_text(t: Translator) -> str:
     return t._(
         "This is for the owners of alliance merchants. If you own one, ask the alliance for an "
@@ -64,7 +60,7 @@ async def acting(turn: Turn, *, owner: bool) -> StaffLink | None:
         turn.text(owners_only_text(t))
         return None
     if link.revoked_at is not None:
-        turn.text(revoked_text(t, link.merchant_name))
+        turn.text(staff_revoked_text(t, link.merchant_name))
         turn.refresh_menu(staff=False)
         return None
     if owner and link.role != "owner":

@@ -9,7 +9,7 @@ not exist).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from bot.chat.events import Event, Person
@@ -66,17 +66,7 @@ WECHAT = Capabilities(
 """WECHAT.md rules 6, 7, 10, 11: 2,048-byte texts, menu links, no edits, toasts, captions or
 venues."""
 
-CONSOLE = Capabilities(
-    name="console",
-    edits=True,
-    inline_choices=True,
-    toasts=True,
-    venues=True,
-    text_limit=4096,
-    text_unit="chars",
-    caption_limit=1024,
-    documents=True,
-)
+CONSOLE = replace(TELEGRAM, name="console")
 """The terminal demo shows what Telegram would; an edit is printed again, marked "(edited)"."""
 
 
